@@ -1,0 +1,1 @@
+"""From template and supporter to a finished message: Jinja, links, tokens, MIME."""

@@ -1,0 +1,301 @@
+"""Settings, defined once as data.
+
+Every setting is a field of one of the section dataclasses below; its metadata
+carries the one-line description that ``config.example.toml`` repeats (a test
+checks that the two agree). Values come from, in rising priority:
+
+1. the defaults written here,
+2. a TOML file (``--config PATH``, else ``$MAILER_CONFIG``, else ``./mailer.toml``
+   when it exists),
+3. environment variables named ``MAILER_<SECTION>_<KEY>`` — the way to pass
+   secrets such as ``MAILER_SMTP_PASSWORD`` or ``MAILER_SECURITY_SECRET_KEY``.
+
+Relative paths in a config file are taken relative to that file's folder.
+Every problem raises :class:`mailer.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mailer.errors import ConfigError
+
+TlsMode = Literal["none", "starttls", "tls"]
+
+WHITE_HOUSE_CONTACT = "https://www.whitehouse.gov/contact/"
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(
+        default="sqlite:///mailer.db",
+        metadata=_doc("SQLAlchemy URL: sqlite:///PATH (embedded) or postgresql+psycopg://..."),
+    )
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = field(default="localhost", metadata=_doc("SMTP relay host name or address"))
+    port: int = field(default=25, metadata=_doc("SMTP relay port (25, 587 for starttls, 465 for tls)"))
+    tls: TlsMode = field(
+        default="none",
+        metadata=_doc('"none" (plain), "starttls" (upgrade after EHLO) or "tls" (implicit TLS)'),
+    )
+    username: str = field(default="", metadata=_doc("AUTH user name; empty means no AUTH"))
+    password: str = field(
+        default="", metadata=_doc("AUTH password; better set MAILER_SMTP_PASSWORD")
+    )
+    timeout: float = field(
+        default=30.0, metadata=_doc("seconds to wait for connect and for each SMTP reply")
+    )
+    helo_name: str = field(
+        default="", metadata=_doc("name sent in EHLO/HELO; empty means this host's FQDN")
+    )
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    name: str = field(default="", metadata=_doc("display name in From:"))
+    address: str = field(default="", metadata=_doc("From: address (required to send)"))
+    reply_to: str = field(default="", metadata=_doc("Reply-To: address; empty for none"))
+    return_path: str = field(
+        default="", metadata=_doc("envelope sender (bounces go here); empty means the From address")
+    )
+
+
+@dataclass(frozen=True)
+class OrganizationSettings:
+    name: str = field(default="", metadata=_doc("organization name shown in the footer"))
+    postal_address: str = field(
+        default="", metadata=_doc("postal address in every footer, as CAN-SPAM requires (required to send)")
+    )
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    base_url: str = field(
+        default="",
+        metadata=_doc("public base URL of the HTTP app; tracking and unsubscribe links start with it"),
+    )
+    host: str = field(default="127.0.0.1", metadata=_doc("address `mailer web` listens on"))
+    port: int = field(default=8000, metadata=_doc("port `mailer web` listens on"))
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    secret_key: str = field(
+        default="",
+        metadata=_doc(
+            "key that signs tracking and unsubscribe tokens, 32+ characters; "
+            "better set MAILER_SECURITY_SECRET_KEY"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class BlastSettings:
+    default_cta_url: str = field(
+        default=WHITE_HOUSE_CONTACT,
+        metadata=_doc("call-to-action URL of a blast created without --cta-url"),
+    )
+    list_unsubscribe_mailto: str = field(
+        default="",
+        metadata=_doc("address for mailto: List-Unsubscribe; empty means unsubscribe@<sender domain>"),
+    )
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    check_deliverability: bool = field(
+        default=False,
+        metadata=_doc("also check each domain's DNS (MX) records while importing; off = syntax only"),
+    )
+
+
+@dataclass(frozen=True)
+class TemplatesSettings:
+    dir: str = field(default="templates", metadata=_doc("folder holding the email templates"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    sender: SenderSettings = field(default_factory=SenderSettings)
+    organization: OrganizationSettings = field(default_factory=OrganizationSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    blast: BlastSettings = field(default_factory=BlastSettings)
+    import_: ImportSettings = field(default_factory=ImportSettings, metadata={"name": "import"})
+    templates: TemplatesSettings = field(default_factory=TemplatesSettings)
+    source: str = field(default="", metadata={"internal": "1"})
+
+    def require(self, *keys: str) -> None:
+        """Raise ConfigError for the first of ``keys`` (``"section.key"``) left empty."""
+        for key in keys:
+            value = self.get(key)
+            if value in ("", None):
+                raise ConfigError(key, "is required for this command but not set", source=self.source or None)
+        if "security.secret_key" in keys and len(self.security.secret_key) < 32:
+            raise ConfigError(
+                "security.secret_key", "must be at least 32 characters long", source=self.source or None
+            )
+
+    def get(self, key: str) -> Any:
+        section, _, name = key.partition(".")
+        return getattr(getattr(self, _attr(section)), name)
+
+    def templates_path(self) -> Path:
+        return Path(self.templates.dir)
+
+
+def _attr(section: str) -> str:
+    return "import_" if section == "import" else section
+
+
+def sections() -> dict[str, type[Any]]:
+    """Section name -> dataclass, in the order they are documented."""
+    hints = typing.get_type_hints(Settings)
+    out: dict[str, type[Any]] = {}
+    for f in dataclasses.fields(Settings):
+        if f.metadata.get("internal"):
+            continue
+        out[f.metadata.get("name", f.name)] = hints[f.name]
+    return out
+
+
+def all_keys() -> list[tuple[str, Any, str]]:
+    """Every setting as (``section.key``, default, description)."""
+    rows = []
+    for section, cls in sections().items():
+        for f in dataclasses.fields(cls):
+            rows.append((f"{section}.{f.name}", f.default, f.metadata["doc"]))
+    return rows
+
+
+def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is Literal:
+        choices = typing.get_args(typ)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(key, f"must be one of {allowed}, got {value!r}")
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(key, f"must be an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"must be a string, got {value!r}")
+    raise AssertionError(f"unsupported setting type {typ!r} for {key}")  # pragma: no cover
+
+
+def _resolve_paths(values: dict[str, dict[str, Any]], base: Path) -> None:
+    db = values.get("database", {}).get("url")
+    if isinstance(db, str) and db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+        path = Path(db[len("sqlite:///"):])
+        if not path.is_absolute():
+            values["database"]["url"] = "sqlite:///" + str(base / path)
+    tdir = values.get("templates", {}).get("dir")
+    if isinstance(tdir, str) and not Path(tdir).is_absolute():
+        values["templates"]["dir"] = str(base / tdir)
+
+
+def build(
+    data: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str = "",
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate ``data`` (parsed TOML) plus environment overrides into Settings."""
+    env = os.environ if env is None else env
+    known = sections()
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in data.items():
+        if section not in known:
+            raise ConfigError(section, f"unknown section (known: {', '.join(known)})", source=source or None)
+        if not isinstance(content, Mapping):
+            raise ConfigError(section, "must be a table ([section])", source=source or None)
+        cls = known[section]
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        values[section] = {}
+        for key, value in content.items():
+            dotted = f"{section}.{key}"
+            if key not in names:
+                raise ConfigError(dotted, f"unknown setting (known in [{section}]: {', '.join(sorted(names))})", source=source or None)
+            try:
+                values[section][key] = _coerce(dotted, value, hints[key], from_env=False)
+            except ConfigError as exc:
+                raise ConfigError(dotted, exc.problem, source=source or None) from None
+    if base_dir is not None:
+        _resolve_paths(values, base_dir)
+    for section, cls in known.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            var = f"MAILER_{section.upper()}_{f.name.upper()}"
+            if var in env:
+                values.setdefault(section, {})[f.name] = _coerce(
+                    f"{section}.{f.name} (from ${var})", env[var], hints[f.name], from_env=True
+                )
+    kwargs: dict[str, Any] = {_attr(s): known[s](**v) for s, v in values.items()}
+    return Settings(**kwargs, source=source)
+
+
+def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path``, ``$MAILER_CONFIG`` or ``./mailer.toml``; else defaults."""
+    env = os.environ if env is None else env
+    chosen: Path | None = None
+    if path is not None:
+        chosen = Path(path)
+    elif env.get("MAILER_CONFIG"):
+        chosen = Path(env["MAILER_CONFIG"])
+    elif Path("mailer.toml").is_file():
+        chosen = Path("mailer.toml")
+    if chosen is None:
+        return build({}, env=env)
+    try:
+        raw = chosen.read_bytes()
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {chosen}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("--config", f"{chosen} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{chosen} is not valid TOML: {exc}") from None
+    return build(data, env=env, source=str(chosen), base_dir=chosen.resolve().parent)

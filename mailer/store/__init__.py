@@ -1,0 +1,34 @@
+"""The data model and the database it lives in (SQLite by default, PostgreSQL to scale out)."""
+
+from mailer.store.engine import Database, open_database
+from mailer.store.models import (
+    Blast,
+    BlastList,
+    BlastStatus,
+    Click,
+    Delivery,
+    DeliveryState,
+    Event,
+    Link,
+    MailingList,
+    Membership,
+    Supporter,
+    SupporterStatus,
+)
+
+__all__ = [
+    "Blast",
+    "BlastList",
+    "BlastStatus",
+    "Click",
+    "Database",
+    "Delivery",
+    "DeliveryState",
+    "Event",
+    "Link",
+    "MailingList",
+    "Membership",
+    "Supporter",
+    "SupporterStatus",
+    "open_database",
+]

@@ -1,0 +1,180 @@
+"""Tables of the mailer, as SQLModel classes.
+
+Times are stored as UTC (naive in the database, aware in Python: see
+:class:`UTCDateTime`). The uniqueness constraints carry invariants:
+``delivery (blast_id, supporter_id)`` makes a second send of one blast to one
+supporter impossible by construction; ``supporter.email`` holds the normalized
+address, so one person is one row however their address was spelled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC; returns them aware (tzinfo=UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; mailer stores aware UTC times only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def _time(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class SupporterStatus(StrEnum):
+    ACTIVE = "active"  # receives alerts
+    UNSUBSCRIBED = "unsubscribed"  # asked to stop; never sent to again unless an organizer resubscribes
+    BOUNCED = "bounced"  # the address does not exist (permanent failure)
+    COMPLAINED = "complained"  # reported an alert as spam
+
+
+class BlastStatus(StrEnum):
+    DRAFT = "draft"  # created, not started; template and audience may still change
+    SCHEDULED = "scheduled"  # waiting for its start time
+    SENDING = "sending"  # deliveries exist and are being worked on
+    PAUSED = "paused"  # stopped on purpose or because the relay was down; resumable
+    DONE = "done"  # every delivery reached a final state
+    CANCELLED = "cancelled"  # stopped for good; queued deliveries were skipped
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"  # waiting to be sent
+    SENDING = "sending"  # claimed by a worker, message being built or sent
+    SENT = "sent"  # the relay accepted the message (2xx after DATA)
+    DEFERRED = "deferred"  # temporary failure (4xx, dropped connection); will be retried
+    FAILED = "failed"  # permanent failure (5xx) or retries exhausted
+    BOUNCED = "bounced"  # accepted, then bounced back later
+    SKIPPED = "skipped"  # not sent on purpose: supporter inactive at build time, blast cancelled
+    UNKNOWN = "unknown"  # was in flight when the sender died; may or may not have arrived
+
+
+FINAL_DELIVERY_STATES = frozenset(
+    {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.BOUNCED, DeliveryState.SKIPPED}
+)
+
+
+class Supporter(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)  # normalized by email-validator
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    zip: str = Field(default="", max_length=20)
+    region: str = Field(default="", max_length=100)
+    language: str = Field(default="en", max_length=16)
+    custom: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: SupporterStatus = Field(default=SupporterStatus.ACTIVE, index=True)
+    status_changed_at: datetime | None = _time()
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+
+
+class MailingList(SQLModel, table=True):
+    __tablename__ = "mailing_list"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    created_at: datetime | None = _time()
+
+
+class Membership(SQLModel, table=True):
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+    supporter_id: int = Field(foreign_key="supporter.id", primary_key=True, index=True)
+    added_at: datetime | None = _time()
+
+
+class Blast(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    template: str = Field(max_length=200)
+    cta_url: str
+    sender_name: str = ""
+    sender_address: str = ""
+    status: BlastStatus = Field(default=BlastStatus.DRAFT, index=True)
+    segment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    scheduled_at: datetime | None = _time()
+    created_at: datetime | None = _time()
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    last_error: str = ""
+
+
+class BlastList(SQLModel, table=True):
+    """The lists a blast goes to (its audience, before any segment filter)."""
+
+    __tablename__ = "blast_list"
+    blast_id: int = Field(foreign_key="blast.id", primary_key=True)
+    list_id: int = Field(foreign_key="mailing_list.id", primary_key=True)
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("blast_id", "supporter_id", name="uq_delivery_blast_supporter"),
+        Index("ix_delivery_blast_state_id", "blast_id", "state", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    blast_id: int = Field(foreign_key="blast.id")
+    supporter_id: int = Field(foreign_key="supporter.id", index=True)
+    state: DeliveryState = Field(default=DeliveryState.QUEUED)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _time()
+    reply_code: int | None = None
+    reply_text: str = ""
+    message_id: str = ""
+    worker: str = ""
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+    sent_at: datetime | None = _time()
+
+
+class Link(SQLModel, table=True):
+    """A link as written in a blast's template; tokens point here, never to a URL."""
+
+    __table_args__ = (UniqueConstraint("blast_id", "url", name="uq_link_blast_url"),)
+    id: int | None = Field(default=None, primary_key=True)
+    blast_id: int = Field(foreign_key="blast.id", index=True)
+    url: str
+    is_cta: bool = False
+
+
+class Click(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    blast_id: int = Field(foreign_key="blast.id", index=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    link_id: int = Field(foreign_key="link.id")
+    clicked_at: datetime | None = _time()
+
+
+class Event(SQLModel, table=True):
+    """The audit log: who did what to which blast, supporter or setting, and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime | None = _time(index=True)
+    actor: str = Field(default="", max_length=200)  # "cli:<user>", "web:supporter", "system"
+    action: str = Field(max_length=100, index=True)  # e.g. "blast.created", "supporter.unsubscribed"
+    blast_id: int | None = Field(default=None, foreign_key="blast.id", index=True)
+    supporter_id: int | None = Field(default=None, foreign_key="supporter.id", index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
