@@ -299,3 +299,39 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", f"{chosen} is not valid TOML: {exc}") from None
     return build(data, env=env, source=str(chosen), base_dir=chosen.resolve().parent)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+EXAMPLE_HEADER = """\
+# mailer settings. Copy to mailer.toml (read from the current folder), or pass
+# --config PATH, or set MAILER_CONFIG=PATH.
+#
+# Every key is shown with its default. Any key can also be set by an environment
+# variable MAILER_<SECTION>_<KEY>, e.g. MAILER_SMTP_PASSWORD or
+# MAILER_SECURITY_SECRET_KEY: the way to keep secrets out of this file.
+# Relative paths are relative to this file's folder.
+#
+# This file is generated from mailer/config.py: python -m mailer.config > config.example.toml
+"""
+
+
+def example_toml() -> str:
+    """The documented example configuration, generated from the settings above."""
+    out = [EXAMPLE_HEADER]
+    for section, cls in sections().items():
+        out.append(f"\n[{section}]")
+        for f in dataclasses.fields(cls):
+            out.append(f"# {f.metadata['doc']}")
+            out.append(f"{f.name} = {_toml_value(f.default)}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(example_toml(), end="")

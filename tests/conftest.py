@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from mailer import config
 from mailer.store import Database, open_database
 from tests.smtpserver import SmtpTestServer
 
@@ -54,3 +55,29 @@ def smtp_server() -> Iterator[SmtpTestServer]:
     server.start()
     yield server
     server.stop()
+
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def make_settings(
+    *, smtp_port: int = 25, base_url: str = "http://127.0.0.1:8000", templates: Path | None = None, **sections: dict[str, object]
+) -> config.Settings:
+    data: dict[str, dict[str, object]] = {
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "timeout": 10.0},
+        "sender": {"name": "Rapid Response", "address": "alerts@example.org"},
+        "organization": {"name": "Rights Network", "postal_address": "1 Example Way\nOakland, CA 94600"},
+        "web": {"base_url": base_url},
+        "security": {"secret_key": TEST_SECRET},
+        "templates": {"dir": str(templates or REPO / "templates")},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config.build(data, env={})
+
+
+@pytest.fixture
+def settings(smtp_server: SmtpTestServer) -> config.Settings:
+    """Settings that send to the test SMTP server."""
+    return make_settings(smtp_port=smtp_server.port)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Enum, Index, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -39,6 +39,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def _state(enum: type[StrEnum], default: StrEnum, *, index: bool = False) -> Any:
+    """A StrEnum column stored as its lowercase value in a VARCHAR (readable in plain SQL)."""
+    column = Column(
+        Enum(enum, values_callable=lambda e: [m.value for m in e], native_enum=False, length=16),
+        nullable=False,
+        index=index,
+    )
+    return Field(default=default, sa_column=column)
 
 
 def _time(*, nullable: bool = True, index: bool = False) -> Any:
@@ -86,7 +96,7 @@ class Supporter(SQLModel, table=True):
     region: str = Field(default="", max_length=100)
     language: str = Field(default="en", max_length=16)
     custom: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: SupporterStatus = Field(default=SupporterStatus.ACTIVE, index=True)
+    status: SupporterStatus = _state(SupporterStatus, SupporterStatus.ACTIVE, index=True)
     status_changed_at: datetime | None = _time()
     created_at: datetime | None = _time()
     updated_at: datetime | None = _time()
@@ -112,7 +122,7 @@ class Blast(SQLModel, table=True):
     cta_url: str
     sender_name: str = ""
     sender_address: str = ""
-    status: BlastStatus = Field(default=BlastStatus.DRAFT, index=True)
+    status: BlastStatus = _state(BlastStatus, BlastStatus.DRAFT, index=True)
     segment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     scheduled_at: datetime | None = _time()
     created_at: datetime | None = _time()
@@ -137,7 +147,7 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     blast_id: int = Field(foreign_key="blast.id")
     supporter_id: int = Field(foreign_key="supporter.id", index=True)
-    state: DeliveryState = Field(default=DeliveryState.QUEUED)
+    state: DeliveryState = _state(DeliveryState, DeliveryState.QUEUED)
     attempts: int = 0
     next_attempt_at: datetime | None = _time()
     reply_code: int | None = None

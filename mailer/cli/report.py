@@ -1,0 +1,60 @@
+"""`mailer report BLAST`: the figures of one blast."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mailer.cli import AppContext, pass_app
+from mailer.report import blast_report
+
+ROWS = [
+    ("recipients", "Recipients"),
+    ("sent", "Sent"),
+    ("failed", "Failed"),
+    ("deferred", "Deferred (will retry)"),
+    ("skipped", "Skipped"),
+    ("unknown", "Unknown (in doubt)"),
+    ("queued", "Queued"),
+    ("clicks_unique", "Unique clicks"),
+    ("clicks_total", "Total clicks"),
+    ("click_rate", "Click-through rate"),
+    ("unsubscribed", "Unsubscribed"),
+]
+
+
+def render_table(report: dict[str, Any]) -> Table:
+    table = Table(show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, label in ROWS:
+        value = report[key]
+        table.add_row(label, f"{value:.1%}" if key == "click_rate" else str(value))
+    return table
+
+
+def heading(report: dict[str, Any]) -> str:
+    return f"Blast {report['id']}: {report['blast']} ({report['status']})"
+
+
+@click.command("report")
+@click.argument("blast")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@pass_app
+def report_command(app: AppContext, blast: str, as_json: bool) -> None:
+    """Show BLAST's figures: recipients, sent, failed, clicks, click-through rate, unsubscribes."""
+    report = blast_report(app.db(), blast)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(heading(report))
+    Console().print(render_table(report))
+    if report["last_error"]:
+        click.echo(f"last error: {report['last_error']}")
+
+
+COMMANDS = [report_command]

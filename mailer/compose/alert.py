@@ -1,0 +1,134 @@
+"""One blast's alert, composed for one supporter: render, track links, build MIME."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from mailer.compose import links
+from mailer.compose.message import Identity, build_message, new_message_id, to_bytes
+from mailer.compose.templates import AlertTemplate, RenderedAlert
+from mailer.compose.tokens import TokenSigner
+
+
+class LinkIds(Protocol):
+    """Gives the id under which a blast's link is recorded (recording it when new)."""
+
+    def link_id(self, url: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the template may know of a supporter."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    zip: str = ""
+    region: str = ""
+    language: str = "en"
+    custom: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "zip": self.zip,
+            "region": self.region,
+            "language": self.language,
+            "custom": dict(self.custom),
+        }
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    delivery_id: int
+    envelope_sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A finished message plus the rendered alert it was built from (for previews)."""
+
+    message: OutgoingMessage
+    alert: RenderedAlert
+
+
+class AlertComposer:
+    """Everything that is the same for every message of one blast, prepared once."""
+
+    def __init__(
+        self,
+        *,
+        template: AlertTemplate,
+        blast_id: int,
+        blast_name: str,
+        cta_url: str,
+        identity: Identity,
+        organization_name: str,
+        postal_address: str,
+        base_url: str,
+        signer: TokenSigner,
+        link_ids: LinkIds,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.template = template
+        self.blast_id = blast_id
+        self.identity = identity
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.link_ids = link_ids
+        self.clock = clock
+        self._shared: dict[str, Any] = {
+            "organization": {"name": organization_name, "postal_address": postal_address},
+            "sender": {"name": identity.from_name, "address": identity.from_address},
+            "blast": {"name": blast_name},
+            "cta_url": cta_url,
+        }
+
+    def compose(self, delivery_id: int, recipient: Recipient) -> Composed:
+        unsubscribe_token = self.signer.unsubscribe(delivery_id)
+        unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
+        context = dict(self._shared, supporter=recipient.as_context(), unsubscribe_url=unsubscribe_url)
+        alert = self.template.render(context, recipient.language)
+
+        def track(url: str) -> str:
+            return f"{self.base_url}/c/{self.signer.click(delivery_id, self.link_ids.link_id(url))}"
+
+        own = self.base_url + "/"
+        tracked = RenderedAlert(
+            language=alert.language,
+            subject=alert.subject,
+            preheader=alert.preheader,
+            html=links.rewrite_html(alert.html, own, track),
+            text=links.rewrite_text(alert.text, own, track),
+        )
+        message_id = new_message_id(self.blast_id, delivery_id, self.identity.domain)
+        msg = build_message(
+            tracked,
+            identity=self.identity,
+            to_name=recipient.display_name,
+            to_address=recipient.email,
+            message_id=message_id,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_token=unsubscribe_token,
+            date=self.clock(),
+        )
+        out = OutgoingMessage(
+            delivery_id=delivery_id,
+            envelope_sender=self.identity.envelope_sender(),
+            recipient=recipient.email,
+            message_id=message_id,
+            data=to_bytes(msg),
+        )
+        return Composed(out, tracked)

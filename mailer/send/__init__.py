@@ -1,0 +1,1 @@
+"""The sending engine: claim deliveries, compose, hand to SMTP, record outcomes."""

@@ -1,0 +1,137 @@
+"""The public HTTP app (Starlette): what supporters reach from an alert.
+
+- ``GET /c/<token>``: record the click, then ``302`` to the link recorded for
+  that token's blast. The click is committed before the redirect is answered.
+  A malformed, altered or foreign token gets ``404`` and records nothing; the
+  target is never taken from the request (no open redirect).
+- ``GET /u/<token>``: a small page with a confirm button.
+- ``POST /u/<token>``: unsubscribe. Also the RFC 8058 one-click request (body
+  ``List-Unsubscribe=One-Click``), answered ``200`` with no redirect as the RFC
+  asks.
+- ``GET /healthz``: ``ok`` when the database answers.
+
+Handlers are plain functions, which Starlette runs in its thread pool, so a
+database write never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mailer.compose.tokens import TokenSigner
+from mailer.errors import TokenError
+from mailer.store import Click, Database, Delivery, Link, Supporter, SupporterStatus
+from mailer.store.models import utcnow
+from mailer.supporters.suppression import unsubscribe_delivery
+
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+_NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def create_app(
+    db: Database,
+    secret_key: str,
+    *,
+    organization_name: str = "",
+    clock: Callable[[], datetime] = utcnow,
+) -> Starlette:
+    signer = TokenSigner(secret_key)
+    pages = Environment(
+        loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
+    )
+
+    def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
+        html = pages.get_template(name).render(organization_name=organization_name, **context)
+        return HTMLResponse(html, status_code=status, headers=_NO_CACHE)
+
+    def not_found() -> HTMLResponse:
+        return page("not_found.html", status=404)
+
+    def click(request: Request) -> Response:
+        try:
+            token = signer.read_click(request.path_params["token"])
+        except TokenError:
+            return not_found()
+        with db.session() as session:
+            delivery = session.get(Delivery, token.delivery_id)
+            link = session.get(Link, token.link_id)
+            if delivery is None or link is None or link.blast_id != delivery.blast_id:
+                return not_found()
+            session.add(Click(blast_id=delivery.blast_id, delivery_id=token.delivery_id,
+                              link_id=token.link_id, clicked_at=clock()))
+            target = link.url
+        return RedirectResponse(target, status_code=302, headers=_NO_CACHE)
+
+    def _delivery_for(raw: str) -> tuple[Delivery, Supporter] | None:
+        try:
+            token = signer.read_unsubscribe(raw)
+        except TokenError:
+            return None
+        with db.session() as session:
+            delivery = session.get(Delivery, token.delivery_id)
+            if delivery is None:
+                return None
+            supporter = session.get(Supporter, delivery.supporter_id)
+            assert supporter is not None
+            return delivery, supporter
+
+    def unsubscribe_page(request: Request) -> Response:
+        found = _delivery_for(request.path_params["token"])
+        if found is None:
+            return not_found()
+        _, supporter = found
+        return page(
+            "unsubscribe.html",
+            email=supporter.email,
+            done=supporter.status == SupporterStatus.UNSUBSCRIBED,
+            action=request.url.path,
+        )
+
+    async def unsubscribe_post(request: Request) -> Response:
+        form = await request.form()
+        via = "page" if form.get("confirm") else "one-click"
+        raw = request.path_params["token"]
+        return await _in_thread(lambda: _unsubscribe(raw, via))
+
+    def _unsubscribe(raw: str, via: str) -> Response:
+        try:
+            token = signer.read_unsubscribe(raw)
+        except TokenError:
+            return not_found()
+        with db.session() as session:
+            delivery = session.get(Delivery, token.delivery_id)
+            if delivery is None:
+                return not_found()
+            unsubscribe_delivery(session, delivery, via=via, now=clock())
+            supporter = session.get(Supporter, delivery.supporter_id)
+            assert supporter is not None
+            email = supporter.email
+        return page("unsubscribed.html", email=email)
+
+    def health(request: Request) -> Response:
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/c/{token}", click, methods=["GET"]),
+            Route("/u/{token}", unsubscribe_page, methods=["GET"]),
+            Route("/u/{token}", unsubscribe_post, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )
+
+
+async def _in_thread(fn: Callable[[], Response]) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn)

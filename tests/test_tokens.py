@@ -1,0 +1,83 @@
+"""Tracking and unsubscribe tokens cannot be forged, altered or reused for another purpose."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailer.compose.tokens import TokenSigner
+from mailer.errors import TokenError
+
+SECRET = "s3cret-" + "x" * 40
+signer = TokenSigner(SECRET)
+ids = st.integers(min_value=0, max_value=2**63 - 1)
+link_ids = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@given(ids, link_ids)
+def test_click_token_round_trip(delivery_id: int, link_id: int) -> None:
+    token = signer.click(delivery_id, link_id)
+    assert token.isascii() and "=" not in token and "/" not in token and "+" not in token
+    got = signer.read_click(token)
+    assert (got.delivery_id, got.link_id) == (delivery_id, link_id)
+
+
+@given(ids)
+def test_unsubscribe_token_round_trip(delivery_id: int) -> None:
+    assert signer.read_unsubscribe(signer.unsubscribe(delivery_id)).delivery_id == delivery_id
+
+
+@given(ids, link_ids, st.data())
+def test_any_changed_character_is_rejected(delivery_id: int, link_id: int, data: st.DataObject) -> None:
+    token = signer.click(delivery_id, link_id)
+    pos = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    replacement = data.draw(st.sampled_from(alphabet).filter(lambda c: c != token[pos]))
+    altered = token[:pos] + replacement + token[pos + 1 :]
+    with pytest.raises(TokenError):
+        signer.read_click(altered)
+
+
+@given(ids, link_ids, st.integers(min_value=0, max_value=29 * 8 - 1))
+def test_any_flipped_bit_is_rejected(delivery_id: int, link_id: int, bit: int) -> None:
+    raw = bytearray(base64.urlsafe_b64decode(signer.click(delivery_id, link_id) + "=="))
+    raw[bit // 8 % len(raw)] ^= 1 << (bit % 8)
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        signer.read_click(forged)
+
+
+@given(ids, link_ids)
+def test_another_key_does_not_verify(delivery_id: int, link_id: int) -> None:
+    other = TokenSigner("another-secret-" + "y" * 40)
+    with pytest.raises(TokenError):
+        other.read_click(signer.click(delivery_id, link_id))
+
+
+@given(ids)
+def test_tokens_of_one_purpose_do_not_work_for_another(delivery_id: int) -> None:
+    with pytest.raises(TokenError):
+        signer.read_click(signer.unsubscribe(delivery_id))
+    with pytest.raises(TokenError):
+        signer.read_unsubscribe(signer.click(delivery_id, 1))
+
+
+@given(st.text(max_size=80))
+def test_arbitrary_text_never_verifies_and_never_crashes(text: str) -> None:
+    with pytest.raises(TokenError):
+        signer.read_click(text)
+
+
+def test_token_does_not_contain_the_address() -> None:
+    token = signer.click(12345, 7)
+    assert "@" not in token
+    assert len(token) == 40
+    assert len(signer.unsubscribe(12345)) == 35
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty secret"):
+        TokenSigner("")
