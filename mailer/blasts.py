@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailer.compose.alert import AlertComposer
 from mailer.compose.message import Identity, domain_of, list_id_header
@@ -44,7 +44,7 @@ def blast_lists(session: Session, blast_id: int) -> list[MailingList]:
     return list(
         session.exec(
             select(MailingList)
-            .join(BlastList, BlastList.list_id == MailingList.id)
+            .join(BlastList, col(BlastList.list_id) == MailingList.id)
             .where(BlastList.blast_id == blast_id)
             .order_by(MailingList.name)
         )
@@ -82,7 +82,10 @@ def create_blast(
         for list_name in list_names:
             found = session.exec(select(MailingList).where(MailingList.name == list_name)).first()
             if found is None:
-                raise NotFound(f"no list {list_name!r}; import supporters into it first (`mailer import FILE --list {list_name}`)")
+                raise NotFound(
+                    f"no list {list_name!r}; import supporters into it first "
+                    f"(`mailer import FILE --list {list_name}`)"
+                )
             lists.append(found)
         if not lists:
             raise InvalidState("a blast needs at least one list")
@@ -120,7 +123,9 @@ def identity_for(settings: Settings, blast: Blast, list_names: list[str]) -> Ide
         from_address=address,
         reply_to=settings.sender.reply_to,
         return_path=settings.sender.return_path,
-        list_id=list_id_header("-".join(list_names) or "alerts", settings.organization.name, domain),
+        list_id=list_id_header(
+            "-".join(list_names) or "alerts", settings.organization.name, domain
+        ),
         unsubscribe_mailto=settings.blast.list_unsubscribe_mailto or f"unsubscribe@{domain}",
     )
 

@@ -47,7 +47,9 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = field(default="localhost", metadata=_doc("SMTP relay host name or address"))
-    port: int = field(default=25, metadata=_doc("SMTP relay port (25, 587 for starttls, 465 for tls)"))
+    port: int = field(
+        default=25, metadata=_doc("SMTP relay port (25, 587 for starttls, 465 for tls)")
+    )
     tls: TlsMode = field(
         default="none",
         metadata=_doc('"none" (plain), "starttls" (upgrade after EHLO) or "tls" (implicit TLS)'),
@@ -78,7 +80,8 @@ class SenderSettings:
 class OrganizationSettings:
     name: str = field(default="", metadata=_doc("organization name shown in the footer"))
     postal_address: str = field(
-        default="", metadata=_doc("postal address in every footer, as CAN-SPAM requires (required to send)")
+        default="",
+        metadata=_doc("postal address in every footer, as CAN-SPAM requires (required to send)"),
     )
 
 
@@ -86,7 +89,9 @@ class OrganizationSettings:
 class WebSettings:
     base_url: str = field(
         default="",
-        metadata=_doc("public base URL of the HTTP app; tracking and unsubscribe links start with it"),
+        metadata=_doc(
+            "public base URL of the HTTP app; tracking and unsubscribe links start with it"
+        ),
     )
     host: str = field(default="127.0.0.1", metadata=_doc("address `mailer web` listens on"))
     port: int = field(default=8000, metadata=_doc("port `mailer web` listens on"))
@@ -111,7 +116,9 @@ class BlastSettings:
     )
     list_unsubscribe_mailto: str = field(
         default="",
-        metadata=_doc("address for mailto: List-Unsubscribe; empty means unsubscribe@<sender domain>"),
+        metadata=_doc(
+            "address for mailto: List-Unsubscribe; empty means unsubscribe@<sender domain>"
+        ),
     )
 
 
@@ -119,7 +126,9 @@ class BlastSettings:
 class ImportSettings:
     check_deliverability: bool = field(
         default=False,
-        metadata=_doc("also check each domain's DNS (MX) records while importing; off = syntax only"),
+        metadata=_doc(
+            "also check each domain's DNS (MX) records while importing; off = syntax only"
+        ),
     )
 
 
@@ -146,10 +155,14 @@ class Settings:
         for key in keys:
             value = self.get(key)
             if value in ("", None):
-                raise ConfigError(key, "is required for this command but not set", source=self.source or None)
+                raise ConfigError(
+                    key, "is required for this command but not set", source=self.source or None
+                )
         if "security.secret_key" in keys and len(self.security.secret_key) < 32:
             raise ConfigError(
-                "security.secret_key", "must be at least 32 characters long", source=self.source or None
+                "security.secret_key",
+                "must be at least 32 characters long",
+                source=self.source or None,
             )
 
     def get(self, key: str) -> Any:
@@ -195,7 +208,11 @@ def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if (
+            from_env
+            and isinstance(value, str)
+            and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off")
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(key, f"must be true or false, got {value!r}")
     if typ is int:
@@ -226,7 +243,7 @@ def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
 def _resolve_paths(values: dict[str, dict[str, Any]], base: Path) -> None:
     db = values.get("database", {}).get("url")
     if isinstance(db, str) and db.startswith("sqlite:///") and db != "sqlite:///:memory:":
-        path = Path(db[len("sqlite:///"):])
+        path = Path(db[len("sqlite:///") :])
         if not path.is_absolute():
             values["database"]["url"] = "sqlite:///" + str(base / path)
     tdir = values.get("templates", {}).get("dir")
@@ -247,7 +264,9 @@ def build(
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
         if section not in known:
-            raise ConfigError(section, f"unknown section (known: {', '.join(known)})", source=source or None)
+            raise ConfigError(
+                section, f"unknown section (known: {', '.join(known)})", source=source or None
+            )
         if not isinstance(content, Mapping):
             raise ConfigError(section, "must be a table ([section])", source=source or None)
         cls = known[section]
@@ -257,7 +276,11 @@ def build(
         for key, value in content.items():
             dotted = f"{section}.{key}"
             if key not in names:
-                raise ConfigError(dotted, f"unknown setting (known in [{section}]: {', '.join(sorted(names))})", source=source or None)
+                raise ConfigError(
+                    dotted,
+                    f"unknown setting (known in [{section}]: {', '.join(sorted(names))})",
+                    source=source or None,
+                )
             try:
                 values[section][key] = _coerce(dotted, value, hints[key], from_env=False)
             except ConfigError as exc:

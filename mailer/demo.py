@@ -15,16 +15,12 @@ import mailbox
 import re
 import secrets
 import shutil
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import uvicorn
 
 from mailer import config, resources
 from mailer.blasts import create_blast, send_now
@@ -34,6 +30,7 @@ from mailer.send.engine import Progress
 from mailer.store import Database, open_database
 from mailer.supporters.importer import ImportSummary, import_csv
 from mailer.web import create_app
+from mailer.web.server import BackgroundServer
 
 DEMO_LIST = "supporters"
 DEMO_BLAST = "Executive orders: tell the White House"
@@ -89,27 +86,6 @@ dir = "{templates.as_posix()}"
     return path
 
 
-class _WebThread:
-    """uvicorn serving the app on a background thread, for as long as the demo needs."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, name="demo-web", daemon=True)
-
-    def __enter__(self) -> _WebThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo's HTTP app did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def _request(method: str, url: str, body: str | None = None) -> tuple[int, str]:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
@@ -135,7 +111,7 @@ def _messages(outbox: Path) -> list[EmailMessage]:
 
 def _text_part(msg: EmailMessage) -> str:
     part = msg.get_body(preferencelist=("plain",))
-    return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+    return part.get_content() if part is not None else ""
 
 
 def run_demo(
@@ -151,18 +127,31 @@ def run_demo(
     web_port = free_port()
     with DevSmtpServer(outbox) as smtp:
         say(f"local SMTP server on 127.0.0.1:{smtp.port}, keeping messages in {outbox}")
-        config_path = write_config(folder, smtp_port=smtp.port, web_port=web_port, templates=resources.templates_dir())
+        config_path = write_config(
+            folder, smtp_port=smtp.port, web_port=web_port, templates=resources.templates_dir()
+        )
         settings = config.load(config_path, env={})
         db: Database = open_database(settings.database.url, create=True)
         try:
             summary = import_csv(
-                db, resources.sample_list(), DEMO_LIST, rejects_path=folder / "sample-supporters.rejects.csv"
+                db,
+                resources.sample_list(),
+                DEMO_LIST,
+                rejects_path=folder / "sample-supporters.rejects.csv",
             )
             say(
-                f"imported {summary.rows} rows: {summary.added} added, {summary.duplicates} duplicates, "
+                f"imported {summary.rows} rows: {summary.added} added, "
+                f"{summary.duplicates} duplicates, "
                 f"{summary.rejected} rejected (see {folder / 'sample-supporters.rejects.csv'})"
             )
-            blast = create_blast(db, settings, name=DEMO_BLAST, template=DEMO_TEMPLATE, list_names=[DEMO_LIST], actor="demo")
+            blast = create_blast(
+                db,
+                settings,
+                name=DEMO_BLAST,
+                template=DEMO_TEMPLATE,
+                list_names=[DEMO_LIST],
+                actor="demo",
+            )
             assert blast.id is not None
             say(f"created blast {blast.id}: {blast.name!r} -> {blast.cta_url}")
             result = send_now(db, settings, blast.id, progress=progress, actor="demo")
@@ -170,12 +159,16 @@ def run_demo(
                 raise RuntimeError(f"the demo blast paused: {result.error}")
             say(f"sent: {result.counts['sent']} messages handed to the SMTP server")
 
-            app = create_app(db, settings.security.secret_key, organization_name=settings.organization.name)
+            app = create_app(
+                db, settings.security.secret_key, organization_name=settings.organization.name
+            )
             followed: list[tuple[str, int, str]] = []
-            with _WebThread(app, web_port):
+            with BackgroundServer(app, port=web_port):
                 messages = _messages(outbox)
                 for msg in messages[:CLICKS_TO_FOLLOW]:
-                    links = re.findall(rf"{re.escape(settings.web.base_url)}/c/[A-Za-z0-9_-]+", _text_part(msg))
+                    links = re.findall(
+                        rf"{re.escape(settings.web.base_url)}/c/[A-Za-z0-9_-]+", _text_part(msg)
+                    )
                     if links:
                         status, location = _request("GET", links[0])
                         followed.append((links[0], status, location))

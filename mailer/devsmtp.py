@@ -64,5 +64,8 @@ class DevSmtpServer:
     def __enter__(self) -> DevSmtpServer:
         return self.start()
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] | Any) -> None:
+    def __exit__(
+        self,
+        *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] | Any,
+    ) -> None:
         self.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import distinct, func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
@@ -31,10 +31,12 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         assert blast.id is not None
         lists = [lst.name for lst in blast_lists(session, blast.id)]
         clicks_total, clicks_unique = session.exec(
-            select(func.count(), func.count(distinct(Click.delivery_id))).where(Click.blast_id == blast.id)
+            select(func.count(), func.count(distinct(col(Click.delivery_id)))).where(
+                Click.blast_id == blast.id
+            )
         ).one()
         unsubscribed = session.exec(
-            select(func.count(distinct(Event.supporter_id))).where(
+            select(func.count(distinct(col(Event.supporter_id)))).where(
                 Event.blast_id == blast.id, Event.action == UNSUBSCRIBE_ACTION
             )
         ).one()

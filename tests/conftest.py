@@ -62,12 +62,19 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
 def make_settings(
-    *, smtp_port: int = 25, base_url: str = "http://127.0.0.1:8000", templates: Path | None = None, **sections: dict[str, object]
+    *,
+    smtp_port: int = 25,
+    base_url: str = "http://127.0.0.1:8000",
+    templates: Path | None = None,
+    **sections: dict[str, object],
 ) -> config.Settings:
     data: dict[str, dict[str, object]] = {
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "timeout": 10.0},
         "sender": {"name": "Rapid Response", "address": "alerts@example.org"},
-        "organization": {"name": "Rights Network", "postal_address": "1 Example Way\nOakland, CA 94600"},
+        "organization": {
+            "name": "Rights Network",
+            "postal_address": "1 Example Way\nOakland, CA 94600",
+        },
         "web": {"base_url": base_url},
         "security": {"secret_key": TEST_SECRET},
         "templates": {"dir": str(templates or REPO / "templates")},

@@ -39,7 +39,12 @@ class RecordingHandler:
     refuse: dict[str, str] = field(default_factory=dict)
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         if address in self.refuse:
             return self.refuse[address]
@@ -48,7 +53,9 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received.append(
-            Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+            Received(
+                envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
+            )
         )
         return "250 2.0.0 Queued"
 

@@ -77,7 +77,11 @@ def text_of(msg: EmailMessage, kind: str) -> str:
 
 def test_english_alert_with_name() -> None:
     c, _ = composer()
-    msg = parse(c.compose(1, Recipient(email="ana@example.org", first_name="Ana", language="en")).message.data)
+    msg = parse(
+        c.compose(
+            1, Recipient(email="ana@example.org", first_name="Ana", language="en")
+        ).message.data
+    )
     assert msg["Subject"].startswith("Ana, tell the White House")
     assert "Dear Ana," in text_of(msg, "plain")
     assert "Dear Ana," in text_of(msg, "html")
@@ -93,7 +97,9 @@ def test_spanish_alert_for_spanish_speaker() -> None:
     assert "Cancelar" in text_of(msg, "html") or "cancelar" in text_of(msg, "html")
     assert composed.alert.language == "es"
     # RFC 2047: the raw header is ASCII, the decoded one is the Spanish subject.
-    raw_subject = next(line for line in composed.message.data.split(b"\r\n") if line.startswith(b"Subject:"))
+    raw_subject = next(
+        line for line in composed.message.data.split(b"\r\n") if line.startswith(b"Subject:")
+    )
     assert raw_subject.isascii() and b"=?utf-8?" in raw_subject.lower()
 
 
@@ -116,7 +122,9 @@ def test_greeting_falls_back_without_first_name() -> None:
 
 def test_html_is_autoescaped_but_subject_is_not() -> None:
     c, _ = composer()
-    composed = c.compose(6, Recipient(email="o@example.org", first_name="O'Brien <b>&", language="en"))
+    composed = c.compose(
+        6, Recipient(email="o@example.org", first_name="O'Brien <b>&", language="en")
+    )
     assert "O&#39;Brien &lt;b&gt;&amp;" in composed.alert.html
     assert "<b>&" not in composed.alert.html.split("<body", 1)[1]
     assert composed.alert.subject.startswith("O'Brien <b>&, ")
@@ -151,7 +159,10 @@ def test_rewrite_keeps_trailing_punctuation_and_skips_other_schemes() -> None:
     assert "T(https://a.example.org/x?y=1)." in out
     assert "mailto:me@example.org" in out
     assert "https://self.example.org/u/abc" in out and "T(https://self" not in out
-    html = '<a class="b" href="https://a.example.org/?q=1&amp;r=2">x</a><a href=\'mailto:x@example.org\'>m</a>'
+    html = (
+        '<a class="b" href="https://a.example.org/?q=1&amp;r=2">x</a>'
+        "<a href='mailto:x@example.org'>m</a>"
+    )
     rewritten = links.rewrite_html(html, "https://self.example.org/", track)
     assert 'href="T(https://a.example.org/?q=1&amp;r=2)"' in rewritten
     assert "mailto:x@example.org" in rewritten
@@ -169,7 +180,9 @@ def test_required_headers_are_present() -> None:
     assert msg["List-Id"] == '"Rights Network" <supporters.example.org>'
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsub = msg["List-Unsubscribe"]
-    assert f"<{BASE}/u/" in unsub and "<mailto:unsubscribe@example.org?subject=unsubscribe%20" in unsub
+    assert (
+        f"<{BASE}/u/" in unsub and "<mailto:unsubscribe@example.org?subject=unsubscribe%20" in unsub
+    )
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert "1 Example Way" in text_of(msg, "plain") and "Oakland" in text_of(msg, "html")
@@ -206,8 +219,17 @@ def test_no_name_can_add_or_break_a_header(first: str, last: str) -> None:
     msg = parse(composed.message.data)
     assert sorted(msg.keys()) == sorted(
         [
-            "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-            "List-Unsubscribe-Post", "Content-Language", "MIME-Version", "Content-Type",
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Content-Language",
+            "MIME-Version",
+            "Content-Type",
         ]
     )
     assert msg["To"].addresses[0].addr_spec == "p@example.org"
@@ -232,7 +254,11 @@ def broken_templates(tmp_path: Path, en_html: str) -> Path:
 
 
 def test_undefined_variable_is_found_at_check_time_with_file_and_line(tmp_path: Path) -> None:
-    root = broken_templates(tmp_path, '{% extends "layout/base.html" %}\n{% block content %}\n<p>{{ supporter.nickname }}</p>\n{% endblock %}\n')
+    root = broken_templates(
+        tmp_path,
+        '{% extends "layout/base.html" %}\n{% block content %}\n'
+        "<p>{{ supporter.nickname }}</p>\n{% endblock %}\n",
+    )
     template = AlertTemplate(root, "executive-orders")
     with pytest.raises(TemplateProblem) as info:
         check_template(template)
@@ -241,7 +267,10 @@ def test_undefined_variable_is_found_at_check_time_with_file_and_line(tmp_path: 
 
 
 def test_syntax_error_is_found_when_loading_with_file_and_line(tmp_path: Path) -> None:
-    root = broken_templates(tmp_path, '{% extends "layout/base.html" %}\n{% block content %}\n{% if %}\n{% endblock %}\n')
+    root = broken_templates(
+        tmp_path,
+        '{% extends "layout/base.html" %}\n{% block content %}\n{% if %}\n{% endblock %}\n',
+    )
     with pytest.raises(TemplateProblem, match=r"en\.html, line 3"):
         AlertTemplate(root, "executive-orders")
 
@@ -252,7 +281,11 @@ def test_unknown_template_lists_the_known_ones() -> None:
 
 
 def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
-    root = broken_templates(tmp_path, '{% extends "layout/base.html" %}{% block content %}{{ cta_url.__class__.__mro__ }}{% endblock %}')
+    root = broken_templates(
+        tmp_path,
+        '{% extends "layout/base.html" %}'
+        "{% block content %}{{ cta_url.__class__.__mro__ }}{% endblock %}",
+    )
     template = AlertTemplate(root, "executive-orders")
     with pytest.raises(TemplateProblem):
         template.render(sample_context(), "en")

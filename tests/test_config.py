@@ -27,9 +27,17 @@ def test_defaults_without_any_file() -> None:
 
 
 def test_values_from_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '[smtp]\nhost = "relay.example.org"\nport = 587\ntls = "starttls"\n[import]\ncheck_deliverability = true\n')
+    path = write(
+        tmp_path,
+        '[smtp]\nhost = "relay.example.org"\nport = 587\ntls = "starttls"\n'
+        "[import]\ncheck_deliverability = true\n",
+    )
     settings = config.load(path, env={})
-    assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls) == ("relay.example.org", 587, "starttls")
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.tls) == (
+        "relay.example.org",
+        587,
+        "starttls",
+    )
     assert settings.import_.check_deliverability is True
     assert settings.source == str(path)
 
@@ -37,15 +45,19 @@ def test_values_from_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
-        ('[smtp]\nprot = 25\n', "smtp.prot", "unknown setting"),
-        ('[smpt]\nport = 25\n', "smpt", "unknown section"),
+        ("[smtp]\nprot = 25\n", "smtp.prot", "unknown setting"),
+        ("[smpt]\nport = 25\n", "smpt", "unknown section"),
         ('[smtp]\nport = "twenty-five"\n', "smtp.port", "must be an integer"),
-        ('[smtp]\nport = true\n', "smtp.port", "must be an integer"),
+        ("[smtp]\nport = true\n", "smtp.port", "must be an integer"),
         ('[smtp]\ntls = "ssl"\n', "smtp.tls", "must be one of"),
         ('[smtp]\ntimeout = "soon"\n', "smtp.timeout", "must be a number"),
-        ('[import]\ncheck_deliverability = "yes"\n', "import.check_deliverability", "must be true or false"),
-        ('[sender]\naddress = 42\n', "sender.address", "must be a string"),
-        ('smtp = 3\n', "smtp", "must be a table"),
+        (
+            '[import]\ncheck_deliverability = "yes"\n',
+            "import.check_deliverability",
+            "must be true or false",
+        ),
+        ("[sender]\naddress = 42\n", "sender.address", "must be a string"),
+        ("smtp = 3\n", "smtp", "must be a table"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -70,7 +82,11 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_environment_overrides_file_and_is_typed(tmp_path: Path) -> None:
     path = write(tmp_path, '[smtp]\npassword = "in-file"\nport = 25\n')
-    env = {"MAILER_SMTP_PASSWORD": "from-env", "MAILER_SMTP_PORT": "2525", "MAILER_IMPORT_CHECK_DELIVERABILITY": "on"}
+    env = {
+        "MAILER_SMTP_PASSWORD": "from-env",
+        "MAILER_SMTP_PORT": "2525",
+        "MAILER_IMPORT_CHECK_DELIVERABILITY": "on",
+    }
     settings = config.load(path, env=env)
     assert settings.smtp.password == "from-env"
     assert settings.smtp.port == 2525
@@ -83,7 +99,7 @@ def test_bad_environment_value_names_the_variable() -> None:
 
 
 def test_config_file_from_environment_variable(tmp_path: Path) -> None:
-    path = write(tmp_path, '[web]\nport = 9000\n')
+    path = write(tmp_path, "[web]\nport = 9000\n")
     assert config.load(None, env={"MAILER_CONFIG": str(path)}).web.port == 9000
 
 
@@ -109,7 +125,9 @@ def test_short_secret_is_refused() -> None:
 
 def test_example_file_documents_every_setting_and_is_current() -> None:
     text = (REPO / "config.example.toml").read_text("utf-8")
-    assert text == config.example_toml(), "regenerate: python -m mailer.config > config.example.toml"
+    assert text == config.example_toml(), (
+        "regenerate: python -m mailer.config > config.example.toml"
+    )
     parsed = tomllib.loads(text)
     for key, default, doc in config.all_keys():
         section, name = key.split(".")

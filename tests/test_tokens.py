@@ -31,7 +31,9 @@ def test_unsubscribe_token_round_trip(delivery_id: int) -> None:
 
 
 @given(ids, link_ids, st.data())
-def test_any_changed_character_is_rejected(delivery_id: int, link_id: int, data: st.DataObject) -> None:
+def test_any_changed_character_is_rejected(
+    delivery_id: int, link_id: int, data: st.DataObject
+) -> None:
     token = signer.click(delivery_id, link_id)
     pos = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

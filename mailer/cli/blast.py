@@ -18,17 +18,38 @@ def blast_group() -> None:
 
 @blast_group.command("create")
 @click.argument("name")
-@click.option("--template", "-t", required=True, help="Alert template: a folder name under the templates directory.")
-@click.option("--list", "-l", "lists", required=True, multiple=True, help="List to send to (repeat for several).")
+@click.option(
+    "--template",
+    "-t",
+    required=True,
+    help="Alert template: a folder name under the templates directory.",
+)
+@click.option(
+    "--list",
+    "-l",
+    "lists",
+    required=True,
+    multiple=True,
+    help="List to send to (repeat for several).",
+)
 @click.option("--cta-url", default=None, help="Call-to-action URL. Default: blast.default_cta_url.")
 @pass_app
-def create_command(app: AppContext, name: str, template: str, lists: tuple[str, ...], cta_url: str | None) -> None:
+def create_command(
+    app: AppContext, name: str, template: str, lists: tuple[str, ...], cta_url: str | None
+) -> None:
     """Create a draft blast NAME and print its id.
 
     The template is rendered in each of its languages first, so a template
     error is reported now rather than halfway through sending.
     """
-    blast = create_blast(app.db(), app.settings, name=name, template=template, list_names=list(lists), cta_url=cta_url)
+    blast = create_blast(
+        app.db(),
+        app.settings,
+        name=name,
+        template=template,
+        list_names=list(lists),
+        cta_url=cta_url,
+    )
     click.echo(blast.id)
 
 
@@ -49,7 +70,9 @@ def send_command(app: AppContext, blast: str) -> None:
         f"{c['deferred']} deferred, {c['skipped']} skipped, {c['unknown']} unknown"
     )
     if c["deferred"]:
-        click.echo("deferred deliveries are retried by running `mailer blast send` again once they are due")
+        click.echo(
+            "deferred deliveries are retried by running `mailer blast send` again once they are due"
+        )
     if result.error:
         raise click.ClickException(f"paused: {result.error}")
 
@@ -70,7 +93,9 @@ def list_command(app: AppContext) -> None:
         return
     click.echo(f"{'id':>4}  {'status':<10} {'recipients':>10}  {'template':<20} name")
     for blast, recipients in rows:
-        click.echo(f"{blast.id:>4}  {blast.status:<10} {recipients:>10}  {blast.template:<20} {blast.name}")
+        click.echo(
+            f"{blast.id:>4}  {blast.status:<10} {recipients:>10}  {blast.template:<20} {blast.name}"
+        )
 
 
 COMMANDS = [blast_group]

@@ -59,7 +59,9 @@ def devsmtp_command(host: str, port: int, maildir: Path) -> None:
     Stop it with Ctrl-C.
     """
     with DevSmtpServer(maildir, host=host, port=port) as server:
-        click.echo(f"listening on {host}:{server.port}, keeping messages in {maildir}; Ctrl-C stops")
+        click.echo(
+            f"listening on {host}:{server.port}, keeping messages in {maildir}; Ctrl-C stops"
+        )
         try:
             while True:
                 time.sleep(3600)

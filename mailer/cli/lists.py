@@ -35,13 +35,16 @@ def print_summary(summary: ImportSummary, rejects_path: Path | None) -> None:
 
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--list", "list_name", required=True, help="List to add the supporters to (created when new).")
+@click.option(
+    "--list", "list_name", required=True, help="List to add the supporters to (created when new)."
+)
 @click.option(
     "--rejects",
     "rejects_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write rejected rows as CSV. Default: FILE's name + .rejects.csv in the current folder.",
+    help="Where to write rejected rows as CSV. "
+    "Default: FILE's name + .rejects.csv in the current folder.",
 )
 @pass_app
 def import_command(app: AppContext, file: Path, list_name: str, rejects_path: Path | None) -> None:

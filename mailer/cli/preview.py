@@ -37,16 +37,24 @@ def preview_command(app: AppContext, blast: str, address: str, out_dir: Path) ->
     db = app.db()
     with db.session() as session:
         found = find_blast(session, blast)
-        supporter = session.exec(select(Supporter).where(Supporter.email == address.strip().lower())).first()
+        supporter = session.exec(
+            select(Supporter).where(Supporter.email == address.strip().lower())
+        ).first()
         if supporter is None:
             raise NotFound(f"no supporter {address!r}")
         delivery = session.exec(
-            select(Delivery).where(Delivery.blast_id == found.id, Delivery.supporter_id == supporter.id)
+            select(Delivery).where(
+                Delivery.blast_id == found.id, Delivery.supporter_id == supporter.id
+            )
         ).first()
     composer = composer_for(db, app.settings, found)
     recipient = Recipient(
-        email=supporter.email, first_name=supporter.first_name, last_name=supporter.last_name,
-        zip=supporter.zip, region=supporter.region, language=supporter.language,
+        email=supporter.email,
+        first_name=supporter.first_name,
+        last_name=supporter.last_name,
+        zip=supporter.zip,
+        region=supporter.region,
+        language=supporter.language,
         custom=dict(supporter.custom or {}),
     )
     composed = composer.compose(delivery.id if delivery and delivery.id else 0, recipient)

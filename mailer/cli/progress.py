@@ -86,7 +86,9 @@ class LineProgress:
         rate = (self._done - self._first) / elapsed
         left = self._total - self._done
         eta = f"{left / rate:.0f}s" if rate > 0 else "?"
-        click.echo(f"{self._label}: {self._done}/{self._total} done, {rate:.0f} msg/s, ETA {eta}", err=True)
+        click.echo(
+            f"{self._label}: {self._done}/{self._total} done, {rate:.0f} msg/s, ETA {eta}", err=True
+        )
 
 
 def progress_for(label: str) -> BarProgress | LineProgress:

@@ -17,8 +17,12 @@ def web_command(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the HTTP app that records clicks and handles unsubscribes."""
     settings = app.settings
     settings.require("security.secret_key")
-    asgi = create_app(app.db(), settings.security.secret_key, organization_name=settings.organization.name)
-    uvicorn.run(asgi, host=host or settings.web.host, port=port or settings.web.port, log_level="info")
+    asgi = create_app(
+        app.db(), settings.security.secret_key, organization_name=settings.organization.name
+    )
+    uvicorn.run(
+        asgi, host=host or settings.web.host, port=port or settings.web.port, log_level="info"
+    )
 
 
 COMMANDS = [web_command]

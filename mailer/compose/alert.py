@@ -99,7 +99,9 @@ class AlertComposer:
     def compose(self, delivery_id: int, recipient: Recipient) -> Composed:
         unsubscribe_token = self.signer.unsubscribe(delivery_id)
         unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
-        context = dict(self._shared, supporter=recipient.as_context(), unsubscribe_url=unsubscribe_url)
+        context = dict(
+            self._shared, supporter=recipient.as_context(), unsubscribe_url=unsubscribe_url
+        )
         alert = self.template.render(context, recipient.language)
 
         def track(url: str) -> str:

@@ -92,7 +92,9 @@ def build_message(
     date: datetime,
 ) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = Address(display_name=header_text(identity.from_name), addr_spec=identity.from_address)
+    msg["From"] = Address(
+        display_name=header_text(identity.from_name), addr_spec=identity.from_address
+    )
     msg["To"] = Address(display_name=header_text(to_name), addr_spec=to_address)
     if identity.reply_to:
         msg["Reply-To"] = identity.reply_to
@@ -100,7 +102,9 @@ def build_message(
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     msg["List-Id"] = identity.list_id
-    mailto = f"mailto:{identity.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_token)}"
+    mailto = (
+        f"mailto:{identity.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_token)}"
+    )
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(alert.text, subtype="plain", charset="utf-8")

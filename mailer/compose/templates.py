@@ -80,7 +80,9 @@ class AlertTemplate:
             raise TemplateProblem(f"{name!r} is not a template name")
         if not manifest_path.is_file():
             known = ", ".join(available_templates(root)) or "none"
-            raise TemplateProblem(f"no template {name!r} in {root} (no {manifest_path.name}); known: {known}")
+            raise TemplateProblem(
+                f"no template {name!r} in {root} (no {manifest_path.name}); known: {known}"
+            )
         try:
             manifest = tomllib.loads(manifest_path.read_text("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -92,7 +94,8 @@ class AlertTemplate:
         self.default_language = str(manifest.get("default_language", next(iter(languages))))
         if self.default_language not in languages:
             raise TemplateProblem(
-                f"{manifest_path}: default_language {self.default_language!r} has no [languages.{self.default_language}]"
+                f"{manifest_path}: default_language {self.default_language!r} "
+                f"has no [languages.{self.default_language}]"
             )
         self._html_env = _environment(root, html=True)
         self._text_env = _environment(root, html=False)
@@ -104,7 +107,9 @@ class AlertTemplate:
             for key in ("subject", "preheader"):
                 source = table.get(key)
                 if not isinstance(source, str):
-                    raise TemplateProblem(f"{manifest_path}: [languages.{lang}] needs a {key} string")
+                    raise TemplateProblem(
+                        f"{manifest_path}: [languages.{lang}] needs a {key} string"
+                    )
                 where = f"{manifest_path} [languages.{lang}] {key}"
                 try:
                     parts.append(self._text_env.from_string(source))
@@ -115,7 +120,9 @@ class AlertTemplate:
                 try:
                     parts.append(env.get_template(file))
                 except jinja2.TemplateNotFound as exc:
-                    raise TemplateProblem(f"{root / file}: missing (needed by {exc.name})") from None
+                    raise TemplateProblem(
+                        f"{root / file}: missing (needed by {exc.name})"
+                    ) from None
                 except jinja2.TemplateSyntaxError as exc:
                     raise TemplateProblem(f"{_location(exc, file)}: {exc.message}") from None
             self._parts[lang] = tuple(parts)
@@ -147,8 +154,12 @@ class AlertTemplate:
             message = getattr(exc, "message", None) or str(exc)
             raise TemplateProblem(f"{_location(exc, current)}: {message}") from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise TemplateProblem(f"{_location(exc, current)}: {type(exc).__name__}: {exc}") from None
-        return RenderedAlert(language=lang, subject=subject, preheader=preheader, html=html, text=text)
+            raise TemplateProblem(
+                f"{_location(exc, current)}: {type(exc).__name__}: {exc}"
+            ) from None
+        return RenderedAlert(
+            language=lang, subject=subject, preheader=preheader, html=html, text=text
+        )
 
 
 def available_templates(root: Path) -> list[str]:
@@ -186,4 +197,3 @@ def check_template(template: AlertTemplate) -> None:
             base = sample_context()
             base["supporter"] = dict(base["supporter"], first_name=first_name, language=lang)
             template.render(base, lang)
-

@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, literal
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailer.store.models import (
     BlastList,
@@ -30,19 +31,19 @@ from mailer.store.models import (
 def snapshot_audience(session: Session, blast_id: int, now: datetime, *, dialect: str) -> int:
     """Create the queued deliveries of ``blast_id``; return how many were added."""
     audience = (
-        select(
+        sa_select(
             literal(blast_id).label("blast_id"),
-            Supporter.id,
+            col(Supporter.id),
             literal(DeliveryState.QUEUED.value).label("state"),
             literal(0).label("attempts"),
             literal(now, UTCDateTime()).label("created_at"),
             literal(now, UTCDateTime()).label("updated_at"),
         )
         .distinct()
-        .join(Membership, Membership.supporter_id == Supporter.id)
-        .join(BlastList, BlastList.list_id == Membership.list_id)
-        .where(BlastList.blast_id == blast_id, Supporter.status == SupporterStatus.ACTIVE)
-        .order_by(Supporter.id)
+        .join(Membership, col(Membership.supporter_id) == Supporter.id)
+        .join(BlastList, col(BlastList.list_id) == Membership.list_id)
+        .where(col(BlastList.blast_id) == blast_id, col(Supporter.status) == SupporterStatus.ACTIVE)
+        .order_by(col(Supporter.id))
     )
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     before = _count(session, blast_id)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, func, or_, update
 from sqlmodel import col, select
 
 from mailer.compose.alert import AlertComposer, Recipient
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 FIRST_RETRY = timedelta(minutes=5)
 
+_DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _STARTABLE = {BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.SENDING, BlastStatus.PAUSED}
 _OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
 
@@ -73,7 +74,7 @@ def default_worker_name() -> str:
 
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff: 5, 10, 20, 40 minutes after the 1st, 2nd, ... attempt."""
-    return FIRST_RETRY * (2 ** max(0, attempts - 1))
+    return FIRST_RETRY * (1 << max(0, attempts - 1))
 
 
 @dataclass(frozen=True)
@@ -110,26 +111,45 @@ class BlastSender:
             if blast is None:
                 raise InvalidState(f"blast {blast_id} does not exist")
             if blast.status not in _STARTABLE:
-                raise InvalidState(f"blast {blast.name!r} is {blast.status}; it cannot be sent again")
+                raise InvalidState(
+                    f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
+                )
             action = "blast.resumed"
             if blast.status in (BlastStatus.DRAFT, BlastStatus.SCHEDULED):
-                added = snapshot_audience(session, blast_id, now, dialect=self.db.engine.dialect.name)
+                added = snapshot_audience(
+                    session, blast_id, now, dialect=self.db.engine.dialect.name
+                )
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
-            in_doubt = session.execute(
+            in_doubt: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(Delivery)
-                .where(col(Delivery.blast_id) == blast_id, col(Delivery.state) == DeliveryState.SENDING)
-                .values(state=DeliveryState.UNKNOWN, worker="", updated_at=now,
-                        reply_text="in flight when the sender stopped; may or may not have arrived")
+                .where(
+                    col(Delivery.blast_id) == blast_id, col(Delivery.state) == DeliveryState.SENDING
+                )
+                .values(
+                    state=DeliveryState.UNKNOWN,
+                    worker="",
+                    updated_at=now,
+                    reply_text="in flight when the sender stopped; may or may not have arrived",
+                )
             )
             blast.status = BlastStatus.SENDING
             blast.last_error = ""
             session.add(blast)
-            session.add(Event(at=now, actor=actor, action=action, blast_id=blast_id,
-                              detail={"in_doubt": in_doubt.rowcount or 0}))
+            session.add(
+                Event(
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    blast_id=blast_id,
+                    detail={"in_doubt": in_doubt.rowcount or 0},
+                )
+            )
             rows = session.exec(
-                select(Delivery.state, func.count()).where(Delivery.blast_id == blast_id).group_by(Delivery.state)
+                select(Delivery.state, func.count())
+                .where(Delivery.blast_id == blast_id)
+                .group_by(Delivery.state)
             ).all()
         counts = {str(state): n for state, n in rows}
         total = sum(counts.values())
@@ -142,15 +162,17 @@ class BlastSender:
             blast = session.get(Blast, blast_id)
             assert blast is not None
             open_count = session.exec(
-                select(func.count()).select_from(Delivery).where(
-                    Delivery.blast_id == blast_id, col(Delivery.state).in_(_OPEN_STATES)
-                )
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(_OPEN_STATES))
             ).one()
             if open_count == 0 and blast.status == BlastStatus.SENDING:
                 blast.status = BlastStatus.DONE
                 blast.finished_at = now
                 session.add(blast)
-                session.add(Event(at=now, actor="system", action="blast.finished", blast_id=blast_id))
+                session.add(
+                    Event(at=now, actor="system", action="blast.finished", blast_id=blast_id)
+                )
             return blast.status
 
     def _pause(self, blast_id: int, reason: str) -> None:
@@ -161,8 +183,15 @@ class BlastSender:
             blast.status = BlastStatus.PAUSED
             blast.last_error = reason
             session.add(blast)
-            session.add(Event(at=now, actor="system", action="blast.paused", blast_id=blast_id,
-                              detail={"reason": reason}))
+            session.add(
+                Event(
+                    at=now,
+                    actor="system",
+                    action="blast.paused",
+                    blast_id=blast_id,
+                    detail={"reason": reason},
+                )
+            )
 
     # -- the loop ---------------------------------------------------------------
 
@@ -170,7 +199,9 @@ class BlastSender:
         now = self.clock()
         due = or_(
             col(Delivery.state) == DeliveryState.QUEUED,
-            and_(col(Delivery.state) == DeliveryState.DEFERRED, col(Delivery.next_attempt_at) <= now),
+            and_(
+                col(Delivery.state) == DeliveryState.DEFERRED, col(Delivery.next_attempt_at) <= now
+            ),
         )
         batch = (
             select(Delivery.id)
@@ -179,12 +210,16 @@ class BlastSender:
             .limit(self.batch_size)
         )
         with self.db.session() as session:
-            claimed = session.execute(
-                update(Delivery)
-                .where(col(Delivery.id).in_(batch.scalar_subquery()))
-                .values(state=DeliveryState.SENDING, worker=self.worker, updated_at=now)
-                .returning(col(Delivery.id))
-            ).scalars().all()
+            claimed = (
+                session.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id).in_(batch.scalar_subquery()))
+                    .values(state=DeliveryState.SENDING, worker=self.worker, updated_at=now)
+                    .returning(col(Delivery.id))
+                )
+                .scalars()
+                .all()
+            )
             if not claimed:
                 return []
             rows = session.exec(
@@ -199,8 +234,13 @@ class BlastSender:
                 attempts=attempts,
                 status=s.status,
                 recipient=Recipient(
-                    email=s.email, first_name=s.first_name, last_name=s.last_name, zip=s.zip,
-                    region=s.region, language=s.language, custom=dict(s.custom or {}),
+                    email=s.email,
+                    first_name=s.first_name,
+                    last_name=s.last_name,
+                    zip=s.zip,
+                    region=s.region,
+                    language=s.language,
+                    custom=dict(s.custom or {}),
                 ),
             )
             for d_id, attempts, s in rows
@@ -211,8 +251,8 @@ class BlastSender:
         if not results:
             return
         stmt = (
-            update(Delivery.__table__)  # type: ignore[arg-type]
-            .where(Delivery.__table__.c.id == bindparam("d_id"))  # type: ignore[attr-defined]
+            update(_DELIVERY)
+            .where(_DELIVERY.c.id == bindparam("d_id"))
             .values(
                 state=bindparam("state"),
                 attempts=bindparam("attempts"),
@@ -235,7 +275,9 @@ class BlastSender:
         with self.db.session() as session:
             session.execute(
                 update(Delivery)
-                .where(col(Delivery.id).in_(delivery_ids), col(Delivery.state) == DeliveryState.SENDING)
+                .where(
+                    col(Delivery.id).in_(delivery_ids), col(Delivery.state) == DeliveryState.SENDING
+                )
                 .values(state=DeliveryState.QUEUED, worker="")
             )
 
@@ -277,8 +319,14 @@ class BlastSender:
             "updated_at": now,
         }
 
-    async def send(self, blast_id: int, composer: AlertComposer, progress: Progress | None = None,
-                   *, actor: str = "cli") -> SendResult:
+    async def send(
+        self,
+        blast_id: int,
+        composer: AlertComposer,
+        progress: Progress | None = None,
+        *,
+        actor: str = "cli",
+    ) -> SendResult:
         total, done = self.start(blast_id, actor=actor)
         if progress:
             progress.start(total, done)
@@ -302,7 +350,9 @@ class BlastSender:
                         else:
                             composed = composer.compose(item.delivery_id, item.recipient)
                             outcome = await self.transport.deliver(composed.message)
-                            results.append(self._result_row(item, outcome, composed.message.message_id))
+                            results.append(
+                                self._result_row(item, outcome, composed.message.message_id)
+                            )
                         handled.add(item.delivery_id)
                 finally:
                     self._record(results)
@@ -324,7 +374,9 @@ class BlastSender:
 def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:
     with db.session() as session:
         rows = session.exec(
-            select(Delivery.state, func.count()).where(Delivery.blast_id == blast_id).group_by(Delivery.state)
+            select(Delivery.state, func.count())
+            .where(Delivery.blast_id == blast_id)
+            .group_by(Delivery.state)
         ).all()
     counts = {state.value: 0 for state in DeliveryState}
     counts.update({str(state): n for state, n in rows})

@@ -64,7 +64,7 @@ class SmtpTransport:
             local_hostname=s.helo_name or None,
             timeout=s.timeout,
             use_tls=s.tls == "tls",
-            start_tls=True if s.tls == "starttls" else False,
+            start_tls=s.tls == "starttls",
         )
 
     async def _connected(self) -> aiosmtplib.SMTP:
@@ -77,7 +77,9 @@ class SmtpTransport:
             try:
                 await smtp.connect()
             except aiosmtplib.SMTPAuthenticationError as exc:
-                raise TransportError(f"SMTP relay {where} refused the login: {exc.code} {exc.message}") from exc
+                raise TransportError(
+                    f"SMTP relay {where} refused the login: {exc.code} {exc.message}"
+                ) from exc
             except ssl.SSLError as exc:
                 raise TransportError(f"TLS with SMTP relay {where} failed: {exc}") from exc
             except aiosmtplib.SMTPResponseException as exc:
@@ -90,7 +92,9 @@ class SmtpTransport:
             log.warning("SMTP relay %s: connection attempt %d failed: %s", where, attempt, last)
             if attempt < self.connect_attempts:
                 await asyncio.sleep(self.retry_delay * attempt)
-        raise RelayUnavailable(f"SMTP relay {where} unreachable after {self.connect_attempts} attempts: {last}")
+        raise RelayUnavailable(
+            f"SMTP relay {where} unreachable after {self.connect_attempts} attempts: {last}"
+        )
 
     async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
         try:
@@ -119,7 +123,9 @@ class SmtpTransport:
                 # Nothing was handed over yet: reconnect and try this message once more.
                 self._drop()
                 if attempt == 2:
-                    return connection_lost(f"connection lost before DATA: {exc or type(exc).__name__}")
+                    return connection_lost(
+                        f"connection lost before DATA: {exc or type(exc).__name__}"
+                    )
                 continue
             try:
                 response = await smtp.data(message.data)

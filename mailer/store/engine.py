@@ -70,15 +70,16 @@ def open_database(url: str, *, create: bool = False) -> Database:
             if create:
                 folder.mkdir(parents=True, exist_ok=True)
             elif not Path(path).exists():
-                raise ConfigError(
-                    "database.url", f"no database at {path}; run `mailer init` first"
-                )
+                raise ConfigError("database.url", f"no database at {path}; run `mailer init` first")
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgresql"):
         engine = create_engine(url, pool_pre_ping=True)
     else:
-        raise ConfigError("database.url", f"unsupported database URL {url!r} (sqlite:/// or postgresql+psycopg://)")
+        raise ConfigError(
+            "database.url",
+            f"unsupported database URL {url!r} (sqlite:/// or postgresql+psycopg://)",
+        )
     db = Database(engine)
     if create:
         db.create_schema()

@@ -34,8 +34,8 @@ class BlastLinks:
             return found
         values = {"blast_id": self.blast_id, "url": url, "is_cta": url == self.cta_url}
         insert = sqlite_insert if self.db.is_sqlite else pg_insert
-        stmt = insert(Link).values(**values).on_conflict_do_nothing(
-            index_elements=["blast_id", "url"]
+        stmt = (
+            insert(Link).values(**values).on_conflict_do_nothing(index_elements=["blast_id", "url"])
         )
         with self.db.session() as session:
             session.execute(stmt)

@@ -43,7 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _state(enum: type[StrEnum], default: StrEnum, *, index: bool = False) -> Any:
     """A StrEnum column stored as its lowercase value in a VARCHAR (readable in plain SQL)."""
-    column = Column(
+    column: Column[Any] = Column(
         Enum(enum, values_callable=lambda e: [m.value for m in e], native_enum=False, length=16),
         nullable=False,
         index=index,
@@ -57,7 +57,9 @@ def _time(*, nullable: bool = True, index: bool = False) -> Any:
 
 class SupporterStatus(StrEnum):
     ACTIVE = "active"  # receives alerts
-    UNSUBSCRIBED = "unsubscribed"  # asked to stop; never sent to again unless an organizer resubscribes
+    UNSUBSCRIBED = (
+        "unsubscribed"  # asked to stop; never sent to again unless an organizer resubscribes
+    )
     BOUNCED = "bounced"  # the address does not exist (permanent failure)
     COMPLAINED = "complained"  # reported an alert as spam
 
@@ -183,7 +185,9 @@ class Event(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime | None = _time(index=True)
     actor: str = Field(default="", max_length=200)  # "cli:<user>", "web:supporter", "system"
-    action: str = Field(max_length=100, index=True)  # e.g. "blast.created", "supporter.unsubscribed"
+    action: str = Field(
+        max_length=100, index=True
+    )  # e.g. "blast.created", "supporter.unsubscribed"
     blast_id: int | None = Field(default=None, foreign_key="blast.id", index=True)
     supporter_id: int | None = Field(default=None, foreign_key="supporter.id", index=True)
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id")

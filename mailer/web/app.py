@@ -65,8 +65,14 @@ def create_app(
             link = session.get(Link, token.link_id)
             if delivery is None or link is None or link.blast_id != delivery.blast_id:
                 return not_found()
-            session.add(Click(blast_id=delivery.blast_id, delivery_id=token.delivery_id,
-                              link_id=token.link_id, clicked_at=clock()))
+            session.add(
+                Click(
+                    blast_id=delivery.blast_id,
+                    delivery_id=token.delivery_id,
+                    link_id=token.link_id,
+                    clicked_at=clock(),
+                )
+            )
             target = link.url
         return RedirectResponse(target, status_code=302, headers=_NO_CACHE)
 

@@ -1,0 +1,210 @@
+"""The command line as an organizer uses it, each command a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TEST_SECRET
+from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
+
+SAMPLE = REPO / "lists" / "sample-supporters.csv"
+
+
+def write_config(folder: Path, smtp_port: int, *, secret: str = TEST_SECRET) -> Path:
+    path = folder / "mailer.toml"
+    path.write_text(
+        f"""
+[database]
+url = "sqlite:///m.db"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+[sender]
+name = "Rapid Response"
+address = "alerts@example.org"
+[organization]
+name = "Rights Network"
+postal_address = "1 Example Way, Oakland, CA 94600"
+[web]
+base_url = "https://act.example.org"
+[security]
+secret_key = "{secret}"
+[templates]
+dir = "{(REPO / "templates").as_posix()}"
+""",
+        "utf-8",
+    )
+    return path
+
+
+def mailer(cwd: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    if config is not None:
+        env["MAILER_CONFIG"] = str(config)
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_organizer_flow_import_create_preview_send_report(
+    tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    config = write_config(tmp_path, smtp_server.port)
+    first = next(
+        line.split(",")[0] for line in SAMPLE.read_text("utf-8").splitlines()[1:] if "@" in line
+    )
+    smtp_server.handler.refuse[first.lower()] = S550_NO_SUCH_USER
+
+    assert mailer(tmp_path, "init", config=config).returncode == 0
+    imported = mailer(tmp_path, "import", str(SAMPLE), "--list", "supporters", config=config)
+    assert imported.returncode == 0, imported.stderr
+    assert "added           190" in imported.stdout and "rejected        6" in imported.stdout
+    assert "line " in imported.stderr  # every rejected row is named by its line
+    rejects = tmp_path / "sample-supporters.rejects.csv"
+    assert rejects.read_text("utf-8-sig").startswith(
+        "line,reason,"
+    )  # BOM: opens cleanly in spreadsheets
+
+    again = mailer(tmp_path, "import", str(SAMPLE), "--list", "supporters", config=config)
+    assert "added           0" in again.stdout and "unchanged       190" in again.stdout
+
+    created = mailer(
+        tmp_path,
+        "blast",
+        "create",
+        "EO alert",
+        "--template",
+        "executive-orders",
+        "--list",
+        "supporters",
+        config=config,
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "1"
+
+    preview = mailer(tmp_path, "preview", "EO alert", "--to", first, "--out", "prev", config=config)
+    assert preview.returncode == 0, preview.stderr
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in preview.stdout
+    assert "https://act.example.org/c/" in preview.stdout
+    assert list((tmp_path / "prev").glob("*.html")) and list((tmp_path / "prev").glob("*.eml"))
+    assert smtp_server.handler.received == []  # a preview sends nothing
+
+    sent = mailer(tmp_path, "blast", "send", "1", config=config)
+    assert sent.returncode == 0, sent.stderr
+    assert "189 sent, 1 failed" in sent.stdout
+
+    report = json.loads(mailer(tmp_path, "report", "1", "--json", config=config).stdout)
+    for key in (
+        "blast",
+        "recipients",
+        "sent",
+        "failed",
+        "clicks_unique",
+        "clicks_total",
+        "unsubscribed",
+    ):
+        assert key in report
+    assert (report["recipients"], report["sent"], report["failed"]) == (190, 189, 1)
+    table = mailer(tmp_path, "report", "EO alert", config=config)
+    assert "Click-through rate" in table.stdout and "189" in table.stdout
+    listing = mailer(tmp_path, "blast", "list", config=config)
+    assert "done" in listing.stdout and "EO alert" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["report", "nope"], 1, "error: no blast 'nope'"),
+        (
+            ["blast", "create", "x", "--template", "missing", "--list", "l"],
+            1,
+            "known: executive-orders",
+        ),
+        (
+            ["blast", "create", "x", "--template", "executive-orders", "--list", "l"],
+            1,
+            "no list 'l'",
+        ),
+    ],
+)
+def test_errors_are_one_clear_line(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    config = write_config(tmp_path, 2525)
+    mailer(tmp_path, "init", config=config)
+    done = mailer(tmp_path, *args, config=config)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[smtp]\nprot = 25\n", "utf-8")
+    done = mailer(tmp_path, "--config", str(config), "init")
+    assert done.returncode == 2
+    assert "configuration error: smtp.prot: unknown setting" in done.stderr
+
+
+def test_missing_secret_is_named_before_anything_is_sent(
+    tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    config = write_config(tmp_path, smtp_server.port, secret="")
+    mailer(tmp_path, "import", str(SAMPLE), "--list", "supporters", config=config)
+    mailer(
+        tmp_path,
+        "blast",
+        "create",
+        "b",
+        "--template",
+        "executive-orders",
+        "--list",
+        "supporters",
+        config=config,
+    )
+    done = mailer(tmp_path, "blast", "send", "b", config=config)
+    assert done.returncode == 2
+    assert "security.secret_key" in done.stderr
+    assert smtp_server.handler.received == []
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(
+        "email,first_name\nana@example.org,Ana\njose@example.org,Jos\xe9\n".encode("latin-1")
+    )
+    done = mailer(tmp_path, "import", str(bad), "--list", "l", config=config)
+    assert done.returncode == 1
+    assert "latin1.csv" in done.stderr and "line 3" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_database_must_exist_for_reports(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    done = mailer(tmp_path, "report", "1", config=config)
+    assert done.returncode == 2 and "mailer init" in done.stderr
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    for args in (
+        ["--help"],
+        ["blast", "--help"],
+        ["import", "--help"],
+        ["demo", "--help"],
+        ["web", "--help"],
+    ):
+        done = mailer(tmp_path, *args)
+        assert done.returncode == 0 and "Usage:" in done.stdout

@@ -1,0 +1,277 @@
+"""Sending a blast over real SMTP into a real database: outcomes, audience, no doubles."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from sqlmodel import col, select
+
+from mailer.blasts import composer_for, create_blast, send_now
+from mailer.config import Settings
+from mailer.errors import InvalidState
+from mailer.send.engine import BlastSender
+from mailer.send.outcome import Verdict, classify
+from mailer.send.transport import SmtpTransport
+from mailer.store import (
+    Blast,
+    BlastStatus,
+    Database,
+    Delivery,
+    DeliveryState,
+    Supporter,
+    SupporterStatus,
+)
+from mailer.store.models import utcnow
+from tests.conftest import make_settings
+from tests.factories import Person, add_people, people
+from tests.smtpserver import S450_MAILBOX_BUSY, S550_NO_SUCH_USER, SmtpTestServer
+
+
+def new_blast(
+    db: Database, settings: Settings, name: str = "alert", lists: tuple[str, ...] = ("members",)
+) -> int:
+    blast = create_blast(
+        db, settings, name=name, template="executive-orders", list_names=list(lists)
+    )
+    assert blast.id is not None
+    return blast.id
+
+
+def deliveries(db: Database, blast_id: int) -> dict[str, Delivery]:
+    with db.session() as session:
+        rows = session.exec(
+            select(Supporter.email, Delivery)
+            .join(Delivery, col(Delivery.supporter_id) == Supporter.id)
+            .where(Delivery.blast_id == blast_id)
+        ).all()
+    return {email: delivery for email, delivery in rows}
+
+
+def blast_status(db: Database, blast_id: int) -> Blast:
+    with db.session() as session:
+        blast = session.get(Blast, blast_id)
+        assert blast is not None
+        return blast
+
+
+def test_every_active_member_gets_one_message_with_the_required_headers(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", [*people(5), Person("ines@example.org", "Inés", "es")])
+    blast_id = new_blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE
+    assert result.counts["sent"] == 6
+    received = smtp_server.handler.received
+    assert Counter(r.rcpt_tos[0] for r in received) == Counter(
+        [f"p{i}@example.org" for i in range(5)] + ["ines@example.org"]
+    )
+    rows = deliveries(db, blast_id)
+    for item in received:
+        msg = item.message()
+        row = rows[item.rcpt_tos[0]]
+        assert item.mail_from == "alerts@example.org"
+        assert (
+            row.state is DeliveryState.SENT and row.reply_code == 250 and "Queued" in row.reply_text
+        )
+        assert row.message_id == msg["Message-ID"] and row.attempts == 1 and row.sent_at is not None
+        for header in (
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+        ):
+            assert msg[header], header
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    spanish = smtp_server.handler.to("ines@example.org")[0].message()
+    assert spanish["Subject"].startswith("Inés, dile a la Casa Blanca")
+    assert blast_status(db, blast_id).finished_at is not None
+
+
+def test_a_550_recipient_fails_alone(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(4))
+    smtp_server.handler.refuse["p1@example.org"] = S550_NO_SUCH_USER
+    blast_id = new_blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    rows = deliveries(db, blast_id)
+    assert rows["p1@example.org"].state is DeliveryState.FAILED
+    assert rows["p1@example.org"].reply_code == 550
+    assert rows["p1@example.org"].reply_text == "5.1.1 No such user here"
+    assert {e for e, d in rows.items() if d.state is DeliveryState.SENT} == {
+        "p0@example.org",
+        "p2@example.org",
+        "p3@example.org",
+    }
+    assert result.status is BlastStatus.DONE
+    assert len(smtp_server.handler.received) == 3
+
+
+def test_a_4xx_reply_defers_with_a_retry_time(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(2))
+    smtp_server.handler.refuse["p0@example.org"] = S450_MAILBOX_BUSY
+    blast_id = new_blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    row = deliveries(db, blast_id)["p0@example.org"]
+    assert row.state is DeliveryState.DEFERRED and row.reply_code == 450 and row.attempts == 1
+    assert row.next_attempt_at is not None and row.next_attempt_at > utcnow()
+    assert result.status is BlastStatus.SENDING  # not done while a delivery may still go out
+    # Once the recipient's server recovers and the retry is due, sending again finishes it.
+    del smtp_server.handler.refuse["p0@example.org"]
+    with db.session() as session:
+        stored = session.get(Delivery, row.id)
+        assert stored is not None
+        stored.next_attempt_at = utcnow()
+        session.add(stored)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE
+    assert deliveries(db, blast_id)["p0@example.org"].attempts == 2
+    assert Counter(r.rcpt_tos[0] for r in smtp_server.handler.received) == {
+        "p0@example.org": 1,
+        "p1@example.org": 1,
+    }
+
+
+def test_unsubscribed_supporter_gets_nothing_from_the_next_blast(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    ids = add_people(db, "members", people(3))
+    send_now(db, settings, new_blast(db, settings, "first"))
+    with db.session() as session:
+        supporter = session.get(Supporter, ids["p2@example.org"])
+        assert supporter is not None
+        supporter.status = SupporterStatus.UNSUBSCRIBED
+        session.add(supporter)
+    second = new_blast(db, settings, "second")
+    send_now(db, settings, second)
+    assert "p2@example.org" not in deliveries(db, second)
+    assert len(smtp_server.handler.to("p2@example.org")) == 1  # only the first blast
+
+
+def test_supporter_who_unsubscribes_after_the_snapshot_is_skipped(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    ids = add_people(db, "members", people(3))
+    blast_id = new_blast(db, settings)
+    sender = BlastSender(db, SmtpTransport(settings.smtp))
+    sender.start(blast_id)  # audience snapshot taken: p1 is in it
+    with db.session() as session:
+        supporter = session.get(Supporter, ids["p1@example.org"])
+        assert supporter is not None
+        supporter.status = SupporterStatus.UNSUBSCRIBED
+        session.add(supporter)
+    result = asyncio.run(
+        sender.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)))
+    )
+    row = deliveries(db, blast_id)["p1@example.org"]
+    assert row.state is DeliveryState.SKIPPED and "unsubscribed" in row.reply_text
+    assert smtp_server.handler.to("p1@example.org") == []
+    assert result.counts["sent"] == 2 and result.status is BlastStatus.DONE
+
+
+def test_audience_is_active_members_once_across_several_lists(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "a", people(3))
+    add_people(
+        db,
+        "b",
+        [
+            *people(2),
+            Person("b-only@example.org"),
+            Person("gone@example.org", status=SupporterStatus.BOUNCED),
+        ],
+    )
+    blast_id = new_blast(db, settings, lists=("a", "b"))
+    send_now(db, settings, blast_id)
+    assert sorted(deliveries(db, blast_id)) == [
+        "b-only@example.org",
+        "p0@example.org",
+        "p1@example.org",
+        "p2@example.org",
+    ]
+    assert len(smtp_server.handler.received) == 4
+
+
+def test_a_finished_blast_cannot_be_sent_again(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(2))
+    blast_id = new_blast(db, settings)
+    send_now(db, settings, blast_id)
+    with pytest.raises(InvalidState, match="is done"):
+        send_now(db, settings, blast_id)
+    assert len(smtp_server.handler.received) == 2
+
+
+def test_down_relay_pauses_the_blast_and_resume_sends_each_once(
+    db: Database, tmp_path: object
+) -> None:
+    add_people(db, "members", people(3))
+    server = SmtpTestServer()  # chosen port, not started yet: nothing listens there
+    settings = make_settings(smtp_port=server.port)
+    blast_id = new_blast(db, settings)
+    sender = BlastSender(db, SmtpTransport(settings.smtp, connect_attempts=2, retry_delay=0.01))
+    result = asyncio.run(
+        sender.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)))
+    )
+    assert result.status is BlastStatus.PAUSED
+    assert "unreachable after 2 attempts" in result.error
+    assert blast_status(db, blast_id).last_error == result.error
+    assert {d.state for d in deliveries(db, blast_id).values()} == {DeliveryState.QUEUED}
+    server.start()
+    try:
+        result = send_now(db, settings, blast_id)
+    finally:
+        server.stop()
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 3
+    assert Counter(r.rcpt_tos[0] for r in server.handler.received) == {
+        p.email: 1 for p in people(3)
+    }
+
+
+def test_deliveries_left_in_flight_by_a_dead_sender_become_unknown_not_resent(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(3))
+    blast_id = new_blast(db, settings)
+    sender = BlastSender(db, SmtpTransport(settings.smtp))
+    sender.start(blast_id)
+    claimed = sender._claim(blast_id, 0)[:1]  # a sender claims, then dies before recording
+    with db.session() as session:
+        for row in session.exec(select(Delivery).where(Delivery.blast_id == blast_id)):
+            if row.id != claimed[0].delivery_id:
+                row.state = DeliveryState.QUEUED
+                session.add(row)
+    result = send_now(db, settings, blast_id)
+    rows = deliveries(db, blast_id)
+    in_doubt = [e for e, d in rows.items() if d.state is DeliveryState.UNKNOWN]
+    assert in_doubt == [claimed[0].recipient.email]
+    assert smtp_server.handler.to(in_doubt[0]) == []
+    assert result.counts["sent"] == 2 and result.counts["unknown"] == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "verdict"),
+    [
+        (250, "2.0.0 OK", Verdict.SENT),
+        (421, "4.7.0 Too many connections", Verdict.RETRY),
+        (450, "4.2.1 Mailbox busy", Verdict.RETRY),
+        (452, "4.3.1 Insufficient storage", Verdict.RETRY),
+        (550, "5.1.1 No such user", Verdict.FAILED),
+        (552, "5.2.2 Mailbox full", Verdict.RETRY),
+        (554, "5.7.1 Rejected as spam", Verdict.FAILED),
+        (553, "Bad address syntax", Verdict.FAILED),
+        (999, "strange", Verdict.RETRY),
+    ],
+)
+def test_reply_classification(code: int, text: str, verdict: Verdict) -> None:
+    assert classify(code, text).verdict is verdict
