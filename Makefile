@@ -33,7 +33,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m mailer.config > config.example.toml
-	$(BIN)/python -m docs.cli_reference > docs/cli.md
+	$(BIN)/python -m mailer.cli.reference > docs/cli.md
 
 clean:
 	rm -rf var preview $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -29,7 +29,7 @@ from mailer.store import Delivery, Supporter
 )
 @pass_app
 def preview_command(app: AppContext, blast: str, address: str, out_dir: Path) -> None:
-    """Render BLAST for the supporter at EMAIL: print headers and text, save HTML and .eml.
+    """Render BLAST for one supporter (--to EMAIL): print headers and text, save HTML and .eml.
 
     Links are the real tracking links; before the blast is sent they carry
     delivery 0, so following one answers 404 and records nothing.

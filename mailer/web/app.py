@@ -22,6 +22,7 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -105,7 +106,7 @@ def create_app(
         form = await request.form()
         via = "page" if form.get("confirm") else "one-click"
         raw = request.path_params["token"]
-        return await _in_thread(lambda: _unsubscribe(raw, via))
+        return await run_in_threadpool(_unsubscribe, raw, via)
 
     def _unsubscribe(raw: str, via: str) -> Response:
         try:
@@ -135,9 +136,3 @@ def create_app(
             Route("/healthz", health, methods=["GET"]),
         ]
     )
-
-
-async def _in_thread(fn: Callable[[], Response]) -> Response:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn)
