@@ -61,6 +61,12 @@ class SmtpSettings:
     timeout: float = field(
         default=30.0, metadata=_doc("seconds to wait for connect and for each SMTP reply")
     )
+    ca_file: str = field(
+        default="",
+        metadata=_doc(
+            "PEM file of CA certificates to trust for the relay's TLS; empty = the system's"
+        ),
+    )
     helo_name: str = field(
         default="", metadata=_doc("name sent in EHLO/HELO; empty means this host's FQDN")
     )
@@ -246,9 +252,10 @@ def _resolve_paths(values: dict[str, dict[str, Any]], base: Path) -> None:
         path = Path(db[len("sqlite:///") :])
         if not path.is_absolute():
             values["database"]["url"] = "sqlite:///" + str(base / path)
-    tdir = values.get("templates", {}).get("dir")
-    if isinstance(tdir, str) and not Path(tdir).is_absolute():
-        values["templates"]["dir"] = str(base / tdir)
+    for section, key in (("templates", "dir"), ("smtp", "ca_file")):
+        value = values.get(section, {}).get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            values[section][key] = str(base / value)
 
 
 def build(

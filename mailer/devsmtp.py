@@ -51,7 +51,7 @@ class DevSmtpServer:
         self.host = host
         self.port = port or free_port(host)
         self._controller = Controller(
-            self.handler, hostname=host, port=self.port, server_kwargs={"data_size_limit": 0}
+            self.handler, hostname=host, port=self.port, data_size_limit=0
         )
 
     def start(self) -> DevSmtpServer:

@@ -3,17 +3,21 @@
 ``RecordingHandler`` keeps what it accepts. A test chooses failures by
 recipient address: ``refuse`` answers RCPT with a canned reply (``550 5.1.1
 ...`` for a bad address, ``450 4.2.1 ...`` for a temporary problem).
+``SmtpTestServer`` can also speak STARTTLS or implicit TLS with a test CA's
+certificate, and require AUTH.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailer.devsmtp import free_port
 
@@ -26,6 +30,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    authenticated_as: str = ""
+    tls: bool = False
 
     def message(self) -> EmailMessage:
         msg = email.message_from_bytes(self.data, policy=email.policy.default)
@@ -52,9 +58,16 @@ class RecordingHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        login = session.auth_data if isinstance(session.auth_data, str) else ""
+        transport = server.transport
+        implicit_tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         self.received.append(
             Received(
-                envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
+                envelope.mail_from or "",
+                list(envelope.rcpt_tos),
+                envelope.original_content or b"",
+                authenticated_as=login,
+                tls=session.ssl is not None or implicit_tls,
             )
         )
         return "250 2.0.0 Queued"
@@ -64,11 +77,39 @@ class RecordingHandler:
 
 
 class SmtpTestServer:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        tls: Literal["none", "starttls", "tls"] = "none",
+        context: ssl.SSLContext | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self.handler = RecordingHandler()
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname=self.host, port=self.port)
+        self.users = users or {}
+        server_kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {}
+        if tls == "starttls":
+            server_kwargs.update(tls_context=context, require_starttls=True)
+        elif tls == "tls":
+            # The whole session is TLS, which aiosmtpd cannot tell: allow AUTH anyway.
+            kwargs.update(ssl_context=context, auth_require_tls=False)
+        if users:
+            kwargs.update(authenticator=self._authenticate, auth_required=True)
+        self.controller = Controller(
+            self.handler, hostname=self.host, port=self.port, **server_kwargs, **kwargs
+        )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            if self.users.get(login) == auth_data.password.decode():
+                return AuthResult(success=True, auth_data=login)
+        # handled=False: aiosmtpd answers "535 5.7.8 Authentication credentials invalid".
+        return AuthResult(success=False, handled=False)
 
     def start(self) -> None:
         self.controller.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +40,9 @@ def demo_command(folder: Path) -> None:
     click.echo(f"delivered messages: {result.outbox}/new/ (one file per message)")
     click.echo(f"database:           {result.database}")
     click.echo(f"settings used:      {result.config_path}")
-    click.echo(f"try:  mailer --config {result.config_path} report 1 --json")
+    program = Path(sys.argv[0])
+    command = os.path.relpath(program) if program.name == "mailer" else "mailer"
+    click.echo(f"try:  {command} --config {result.config_path} report 1 --json")
     click.echo(f"demo finished in {time.monotonic() - started:.1f}s")
 
 

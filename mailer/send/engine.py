@@ -15,8 +15,9 @@ The loop, in the order a delivery meets it:
    :class:`~mailer.send.outcome.Outcome` says sent, retry or failed.
 5. **record** — the batch's outcomes are written in one transaction.
 
-When the relay cannot be reached the blast is paused with the reason, the
-undelivered part of the batch goes back to the queue, and the error is raised.
+When the relay cannot be used (unreachable, TLS or login refused) or a template
+fails for a recipient, the blast is paused with the reason and the undelivered
+part of the batch goes back to the queue; ``blast send`` again resumes it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy import CursorResult, Table, and_, bindparam, func, or_, update
 from sqlmodel import col, select
 
 from mailer.compose.alert import AlertComposer, Recipient
-from mailer.errors import InvalidState, RelayUnavailable, TemplateProblem
+from mailer.errors import InvalidState, TemplateProblem, TransportError
 from mailer.send.audience import snapshot_audience
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.transport import Transport
@@ -359,7 +360,7 @@ class BlastSender:
                     self._release([i.delivery_id for i in batch if i.delivery_id not in handled])
                     if progress:
                         progress.advance(len(results))
-        except (RelayUnavailable, TemplateProblem) as exc:
+        except (TransportError, TemplateProblem) as exc:
             error = str(exc)
             log.error("blast %d paused: %s", blast_id, error)
             self._pause(blast_id, error)

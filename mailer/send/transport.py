@@ -65,6 +65,7 @@ class SmtpTransport:
             timeout=s.timeout,
             use_tls=s.tls == "tls",
             start_tls=s.tls == "starttls",
+            cert_bundle=s.ca_file or None,
         )
 
     async def _connected(self) -> aiosmtplib.SMTP:
@@ -113,7 +114,16 @@ class SmtpTransport:
             try:
                 await smtp.mail(message.envelope_sender)
                 await smtp.rcpt(message.recipient)
-            except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPRecipientRefused) as exc:
+            except aiosmtplib.SMTPSenderRefused as exc:
+                # MAIL FROM refused: a matter of this session or sender (STARTTLS or AUTH
+                # required, sender not allowed), the same for every recipient. Failing
+                # each recipient would burn through the list; stop instead.
+                await self._reset(smtp)
+                raise TransportError(
+                    f"SMTP relay {self.settings.host}:{self.settings.port} refused the sender "
+                    f"{message.envelope_sender}: {exc.code} {exc.message}"
+                ) from exc
+            except aiosmtplib.SMTPRecipientRefused as exc:
                 await self._reset(smtp)
                 return classify(exc.code, exc.message)
             except aiosmtplib.SMTPResponseException as exc:
