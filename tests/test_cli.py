@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from mailer.devsmtp import free_port
 from tests.conftest import REPO, TEST_SECRET
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
@@ -208,3 +211,33 @@ def test_every_command_has_help(tmp_path: Path) -> None:
     ):
         done = mailer(tmp_path, *args)
         assert done.returncode == 0 and "Usage:" in done.stdout
+
+
+def test_web_command_serves_the_app(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    mailer(tmp_path, "init", config=config)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env["MAILER_CONFIG"] = str(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "web", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "mailer web exited"
+                assert time.monotonic() < deadline, "mailer web did not start"
+                time.sleep(0.1)
+        assert response.text == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/c/forged", timeout=2).status_code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
