@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
@@ -66,6 +67,7 @@ def create_blast(
     template: str,
     list_names: list[str],
     cta_url: str | None = None,
+    segment: dict[str, Any] | None = None,
     actor: str = "cli",
     now: Callable[[], datetime] = utcnow,
 ) -> Blast:
@@ -95,6 +97,7 @@ def create_blast(
             cta_url=cta,
             sender_name=settings.sender.name,
             sender_address=settings.sender.address,
+            segment=segment,
             created_at=now(),
         )
         session.add(blast)
@@ -109,7 +112,12 @@ def create_blast(
                 actor=actor,
                 action="blast.created",
                 blast_id=blast.id,
-                detail={"template": template, "lists": [lst.name for lst in lists], "cta_url": cta},
+                detail={
+                    "segment": segment,
+                    "template": template,
+                    "lists": [lst.name for lst in lists],
+                    "cta_url": cta,
+                },
             )
         )
     return blast
@@ -137,14 +145,32 @@ def send_now(
     *,
     progress: Progress | None = None,
     actor: str = "cli",
+    handle_signals: bool = False,
 ) -> SendResult:
-    """Send blast ``ref`` through the configured relay, in this process, until nothing is due."""
+    """Send blast ``ref`` through the configured relay, in this process, until it is done.
+
+    Deferred deliveries are waited for and retried when due; a pause or cancel
+    from elsewhere, SIGTERM/Ctrl-C (with ``handle_signals``) or a down relay ends
+    the run early with the blast resumable.
+    """
     with db.session() as session:
         blast = find_blast(session, ref)
     composer = composer_for(db, settings, blast)
-    sender = BlastSender(db, SmtpTransport(settings.smtp))
+    sender = make_sender(db, settings)
     assert blast.id is not None
-    return asyncio.run(sender.send(blast.id, composer, progress, actor=actor))
+    return asyncio.run(
+        sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
+    )
+
+
+def make_sender(db: Database, settings: Settings) -> BlastSender:
+    """A sender with one SMTP transport per configured connection."""
+    sending = settings.sending
+
+    def transport() -> SmtpTransport:
+        return SmtpTransport(settings.smtp, connect_attempts=sending.connect_attempts)
+
+    return BlastSender(db, transport, sending=sending)
 
 
 SEND_KEYS = (

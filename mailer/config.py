@@ -67,6 +67,10 @@ class SmtpSettings:
             "PEM file of CA certificates to trust for the relay's TLS; empty = the system's"
         ),
     )
+    failover: list[str] = field(
+        default_factory=list,
+        metadata=_doc('more relays as "host:port", tried in order when the one above is down'),
+    )
     helo_name: str = field(
         default="", metadata=_doc("name sent in EHLO/HELO; empty means this host's FQDN")
     )
@@ -139,6 +143,48 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class SendingSettings:
+    connections: int = field(
+        default=4,
+        metadata=_doc("SMTP connections a sender keeps open, each carrying many messages"),
+    )
+    batch_size: int = field(
+        default=200, metadata=_doc("deliveries claimed from the database at a time")
+    )
+    rate: float = field(
+        default=0.0, metadata=_doc("most messages per second overall; 0 = no limit")
+    )
+    hourly_limit: int = field(
+        default=0, metadata=_doc("most messages in any 60 minutes (sliding window); 0 = no limit")
+    )
+    daily_limit: int = field(
+        default=0, metadata=_doc("most messages in any 24 hours (sliding window); 0 = no limit")
+    )
+    domain_concurrency: int = field(
+        default=2, metadata=_doc("most messages in flight at once to one recipient domain")
+    )
+    domain_rate: float = field(
+        default=0.0, metadata=_doc("most messages per second to one recipient domain; 0 = no limit")
+    )
+    max_attempts: int = field(
+        default=5, metadata=_doc("attempts before a temporarily failing delivery is failed")
+    )
+    retry_base: float = field(
+        default=300.0,
+        metadata=_doc("seconds before the first retry; doubled for each further one, with jitter"),
+    )
+    max_retry_age: float = field(
+        default=172800.0, metadata=_doc("seconds after which a delivery is not retried any more")
+    )
+    connect_attempts: int = field(
+        default=3, metadata=_doc("failed connection tries before the blast is paused")
+    )
+    control_interval: float = field(
+        default=1.0, metadata=_doc("seconds between checks for pause/cancel from other processes")
+    )
+
+
+@dataclass(frozen=True)
 class TemplatesSettings:
     dir: str = field(default="templates", metadata=_doc("folder holding the email templates"))
 
@@ -153,6 +199,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     blast: BlastSettings = field(default_factory=BlastSettings)
     import_: ImportSettings = field(default_factory=ImportSettings, metadata={"name": "import"})
+    sending: SendingSettings = field(default_factory=SendingSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     source: str = field(default="", metadata={"internal": "1"})
 
@@ -199,8 +246,14 @@ def all_keys() -> list[tuple[str, Any, str]]:
     rows = []
     for section, cls in sections().items():
         for f in dataclasses.fields(cls):
-            rows.append((f"{section}.{f.name}", f.default, f.metadata["doc"]))
+            rows.append((f"{section}.{f.name}", _default(f), f.metadata["doc"]))
     return rows
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
@@ -243,6 +296,12 @@ def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"must be a string, got {value!r}")
+    if origin is list:
+        if from_env and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(key, f"must be a list of strings, got {value!r}")
     raise AssertionError(f"unsupported setting type {typ!r} for {key}")  # pragma: no cover
 
 
@@ -334,6 +393,8 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, (int, float)):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -359,7 +420,7 @@ def example_toml() -> str:
         out.append(f"\n[{section}]")
         for f in dataclasses.fields(cls):
             out.append(f"# {f.metadata['doc']}")
-            out.append(f"{f.name} = {_toml_value(f.default)}")
+            out.append(f"{f.name} = {_toml_value(_default(f))}")
     return "\n".join(out) + "\n"
 
 

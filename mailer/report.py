@@ -13,6 +13,8 @@ Definitions (the same everywhere they are shown):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import distinct, func
@@ -20,7 +22,7 @@ from sqlmodel import col, select
 
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
-from mailer.store import Click, Database, Event
+from mailer.store import Click, Database, Delivery, DeliveryState, Event, Supporter
 
 UNSUBSCRIBE_ACTION = "supporter.unsubscribed"
 
@@ -59,3 +61,58 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         "unsubscribed": unsubscribed,
         "last_error": blast.last_error,
     }
+
+
+LOG_COLUMNS = (
+    "delivery",
+    "email",
+    "state",
+    "attempts",
+    "reply_code",
+    "reply_text",
+    "message_id",
+    "sent_at",
+    "next_attempt_at",
+    "updated_at",
+)
+
+
+def delivery_log(
+    db: Database, blast_id: int, *, state: DeliveryState | None = None, chunk: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """Every delivery of a blast with its outcome, streamed ``chunk`` rows at a time."""
+    after = 0
+    while True:
+        query = (
+            select(Delivery, Supporter.email)
+            .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
+            .where(Delivery.blast_id == blast_id, col(Delivery.id) > after)
+            .order_by(col(Delivery.id))
+            .limit(chunk)
+        )
+        if state is not None:
+            query = query.where(Delivery.state == state)
+        with db.session() as session:
+            rows = session.exec(query).all()
+        if not rows:
+            return
+        for delivery, email in rows:
+            yield {
+                "delivery": delivery.id,
+                "email": email,
+                "state": str(delivery.state),
+                "attempts": delivery.attempts,
+                "reply_code": delivery.reply_code,
+                "reply_text": delivery.reply_text,
+                "message_id": delivery.message_id,
+                "sent_at": _iso(delivery.sent_at),
+                "next_attempt_at": _iso(delivery.next_attempt_at),
+                "updated_at": _iso(delivery.updated_at),
+            }
+        last = rows[-1][0].id
+        assert last is not None
+        after = last
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""

@@ -78,6 +78,8 @@ def make_settings(
         "web": {"base_url": base_url},
         "security": {"secret_key": TEST_SECRET},
         "templates": {"dir": str(templates or REPO / "templates")},
+        # Retries within a test's lifetime: 50 ms, 100 ms, ...
+        "sending": {"retry_base": 0.05, "control_interval": 0.2},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

@@ -43,6 +43,9 @@ class Received:
 class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
+    # address -> (reply, times): refuse that many times, then accept.
+    refuse_first: dict[str, tuple[str, int]] = field(default_factory=dict)
+    rcpt_attempts: dict[str, int] = field(default_factory=dict)
 
     async def handle_RCPT(
         self,
@@ -52,8 +55,13 @@ class RecordingHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.rcpt_attempts[address] = self.rcpt_attempts.get(address, 0) + 1
         if address in self.refuse:
             return self.refuse[address]
+        if address in self.refuse_first:
+            reply, times = self.refuse_first[address]
+            if self.rcpt_attempts[address] <= times:
+                return reply
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

@@ -8,9 +8,10 @@ from collections import Counter
 import pytest
 from sqlmodel import col, select
 
-from mailer.blasts import composer_for, create_blast, send_now
+from mailer.blasts import composer_for, create_blast, make_sender, send_now
 from mailer.config import Settings
 from mailer.errors import InvalidState
+from mailer.send import workers
 from mailer.send.engine import BlastSender
 from mailer.send.outcome import Verdict, classify
 from mailer.send.transport import SmtpTransport
@@ -23,7 +24,6 @@ from mailer.store import (
     Supporter,
     SupporterStatus,
 )
-from mailer.store.models import utcnow
 from tests.conftest import make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import S450_MAILBOX_BUSY, S550_NO_SUCH_USER, SmtpTestServer
@@ -113,31 +113,32 @@ def test_a_550_recipient_fails_alone(
     assert len(smtp_server.handler.received) == 3
 
 
-def test_a_4xx_reply_defers_with_a_retry_time(
+def test_a_4xx_reply_is_retried_with_backoff_until_sent(
     db: Database, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
+    add_people(db, "members", people(3))
+    smtp_server.handler.refuse_first["p0@example.org"] = (S450_MAILBOX_BUSY, 2)
+    blast_id = new_blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE
+    row = deliveries(db, blast_id)["p0@example.org"]
+    assert row.state is DeliveryState.SENT and row.attempts == 3 and row.reply_code == 250
+    assert smtp_server.handler.rcpt_attempts["p0@example.org"] == 3
+    assert Counter(r.rcpt_tos[0] for r in smtp_server.handler.received) == {
+        p.email: 1 for p in people(3)
+    }
+
+
+def test_retries_stop_after_max_attempts(db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, sending={"max_attempts": 3})
     add_people(db, "members", people(2))
     smtp_server.handler.refuse["p0@example.org"] = S450_MAILBOX_BUSY
     blast_id = new_blast(db, settings)
     result = send_now(db, settings, blast_id)
     row = deliveries(db, blast_id)["p0@example.org"]
-    assert row.state is DeliveryState.DEFERRED and row.reply_code == 450 and row.attempts == 1
-    assert row.next_attempt_at is not None and row.next_attempt_at > utcnow()
-    assert result.status is BlastStatus.SENDING  # not done while a delivery may still go out
-    # Once the recipient's server recovers and the retry is due, sending again finishes it.
-    del smtp_server.handler.refuse["p0@example.org"]
-    with db.session() as session:
-        stored = session.get(Delivery, row.id)
-        assert stored is not None
-        stored.next_attempt_at = utcnow()
-        session.add(stored)
-    result = send_now(db, settings, blast_id)
-    assert result.status is BlastStatus.DONE
-    assert deliveries(db, blast_id)["p0@example.org"].attempts == 2
-    assert Counter(r.rcpt_tos[0] for r in smtp_server.handler.received) == {
-        "p0@example.org": 1,
-        "p1@example.org": 1,
-    }
+    assert row.state is DeliveryState.FAILED and row.attempts == 3
+    assert row.reply_code == 450 and row.reply_text.startswith("gave up after 3 attempts")
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 1
 
 
 def test_unsubscribed_supporter_gets_nothing_from_the_next_blast(
@@ -161,7 +162,7 @@ def test_supporter_who_unsubscribes_after_the_snapshot_is_skipped(
 ) -> None:
     ids = add_people(db, "members", people(3))
     blast_id = new_blast(db, settings)
-    sender = BlastSender(db, SmtpTransport(settings.smtp))
+    sender = make_sender(db, settings)
     sender.start(blast_id)  # audience snapshot taken: p1 is in it
     with db.session() as session:
         supporter = session.get(Supporter, ids["p1@example.org"])
@@ -219,12 +220,14 @@ def test_down_relay_pauses_the_blast_and_resume_sends_each_once(
     server = SmtpTestServer()  # chosen port, not started yet: nothing listens there
     settings = make_settings(smtp_port=server.port)
     blast_id = new_blast(db, settings)
-    sender = BlastSender(db, SmtpTransport(settings.smtp, connect_attempts=2, retry_delay=0.01))
+    sender = BlastSender(
+        db, lambda: SmtpTransport(settings.smtp, connect_attempts=2, retry_delay=0.01)
+    )
     result = asyncio.run(
         sender.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)))
     )
     assert result.status is BlastStatus.PAUSED
-    assert "unreachable after 2 attempts" in result.error
+    assert "unreachable" in result.error and "after 2 attempts" in result.error
     assert blast_status(db, blast_id).last_error == result.error
     assert {d.state for d in deliveries(db, blast_id).values()} == {DeliveryState.QUEUED}
     server.start()
@@ -238,25 +241,25 @@ def test_down_relay_pauses_the_blast_and_resume_sends_each_once(
     }
 
 
-def test_deliveries_left_in_flight_by_a_dead_sender_become_unknown_not_resent(
+def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(
     db: Database, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
-    add_people(db, "members", people(3))
+    add_people(db, "members", people(4))
     blast_id = new_blast(db, settings)
-    sender = BlastSender(db, SmtpTransport(settings.smtp))
-    sender.start(blast_id)
-    claimed = sender._claim(blast_id, 0)[:1]  # a sender claims, then dies before recording
+    dead = make_sender(db, settings)
+    dead.start(blast_id)
+    claimed = dead._claim(blast_id, 0, 3)  # it claims three ...
+    dead._mark_sending([claimed[0].delivery_id])  # ... hands one to the relay, then dies
     with db.session() as session:
-        for row in session.exec(select(Delivery).where(Delivery.blast_id == blast_id)):
-            if row.id != claimed[0].delivery_id:
-                row.state = DeliveryState.QUEUED
-                session.add(row)
+        workers.unregister(session, dead.worker)
     result = send_now(db, settings, blast_id)
     rows = deliveries(db, blast_id)
-    in_doubt = [e for e, d in rows.items() if d.state is DeliveryState.UNKNOWN]
-    assert in_doubt == [claimed[0].recipient.email]
-    assert smtp_server.handler.to(in_doubt[0]) == []
-    assert result.counts["sent"] == 2 and result.counts["unknown"] == 1
+    assert [e for e, d in rows.items() if d.state is DeliveryState.UNKNOWN] == [
+        claimed[0].recipient.email
+    ]
+    assert smtp_server.handler.to(claimed[0].recipient.email) == []  # not silently resent
+    assert result.counts["sent"] == 3 and result.counts["unknown"] == 1
+    assert result.status is BlastStatus.DONE
 
 
 @pytest.mark.parametrize(

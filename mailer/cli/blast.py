@@ -1,19 +1,26 @@
-"""`mailer blast ...`: create, send and list blasts."""
+"""`mailer blast ...`: create, send, pause, resume, cancel and list blasts."""
 
 from __future__ import annotations
 
-import click
-from sqlmodel import func, select
+from collections.abc import Callable
+from datetime import datetime
 
-from mailer.blasts import create_blast, send_now
+import click
+from sqlmodel import Session, col, func, select
+
+from mailer.blasts import create_blast, find_blast, send_now
 from mailer.cli import AppContext, pass_app
 from mailer.cli.progress import progress_for
-from mailer.store import Blast, Delivery
+from mailer.send import control
+from mailer.send.audience import parse_segment
+from mailer.send.engine import SendResult
+from mailer.store import Blast, BlastStatus, Delivery
+from mailer.store.models import utcnow
 
 
 @click.group("blast")
 def blast_group() -> None:
-    """Create, send and list alert blasts."""
+    """Create, send, pause, resume, cancel and list alert blasts."""
 
 
 @blast_group.command("create")
@@ -22,20 +29,29 @@ def blast_group() -> None:
     "--template",
     "-t",
     required=True,
-    help="Alert template: a folder name under the templates directory.",
+    help="Alert template: a folder under the templates directory.",
 )
 @click.option(
-    "--list",
-    "-l",
-    "lists",
-    required=True,
-    multiple=True,
-    help="List to send to (repeat for several).",
+    "--list", "-l", "lists", required=True, multiple=True, help="List to send to (repeatable)."
 )
 @click.option("--cta-url", default=None, help="Call-to-action URL. Default: blast.default_cta_url.")
+@click.option(
+    "--segment",
+    "-s",
+    "segment",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Narrow the audience: language=es, region=CA, custom.FIELD=VALUE. Repeatable; "
+    "values of one key are alternatives, different keys must all match.",
+)
 @pass_app
 def create_command(
-    app: AppContext, name: str, template: str, lists: tuple[str, ...], cta_url: str | None
+    app: AppContext,
+    name: str,
+    template: str,
+    lists: tuple[str, ...],
+    cta_url: str | None,
+    segment: tuple[str, ...],
 ) -> None:
     """Create a draft blast NAME and print its id.
 
@@ -49,32 +65,116 @@ def create_command(
         template=template,
         list_names=list(lists),
         cta_url=cta_url,
+        segment=parse_segment(list(segment)),
     )
     click.echo(blast.id)
+
+
+def _report(result: SendResult) -> None:
+    c = result.counts
+    click.echo(
+        f"blast {result.blast_id} {result.status}: {c['sent']} sent, {c['failed']} failed, "
+        f"{c['deferred']} deferred, {c['skipped']} skipped, {c['unknown']} unknown"
+    )
+    if c["unknown"]:
+        click.echo(
+            f"{c['unknown']} in doubt: see `mailer log {result.blast_id} --state unknown`; "
+            f"`mailer blast requeue-unknown {result.blast_id}` sends them again"
+        )
+    if result.error:
+        raise click.ClickException(f"paused: {result.error}")
+
+
+def _send(app: AppContext, blast: str) -> None:
+    _report(
+        send_now(
+            app.db(),
+            app.settings,
+            blast,
+            progress=progress_for(f"sending {blast}"),
+            handle_signals=True,
+        )
+    )
 
 
 @blast_group.command("send")
 @click.argument("blast")
 @pass_app
 def send_command(app: AppContext, blast: str) -> None:
-    """Send BLAST (id or name) now, in the foreground, with a progress bar.
+    """Send BLAST (id or name) now, in the foreground, until it is done.
 
-    The audience is the active members of the blast's lists at this moment.
-    Running it again continues an interrupted or paused blast; nobody gets
-    the same blast twice.
+    The audience is the active members of the blast's lists (and segment) at
+    this moment. Temporary failures are retried with backoff until they are
+    sent or given up. Ctrl-C or SIGTERM stop it gracefully: in-flight messages
+    are recorded and the blast is left paused, to go on with `blast resume`.
+    Nobody gets the same blast twice.
     """
-    result = send_now(app.db(), app.settings, blast, progress=progress_for(f"sending {blast}"))
-    c = result.counts
-    click.echo(
-        f"blast {result.blast_id} {result.status}: {c['sent']} sent, {c['failed']} failed, "
-        f"{c['deferred']} deferred, {c['skipped']} skipped, {c['unknown']} unknown"
-    )
-    if c["deferred"]:
-        click.echo(
-            "deferred deliveries are retried by running `mailer blast send` again once they are due"
-        )
-    if result.error:
-        raise click.ClickException(f"paused: {result.error}")
+    _send(app, blast)
+
+
+@blast_group.command("resume")
+@click.argument("blast")
+@pass_app
+def resume_command(app: AppContext, blast: str) -> None:
+    """Go on sending a paused or interrupted BLAST, in the foreground.
+
+    Also after a crash: what the dead sender had in flight is marked unknown
+    (never sent again silently), everything else is sent.
+    """
+    with app.db().session() as session:
+        found = find_blast(session, blast)
+        if found.status in (BlastStatus.DRAFT, BlastStatus.SCHEDULED):
+            raise click.ClickException(f"blast {found.name!r} has not started; use `blast send`")
+    _send(app, blast)
+
+
+def _change(app: AppContext, blast: str, action: Callable[[Session, Blast, datetime], str]) -> None:
+    with app.db().session() as session:
+        found = find_blast(session, blast)
+        click.echo(action(session, found, utcnow()))
+
+
+@blast_group.command("pause")
+@click.argument("blast")
+@pass_app
+def pause_command(app: AppContext, blast: str) -> None:
+    """Pause BLAST; a running sender stops within sending.control_interval seconds."""
+
+    def act(session: Session, found: Blast, now: datetime) -> str:
+        control.pause(session, found, actor="cli", now=now)
+        return f"blast {found.id} paused; `mailer blast resume {found.id}` goes on"
+
+    _change(app, blast, act)
+
+
+@blast_group.command("cancel")
+@click.argument("blast")
+@pass_app
+def cancel_command(app: AppContext, blast: str) -> None:
+    """Cancel BLAST for good: what is not sent yet is skipped."""
+
+    def act(session: Session, found: Blast, now: datetime) -> str:
+        skipped = control.cancel(session, found, actor="cli", now=now)
+        return f"blast {found.id} cancelled; {skipped} deliveries not sent"
+
+    _change(app, blast, act)
+
+
+@blast_group.command("requeue-unknown")
+@click.argument("blast")
+@pass_app
+def requeue_unknown_command(app: AppContext, blast: str) -> None:
+    """Queue BLAST's in-doubt (unknown) deliveries again, deliberately.
+
+    They were in flight when a sender died and may have arrived already;
+    sending them again may send some twice. `blast resume` then sends them.
+    """
+
+    def act(session: Session, found: Blast, now: datetime) -> str:
+        count = control.requeue_unknown(session, found, actor="cli", now=now)
+        return f"{count} deliveries queued again; `mailer blast resume {found.id}` sends them"
+
+    _change(app, blast, act)
 
 
 @blast_group.command("list")
@@ -83,10 +183,10 @@ def list_command(app: AppContext) -> None:
     """List blasts with their state and size."""
     with app.db().session() as session:
         rows = session.exec(
-            select(Blast, func.count(Delivery.id))  # type: ignore[arg-type]
-            .outerjoin(Delivery, Delivery.blast_id == Blast.id)  # type: ignore[arg-type]
-            .group_by(Blast.id)  # type: ignore[arg-type]
-            .order_by(Blast.id)  # type: ignore[arg-type]
+            select(Blast, func.count(col(Delivery.id)))
+            .outerjoin(Delivery, col(Delivery.blast_id) == Blast.id)
+            .group_by(col(Blast.id))
+            .order_by(col(Blast.id))
         ).all()
     if not rows:
         click.echo("no blasts yet")
@@ -96,6 +196,8 @@ def list_command(app: AppContext) -> None:
         click.echo(
             f"{blast.id:>4}  {blast.status:<10} {recipients:>10}  {blast.template:<20} {blast.name}"
         )
+        if blast.last_error:
+            click.echo(f"      {blast.last_error}")
 
 
 COMMANDS = [blast_group]

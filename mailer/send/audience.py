@@ -1,22 +1,34 @@
 """The audience snapshot: one delivery row per recipient, made when a blast starts.
 
 One set-based ``INSERT ... SELECT`` copies the active members of the blast's
-lists into ``delivery``; ``ON CONFLICT DO NOTHING`` on the unique
-(blast_id, supporter_id) pair makes a second snapshot (a restart, a resume)
-add nobody twice. A supporter on several of the blast's lists appears once
-(``DISTINCT``).
+lists, narrowed by the blast's segment, into ``delivery``; ``ON CONFLICT DO
+NOTHING`` on the unique (blast_id, supporter_id) pair makes a second snapshot
+(a restart, a resume) add nobody twice. A supporter on several of the blast's
+lists appears once (``DISTINCT``). Unsubscribed, bounced and complained
+supporters are never in it.
+
+A segment is a small JSON object stored with the blast; every key narrows the
+audience (all must match)::
+
+    {"language": ["es"], "region": ["CA", "NY"], "custom": {"county": ["Cook"]}}
+
+``language`` and ``region`` match the supporter's columns; ``custom.<field>``
+matches a field of the supporter's imported extra columns. Values are lists
+(any of them matches).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, literal
+from sqlalchemy import ColumnElement, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from mailer.errors import InvalidState
 from mailer.store.models import (
     BlastList,
     Delivery,
@@ -27,8 +39,57 @@ from mailer.store.models import (
     UTCDateTime,
 )
 
+SEGMENT_KEYS = ("language", "region", "custom")
 
-def snapshot_audience(session: Session, blast_id: int, now: datetime, *, dialect: str) -> int:
+
+def parse_segment(terms: list[str]) -> dict[str, Any] | None:
+    """``["language=es", "region=CA", "region=NY", "custom.county=Cook"]`` as a segment."""
+    if not terms:
+        return None
+    segment: dict[str, Any] = {}
+    for term in terms:
+        key, sep, value = term.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise InvalidState(f"segment term {term!r} must look like key=value")
+        if key.startswith("custom."):
+            field = key.removeprefix("custom.")
+            segment.setdefault("custom", {}).setdefault(field, []).append(value)
+        elif key in ("language", "region"):
+            segment.setdefault(key, []).append(value.lower() if key == "language" else value)
+        else:
+            raise InvalidState(
+                f"segment key {key!r} is not known (language, region, custom.<field>)"
+            )
+    return segment
+
+
+def _segment_filters(segment: dict[str, Any] | None) -> list[ColumnElement[bool]]:
+    if not segment:
+        return []
+    filters: list[ColumnElement[bool]] = []
+    for key, values in segment.items():
+        if key == "language":
+            filters.append(col(Supporter.language).in_(values))
+        elif key == "region":
+            filters.append(col(Supporter.region).in_(values))
+        elif key == "custom":
+            custom: Any = Supporter.__table__.c.custom  # type: ignore[attr-defined]
+            for field, wanted in values.items():
+                filters.append(custom[field].as_string().in_([str(v) for v in wanted]))
+        else:
+            raise InvalidState(f"segment key {key!r} is not known")
+    return filters
+
+
+def snapshot_audience(
+    session: Session,
+    blast_id: int,
+    now: datetime,
+    *,
+    dialect: str,
+    segment: dict[str, Any] | None = None,
+) -> int:
     """Create the queued deliveries of ``blast_id``; return how many were added."""
     audience = (
         sa_select(
@@ -42,7 +103,11 @@ def snapshot_audience(session: Session, blast_id: int, now: datetime, *, dialect
         .distinct()
         .join(Membership, col(Membership.supporter_id) == Supporter.id)
         .join(BlastList, col(BlastList.list_id) == Membership.list_id)
-        .where(col(BlastList.blast_id) == blast_id, col(Supporter.status) == SupporterStatus.ACTIVE)
+        .where(
+            col(BlastList.blast_id) == blast_id,
+            col(Supporter.status) == SupporterStatus.ACTIVE,
+            *_segment_filters(segment),
+        )
         .order_by(col(Supporter.id))
     )
     insert = sqlite_insert if dialect == "sqlite" else pg_insert

@@ -1,54 +1,79 @@
-"""Sending one blast: claim a batch, compose, deliver, record; repeat.
+"""Sending one blast: claim, pace, compose, deliver, record — over K connections.
 
-The loop, in the order a delivery meets it:
+The parts, in the order a delivery meets them:
 
 1. **start** — a draft blast gets its audience snapshot (one set-based insert)
-   and becomes ``sending``. Deliveries still marked ``sending`` from a run that
-   died are set to ``unknown``: they may have reached the relay, so they are
-   neither dropped nor silently sent again.
-2. **claim** — the next ``batch_size`` deliveries that are queued (or deferred
-   and due) are marked ``sending`` in one statement, walking the blast by id
-   (``id > last``), never by OFFSET, so each batch costs the same.
-3. **compose** — a supporter who is no longer active when their message is
-   built is ``skipped``; everyone else gets their own message.
-4. **deliver** — through the :class:`~mailer.send.transport.Transport`; its
-   :class:`~mailer.send.outcome.Outcome` says sent, retry or failed.
-5. **record** — the batch's outcomes are written in one transaction.
+   and becomes ``sending``; what dead senders held is recovered
+   (:mod:`mailer.send.workers`): claimed-only rows go back to the queue, rows
+   that were in flight become ``unknown``.
+2. **claim** (one producer) — the next ``batch_size`` deliveries that are
+   queued, or deferred and due, are claimed in one ``UPDATE … RETURNING`` that
+   writes this sender's name into ``worker``; the state stays ``queued``. The
+   producer walks the blast by id (``id > last``), never by OFFSET, so each
+   batch costs the same; the hourly and daily caps shrink the batch when the
+   window is nearly full.
+3. **pace** — claimed deliveries wait in the :class:`~mailer.send.throttle.DomainScheduler`
+   for their domain's turn (concurrency, rates, adaptive backoff).
+4. **compose and mark** (K workers, one SMTP connection each) — a supporter no
+   longer active when their message is built is ``skipped``. Just before the
+   message is handed to the relay its row becomes ``sending``; these marks are
+   written in small groups (group commit), so after a crash only messages
+   really in flight are in doubt.
+5. **deliver** — :class:`~mailer.send.transport.Transport`; the
+   :class:`~mailer.send.outcome.Outcome` says sent, retry (deferred with
+   exponential backoff and jitter) or failed.
+6. **record** — outcomes are written in group-committed batches.
 
-When the relay cannot be used (unreachable, TLS or login refused) or a template
-fails for a recipient, the blast is paused with the reason and the undelivered
-part of the batch goes back to the queue; ``blast send`` again resumes it.
+A watcher refreshes this sender's heartbeat and reads the blast's status every
+``control_interval`` seconds: ``mailer blast pause`` or ``cancel`` from another
+terminal stops the sender within that time. Stopping (also on SIGTERM/Ctrl-C,
+a down relay, or a template error) lets in-flight messages finish and be
+recorded, and returns claimed-but-unsent deliveries to the queue, so the blast
+can be resumed.
+
+Database work runs on one thread of its own (one writer, in order), so the
+event loop keeps the SMTP connections busy meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import os
-import socket
+import random
+import signal
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, func, or_, update
+from sqlalchemy import Table, and_, bindparam, func, or_, update
 from sqlmodel import col, select
 
 from mailer.compose.alert import AlertComposer, Recipient
+from mailer.compose.message import domain_of
+from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
+from mailer.send import workers
 from mailer.send.audience import snapshot_audience
 from mailer.send.outcome import Outcome, Verdict
+from mailer.send.throttle import DomainScheduler
 from mailer.send.transport import Transport
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, Event, Supporter
 from mailer.store.models import SupporterStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
-FIRST_RETRY = timedelta(minutes=5)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _STARTABLE = {BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.SENDING, BlastStatus.PAUSED}
-_OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
+OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
+RECORD_EVERY = 0.2  # seconds between group commits of outcomes
+RECORD_MAX = 200  # or sooner, when this many outcomes wait
 
 
 class Progress(Protocol):
@@ -69,43 +94,72 @@ class SendResult:
     error: str = ""
 
 
-def default_worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff: 5, 10, 20, 40 minutes after the 1st, 2nd, ... attempt."""
-    return FIRST_RETRY * (1 << max(0, attempts - 1))
-
-
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     delivery_id: int
     attempts: int
+    created_at: datetime | None
     status: SupporterStatus
     recipient: Recipient
 
+    @property
+    def domain(self) -> str:
+        return domain_of(self.recipient.email)
+
+
+def retry_delay(attempts: int, base: float, rng: Callable[[], float] = random.random) -> timedelta:
+    """``base`` seconds doubled per earlier attempt, with ±20% jitter so retries spread out."""
+    return timedelta(seconds=base * (1 << max(0, attempts - 1)) * (0.8 + 0.4 * rng()))
+
+
+class _Stop:
+    """Why the sender is stopping; the first reason given wins."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self.pause_blast = False  # set the blast to paused when done (signal, relay, template)
+        self.event = asyncio.Event()
+
+    def __call__(self, reason: str, *, pause_blast: bool = False) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.pause_blast = pause_blast
+            self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
 
 class BlastSender:
+    """Sends blasts from this process through transports made by ``transport_factory``."""
+
     def __init__(
         self,
         db: Database,
-        transport: Transport,
+        transport_factory: Callable[[], Transport],
         *,
-        batch_size: int = 200,
-        worker: str | None = None,
+        sending: SendingSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
-        self.transport = transport
-        self.batch_size = batch_size
-        self.worker = worker or default_worker_name()
+        self.transport_factory = transport_factory
+        self.cfg = sending or SendingSettings()
         self.clock = clock
+        self.worker = workers.new_worker_name()
+        self._executor: ThreadPoolExecutor | None = None
+        self._stop: _Stop | None = None
 
-    # -- start and finish -------------------------------------------------------
+    # -- the database thread ----------------------------------------------------------
+
+    async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    # -- start and finish -------------------------------------------------------------
 
     def start(self, blast_id: int, *, actor: str = "cli") -> tuple[int, int]:
-        """Make the blast ``sending``; return (total deliveries, already final)."""
+        """Make the blast ``sending`` and register this sender; (total, already final)."""
         now = self.clock()
         with self.db.session() as session:
             blast = session.get(Blast, blast_id)
@@ -118,56 +172,61 @@ class BlastSender:
             action = "blast.resumed"
             if blast.status in (BlastStatus.DRAFT, BlastStatus.SCHEDULED):
                 added = snapshot_audience(
-                    session, blast_id, now, dialect=self.db.engine.dialect.name
+                    session,
+                    blast_id,
+                    now,
+                    dialect=self.db.engine.dialect.name,
+                    segment=blast.segment,
                 )
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
-            in_doubt: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                update(Delivery)
-                .where(
-                    col(Delivery.blast_id) == blast_id, col(Delivery.state) == DeliveryState.SENDING
-                )
-                .values(
-                    state=DeliveryState.UNKNOWN,
-                    worker="",
-                    updated_at=now,
-                    reply_text="in flight when the sender stopped; may or may not have arrived",
-                )
-            )
+            released, in_doubt = workers.recover_dead(session, blast_id, now)
             blast.status = BlastStatus.SENDING
             blast.last_error = ""
             session.add(blast)
+            workers.register(session, self.worker, blast_id, now)
             session.add(
                 Event(
                     at=now,
                     actor=actor,
                     action=action,
                     blast_id=blast_id,
-                    detail={"in_doubt": in_doubt.rowcount or 0},
+                    detail={"worker": self.worker, "released": released, "in_doubt": in_doubt},
                 )
             )
-            rows = session.exec(
-                select(Delivery.state, func.count())
-                .where(Delivery.blast_id == blast_id)
-                .group_by(Delivery.state)
-            ).all()
-        counts = {str(state): n for state, n in rows}
+        counts = delivery_counts(self.db, blast_id)
         total = sum(counts.values())
-        done = total - sum(counts.get(str(s), 0) for s in _OPEN_STATES)
-        return total, done
+        return total, total - sum(counts[s.value] for s in OPEN_STATES)
 
-    def _finish(self, blast_id: int) -> BlastStatus:
+    def _finish(self, blast_id: int, stop: _Stop) -> BlastStatus:
         now = self.clock()
         with self.db.session() as session:
+            workers.unregister(session, self.worker)
             blast = session.get(Blast, blast_id)
             assert blast is not None
+            if blast.status is not BlastStatus.SENDING:
+                return blast.status  # paused or cancelled from outside
+            if stop.pause_blast:
+                blast.status = BlastStatus.PAUSED
+                blast.last_error = stop.reason
+                session.add(blast)
+                session.add(
+                    Event(
+                        at=now,
+                        actor="system",
+                        action="blast.paused",
+                        blast_id=blast_id,
+                        detail={"reason": stop.reason},
+                    )
+                )
+                return blast.status
             open_count = session.exec(
                 select(func.count())
                 .select_from(Delivery)
-                .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(_OPEN_STATES))
+                .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(OPEN_STATES))
             ).one()
-            if open_count == 0 and blast.status == BlastStatus.SENDING:
+            if open_count == 0:
                 blast.status = BlastStatus.DONE
                 blast.finished_at = now
                 session.add(blast)
@@ -176,46 +235,36 @@ class BlastSender:
                 )
             return blast.status
 
-    def _pause(self, blast_id: int, reason: str) -> None:
-        now = self.clock()
-        with self.db.session() as session:
-            blast = session.get(Blast, blast_id)
-            assert blast is not None
-            blast.status = BlastStatus.PAUSED
-            blast.last_error = reason
-            session.add(blast)
-            session.add(
-                Event(
-                    at=now,
-                    actor="system",
-                    action="blast.paused",
-                    blast_id=blast_id,
-                    detail={"reason": reason},
-                )
-            )
+    # -- claiming ---------------------------------------------------------------------
 
-    # -- the loop ---------------------------------------------------------------
-
-    def _claim(self, blast_id: int, after_id: int) -> list[_Claimed]:
+    def _claim(self, blast_id: int, after_id: int, limit: int) -> list[Claimed]:
         now = self.clock()
         due = or_(
             col(Delivery.state) == DeliveryState.QUEUED,
             and_(
-                col(Delivery.state) == DeliveryState.DEFERRED, col(Delivery.next_attempt_at) <= now
+                col(Delivery.state) == DeliveryState.DEFERRED,
+                col(Delivery.next_attempt_at) <= now,
             ),
         )
         batch = (
             select(Delivery.id)
-            .where(Delivery.blast_id == blast_id, col(Delivery.id) > after_id, due)
+            .where(
+                Delivery.blast_id == blast_id,
+                col(Delivery.id) > after_id,
+                Delivery.worker == "",
+                due,
+            )
             .order_by(col(Delivery.id))
-            .limit(self.batch_size)
+            .limit(limit)
         )
+        if not self.db.is_sqlite:
+            batch = batch.with_for_update(skip_locked=True)
         with self.db.session() as session:
             claimed = (
                 session.execute(
                     update(Delivery)
                     .where(col(Delivery.id).in_(batch.scalar_subquery()))
-                    .values(state=DeliveryState.SENDING, worker=self.worker, updated_at=now)
+                    .values(worker=self.worker, state=DeliveryState.QUEUED, updated_at=now)
                     .returning(col(Delivery.id))
                 )
                 .scalars()
@@ -224,15 +273,16 @@ class BlastSender:
             if not claimed:
                 return []
             rows = session.exec(
-                select(Delivery.id, Delivery.attempts, Supporter)
+                select(Delivery.id, Delivery.attempts, Delivery.created_at, Supporter)
                 .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
                 .where(col(Delivery.id).in_(claimed))
                 .order_by(col(Delivery.id))
             ).all()
         return [
-            _Claimed(
+            Claimed(
                 delivery_id=d_id,
                 attempts=attempts,
+                created_at=created_at,
                 status=s.status,
                 recipient=Recipient(
                     email=s.email,
@@ -244,16 +294,54 @@ class BlastSender:
                     custom=dict(s.custom or {}),
                 ),
             )
-            for d_id, attempts, s in rows
+            for d_id, attempts, created_at, s in rows
             if d_id is not None
         ]
 
-    def _record(self, results: list[dict[str, Any]]) -> None:
-        if not results:
+    def _allowance(self) -> int:
+        """How many more messages the hourly and daily caps allow right now."""
+        allowed = self.cfg.batch_size
+        now = self.clock()
+        for cap, window in (
+            (self.cfg.hourly_limit, timedelta(hours=1)),
+            (self.cfg.daily_limit, timedelta(days=1)),
+        ):
+            if cap <= 0:
+                continue
+            with self.db.session() as session:
+                sent = session.exec(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(col(Delivery.sent_at) > now - window)
+                ).one()
+            allowed = min(allowed, cap - sent)
+        return allowed
+
+    def _next_due(self, blast_id: int) -> datetime | None:
+        with self.db.session() as session:
+            due: datetime | None = session.exec(
+                select(func.min(Delivery.next_attempt_at)).where(
+                    Delivery.blast_id == blast_id, Delivery.state == DeliveryState.DEFERRED
+                )
+            ).one()
+        return due
+
+    # -- writing outcomes ------------------------------------------------------------
+
+    def _mark_sending(self, ids: list[int]) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(col(Delivery.id).in_(ids), col(Delivery.worker) == self.worker)
+                .values(state=DeliveryState.SENDING)
+            )
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
             return
         stmt = (
             update(_DELIVERY)
-            .where(_DELIVERY.c.id == bindparam("d_id"))
+            .where(_DELIVERY.c.id == bindparam("d_id"), _DELIVERY.c.worker == self.worker)
             .values(
                 state=bindparam("state"),
                 attempts=bindparam("attempts"),
@@ -267,33 +355,41 @@ class BlastSender:
             )
         )
         with self.db.session() as session:
-            session.connection().execute(stmt, results)
+            session.connection().execute(stmt, rows)
 
-    def _release(self, delivery_ids: list[int]) -> None:
-        """Put claimed but untouched deliveries back in the queue."""
-        if not delivery_ids:
+    def _release(self, ids: list[int]) -> None:
+        """Give claimed deliveries back to the queue (never started, nothing sent)."""
+        if not ids:
             return
         with self.db.session() as session:
             session.execute(
                 update(Delivery)
-                .where(
-                    col(Delivery.id).in_(delivery_ids), col(Delivery.state) == DeliveryState.SENDING
-                )
+                .where(col(Delivery.id).in_(ids), col(Delivery.worker) == self.worker)
                 .values(state=DeliveryState.QUEUED, worker="")
             )
 
-    def _result_row(self, item: _Claimed, outcome: Outcome, message_id: str) -> dict[str, Any]:
+    def _heartbeat(self, blast_id: int) -> BlastStatus:
+        with self.db.session() as session:
+            workers.heartbeat(session, self.worker, self.clock())
+            status = session.exec(select(Blast.status).where(Blast.id == blast_id)).one()
+        return BlastStatus(status)
+
+    def outcome_row(self, item: Claimed, outcome: Outcome, message_id: str) -> dict[str, Any]:
         now = self.clock()
         attempts = item.attempts + 1
         state = outcome.state
         next_at = None
         text = outcome.text
         if outcome.verdict is Verdict.RETRY:
-            if attempts >= MAX_ATTEMPTS:
+            age = now - item.created_at if item.created_at else timedelta(0)
+            if attempts >= self.cfg.max_attempts:
                 state = DeliveryState.FAILED
                 text = f"gave up after {attempts} attempts; last reply: {outcome.text}"
+            elif age.total_seconds() >= self.cfg.max_retry_age:
+                state = DeliveryState.FAILED
+                text = f"gave up after {age} of retrying; last reply: {outcome.text}"
             else:
-                next_at = now + retry_delay(attempts)
+                next_at = now + retry_delay(attempts, self.cfg.retry_base)
         return {
             "d_id": item.delivery_id,
             "state": state.value,
@@ -306,8 +402,7 @@ class BlastSender:
             "updated_at": now,
         }
 
-    def _skipped_row(self, item: _Claimed) -> dict[str, Any]:
-        now = self.clock()
+    def skipped_row(self, item: Claimed) -> dict[str, Any]:
         return {
             "d_id": item.delivery_id,
             "state": DeliveryState.SKIPPED.value,
@@ -317,8 +412,15 @@ class BlastSender:
             "message_id": "",
             "next_attempt_at": None,
             "sent_at": None,
-            "updated_at": now,
+            "updated_at": self.clock(),
         }
+
+    # -- the run -----------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Stop as after a signal: finish in-flight messages, leave the blast paused."""
+        if self._stop is not None:
+            self._stop(reason, pause_blast=True)
 
     async def send(
         self,
@@ -327,49 +429,222 @@ class BlastSender:
         progress: Progress | None = None,
         *,
         actor: str = "cli",
+        handle_signals: bool = False,
     ) -> SendResult:
-        total, done = self.start(blast_id, actor=actor)
-        if progress:
-            progress.start(total, done)
-        after_id = 0
-        error = ""
+        """Send until the blast is done, or until stopped (pause, cancel, signal, relay).
+
+        With ``handle_signals``, SIGTERM and SIGINT (Ctrl-C) stop the run the
+        graceful way: in-flight messages finish and are recorded, the rest goes
+        back to the queue, and the blast is left paused and resumable.
+        """
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-db")
+        stop = self._stop = _Stop()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+        for signum in signals:
+            name = signal.Signals(signum).name
+            loop.add_signal_handler(signum, self.request_stop, f"stopped by {name}; resumable")
         try:
-            while True:
-                batch = self._claim(blast_id, after_id)
-                if not batch:
-                    if after_id == 0:
-                        break
-                    after_id = 0  # one more pass for deferred deliveries that came due
-                    continue
-                after_id = batch[-1].delivery_id
-                results: list[dict[str, Any]] = []
-                handled: set[int] = set()
-                try:
-                    for item in batch:
-                        if item.status is not SupporterStatus.ACTIVE:
-                            results.append(self._skipped_row(item))
-                        else:
-                            composed = composer.compose(item.delivery_id, item.recipient)
-                            outcome = await self.transport.deliver(composed.message)
-                            results.append(
-                                self._result_row(item, outcome, composed.message.message_id)
-                            )
-                        handled.add(item.delivery_id)
-                finally:
-                    self._record(results)
-                    self._release([i.delivery_id for i in batch if i.delivery_id not in handled])
-                    if progress:
-                        progress.advance(len(results))
-        except (TransportError, TemplateProblem) as exc:
-            error = str(exc)
-            log.error("blast %d paused: %s", blast_id, error)
-            self._pause(blast_id, error)
+            total, done = await self._db(self.start, blast_id, actor=actor)
+            if progress:
+                progress.start(total, done)
+            run = _Run(self, blast_id, composer, stop, progress)
+            await run.execute()
+            status = await self._db(self._finish, blast_id, stop)
         finally:
-            await self.transport.close()
+            for signum in signals:
+                loop.remove_signal_handler(signum)
             if progress:
                 progress.finish()
-        status = self._finish(blast_id) if not error else BlastStatus.PAUSED
-        return SendResult(blast_id, status, delivery_counts(self.db, blast_id), error)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            self._stop = None
+        counts = delivery_counts(self.db, blast_id)
+        return SendResult(blast_id, status, counts, stop.reason if stop.pause_blast else "")
+
+
+class _Run:
+    """One run of one blast: the producer, the workers, the watcher and the writers."""
+
+    def __init__(
+        self,
+        sender: BlastSender,
+        blast_id: int,
+        composer: AlertComposer,
+        stop: _Stop,
+        progress: Progress | None,
+    ) -> None:
+        self.s = sender
+        self.cfg = sender.cfg
+        self.blast_id = blast_id
+        self.composer = composer
+        self.stop = stop
+        self.progress = progress
+        self.scheduler: DomainScheduler[Claimed] = DomainScheduler(
+            concurrency=self.cfg.domain_concurrency,
+            domain_rate=self.cfg.domain_rate,
+            rate=self.cfg.rate,
+        )
+        self.outcomes: list[dict[str, Any]] = []
+        self.marks: list[tuple[int, asyncio.Future[None]]] = []
+        self.mark_task: asyncio.Task[None] | None = None
+        self.finished_producing = False
+
+    async def execute(self) -> None:
+        transports = [self.s.transport_factory() for _ in range(max(1, self.cfg.connections))]
+        tasks = [asyncio.create_task(self.produce(), name="producer")]
+        tasks += [
+            asyncio.create_task(self.work(t), name=f"smtp-{i}") for i, t in enumerate(transports)
+        ]
+        helpers = [
+            asyncio.create_task(self.watch(), name="watcher"),
+            asyncio.create_task(self.write_outcomes(), name="recorder"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            for t in transports:
+                await t.close()
+            left = [job.delivery_id for job in self.scheduler.drain()]
+            await self.flush_outcomes()
+            await self.s._db(self.s._release, left)
+
+    # -- producer ----------------------------------------------------------------------
+
+    async def produce(self) -> None:
+        after_id = 0
+        try:
+            while not self.stop:
+                if self.scheduler.pending >= self.cfg.batch_size:
+                    await self.pause_a_moment(0.05)
+                    continue
+                allowance = await self.s._db(self.s._allowance)
+                allowance -= self.scheduler.pending + self.scheduler.in_flight
+                if allowance <= 0:
+                    log.info("hourly/daily cap reached; waiting for the window to move")
+                    await self.pause_a_moment(5.0)
+                    continue
+                batch = await self.s._db(self.s._claim, self.blast_id, after_id, allowance)
+                if batch:
+                    after_id = batch[-1].delivery_id
+                    for item in batch:
+                        if item.status is SupporterStatus.ACTIVE:
+                            self.scheduler.put(item.domain, item)
+                        else:
+                            self.add_outcome(self.s.skipped_row(item))
+                    continue
+                if after_id:
+                    after_id = 0  # a new pass from the start, for deferred ones now due
+                    continue
+                # Nothing claimable now: done, unless messages are in flight or retries due.
+                # Order matters: idle first, so every outcome is flushed before asking
+                # for the next due retry (the database thread runs jobs in order).
+                idle = self.scheduler.idle
+                await self.flush_outcomes()
+                due = await self.s._db(self.s._next_due, self.blast_id)
+                if due is None and idle:
+                    break
+                wait = 0.5
+                if due is not None:
+                    wait = min(max(0.05, (due - self.s.clock()).total_seconds()), 5.0)
+                await self.pause_a_moment(wait)
+        finally:
+            self.scheduler.close()
+
+    async def pause_a_moment(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.event.wait(), seconds)
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def work(self, transport: Transport) -> None:
+        while not self.stop:
+            picked = await self.next_job()
+            if picked is None:
+                return
+            domain, item = picked
+            outcome: Outcome | None = None
+            try:
+                composed = self.composer.compose(item.delivery_id, item.recipient)
+                await self.mark(item.delivery_id)
+                outcome = await transport.deliver(composed.message)
+                self.add_outcome(self.s.outcome_row(item, outcome, composed.message.message_id))
+            except (TransportError, TemplateProblem) as exc:
+                log.error("blast %d: %s", self.blast_id, exc)
+                self.stop(str(exc), pause_blast=True)
+                await self.s._db(self.s._release, [item.delivery_id])
+            finally:
+                self.scheduler.done(domain, outcome)
+
+    async def next_job(self) -> tuple[str, Claimed] | None:
+        getter = asyncio.ensure_future(self.scheduler.get())
+        stopper = asyncio.ensure_future(self.stop.event.wait())
+        finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in finished:
+            stopper.cancel()
+            picked = getter.result()
+            if picked is not None and self.stop:
+                self.scheduler.put(*picked)  # stopping: leave it to be released
+                self.scheduler.done(picked[0], None)
+                return None
+            return picked
+        getter.cancel()
+        return None
+
+    # -- marks (group commit) ---------------------------------------------------------
+
+    async def mark(self, delivery_id: int) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.marks.append((delivery_id, future))
+        if self.mark_task is None or self.mark_task.done():
+            self.mark_task = asyncio.create_task(self.flush_marks())
+        await future
+
+    async def flush_marks(self) -> None:
+        while self.marks:
+            await asyncio.sleep(0)  # let the other workers add theirs
+            batch, self.marks = self.marks, []
+            try:
+                await self.s._db(self.s._mark_sending, [i for i, _ in batch])
+            except BaseException as exc:
+                for _, f in batch:
+                    f.set_exception(exc)
+                raise
+            for _, f in batch:
+                f.set_result(None)
+
+    # -- outcomes (group commit) ------------------------------------------------------
+
+    def add_outcome(self, row: dict[str, Any]) -> None:
+        self.outcomes.append(row)
+
+    async def flush_outcomes(self) -> None:
+        rows, self.outcomes = self.outcomes, []
+        if rows:
+            await self.s._db(self.s._record, rows)
+            if self.progress:
+                self.progress.advance(len(rows))
+
+    async def write_outcomes(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            if len(self.outcomes) >= RECORD_MAX or time.monotonic() - last >= RECORD_EVERY:
+                await self.flush_outcomes()
+                last = time.monotonic()
+
+    # -- watcher ----------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.control_interval)
+            status = await self.s._db(self.s._heartbeat, self.blast_id)
+            if status is not BlastStatus.SENDING:
+                log.warning("blast %d is now %s; stopping", self.blast_id, status)
+                self.stop(f"blast {status} by an organizer")
 
 
 def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:

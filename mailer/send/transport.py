@@ -24,7 +24,7 @@ import aiosmtplib
 
 from mailer.compose.alert import OutgoingMessage
 from mailer.config import SmtpSettings
-from mailer.errors import RelayUnavailable, TransportError
+from mailer.errors import ConfigError, RelayUnavailable, TransportError
 from mailer.send.outcome import Outcome, classify, connection_lost
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,17 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def relays(settings: SmtpSettings) -> list[tuple[str, int]]:
+    """The relay and its failovers, in the order they are tried."""
+    found = [(settings.host, settings.port)]
+    for entry in settings.failover:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError("smtp.failover", f'entries must be "host:port", got {entry!r}')
+        found.append((host.strip("[]"), int(port)))
+    return found
+
+
 class SmtpTransport:
     def __init__(
         self, settings: SmtpSettings, *, connect_attempts: int = 3, retry_delay: float = 1.0
@@ -52,13 +63,15 @@ class SmtpTransport:
         self.settings = settings
         self.connect_attempts = connect_attempts
         self.retry_delay = retry_delay
+        self.relays = relays(settings)
         self._smtp: aiosmtplib.SMTP | None = None
+        self._where = ""
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self, host: str, port: int) -> aiosmtplib.SMTP:
         s = self.settings
         return aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
+            hostname=host,
+            port=port,
             username=s.username or None,
             password=s.password or None,
             local_hostname=s.helo_name or None,
@@ -71,30 +84,33 @@ class SmtpTransport:
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
-        where = f"{self.settings.host}:{self.settings.port}"
         last = ""
         for attempt in range(1, self.connect_attempts + 1):
-            smtp = self._client()
-            try:
-                await smtp.connect()
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                raise TransportError(
-                    f"SMTP relay {where} refused the login: {exc.code} {exc.message}"
-                ) from exc
-            except ssl.SSLError as exc:
-                raise TransportError(f"TLS with SMTP relay {where} failed: {exc}") from exc
-            except aiosmtplib.SMTPResponseException as exc:
-                last = f"{exc.code} {exc.message}"
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                last = str(exc) or type(exc).__name__
-            else:
-                self._smtp = smtp
-                return smtp
-            log.warning("SMTP relay %s: connection attempt %d failed: %s", where, attempt, last)
+            for host, port in self.relays:
+                where = f"{host}:{port}"
+                smtp = self._client(host, port)
+                try:
+                    await smtp.connect()
+                except aiosmtplib.SMTPAuthenticationError as exc:
+                    raise TransportError(
+                        f"SMTP relay {where} refused the login: {exc.code} {exc.message}"
+                    ) from exc
+                except ssl.SSLError as exc:
+                    raise TransportError(f"TLS with SMTP relay {where} failed: {exc}") from exc
+                except aiosmtplib.SMTPResponseException as exc:
+                    last = f"{where}: {exc.code} {exc.message}"
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    last = f"{where}: {str(exc) or type(exc).__name__}"
+                else:
+                    self._smtp = smtp
+                    self._where = where
+                    return smtp
+                log.info("SMTP relay connection attempt %d failed: %s", attempt, last)
             if attempt < self.connect_attempts:
                 await asyncio.sleep(self.retry_delay * attempt)
+        names = ", ".join(f"{h}:{p}" for h, p in self.relays)
         raise RelayUnavailable(
-            f"SMTP relay {where} unreachable after {self.connect_attempts} attempts: {last}"
+            f"SMTP relay unreachable ({names}) after {self.connect_attempts} attempts; last: {last}"
         )
 
     async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
@@ -120,7 +136,7 @@ class SmtpTransport:
                 # each recipient would burn through the list; stop instead.
                 await self._reset(smtp)
                 raise TransportError(
-                    f"SMTP relay {self.settings.host}:{self.settings.port} refused the sender "
+                    f"SMTP relay {self._where} refused the sender "
                     f"{message.envelope_sender}: {exc.code} {exc.message}"
                 ) from exc
             except aiosmtplib.SMTPRecipientRefused as exc:

@@ -12,6 +12,7 @@ from mailer.store.models import (
     Link,
     MailingList,
     Membership,
+    SenderWorker,
     Supporter,
     SupporterStatus,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Link",
     "MailingList",
     "Membership",
+    "SenderWorker",
     "Supporter",
     "SupporterStatus",
     "open_database",

@@ -158,7 +158,23 @@ class Delivery(SQLModel, table=True):
     worker: str = ""
     created_at: datetime | None = _time()
     updated_at: datetime | None = _time()
-    sent_at: datetime | None = _time()
+    sent_at: datetime | None = _time(index=True)  # indexed: hourly/daily caps count by it
+
+
+class SenderWorker(SQLModel, table=True):
+    """A sending process, as long as it runs; deliveries it holds name it in ``worker``.
+
+    The heartbeat tells the living from the dead: a worker whose heartbeat is
+    stale, or whose process is gone from this host, holds nothing any more.
+    """
+
+    __tablename__ = "sender_worker"
+    name: str = Field(primary_key=True, max_length=200)  # "host:pid:random"
+    host: str = Field(max_length=200)
+    pid: int
+    blast_id: int | None = Field(default=None, foreign_key="blast.id")
+    started_at: datetime | None = _time()
+    heartbeat_at: datetime | None = _time()
 
 
 class Link(SQLModel, table=True):

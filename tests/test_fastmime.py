@@ -1,0 +1,419 @@
+"""The fast MIME builder against ``build_message``: same headers, same decoded content."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import quopri
+from datetime import UTC, datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import TypedDict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailer.compose.fastmime import MessageBuilder, encode_body, format_date
+from mailer.compose.message import (
+    Identity,
+    build_message,
+    header_text,
+    list_id_header,
+    to_bytes,
+)
+from mailer.compose.templates import AlertTemplate, RenderedAlert, sample_context
+from tests.conftest import REPO
+
+DATE = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+TOKEN = "AQAAAAEAAAAHc2lnbmF0dXJlLWJ5dGVzLTAxMjM0NQ"
+URL = f"https://act.example.org/u/{TOKEN}"
+MESSAGE_ID = "<7.42.0a1b2c3d4e5f@example.org>"
+UNSUBSCRIBE = f"<{URL}>, <mailto:unsubscribe@example.org?subject=unsubscribe%20{TOKEN}>"
+COMPARED = (
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe-Post",
+    "Content-Language",
+    "Reply-To",
+)
+
+
+class Args(TypedDict):
+    to_name: str
+    to_address: str
+    message_id: str
+    unsubscribe_url: str
+    unsubscribe_token: str
+    date: datetime
+
+
+def args(
+    to_name: str = "A",
+    to_address: str = "p@example.org",
+    *,
+    message_id: str = MESSAGE_ID,
+    unsubscribe_url: str = URL,
+    unsubscribe_token: str = TOKEN,
+) -> Args:
+    return Args(
+        to_name=to_name,
+        to_address=to_address,
+        message_id=message_id,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=unsubscribe_token,
+        date=DATE,
+    )
+
+
+def identity(from_name: str = "Rapid Response", reply_to: str = "") -> Identity:
+    return Identity(
+        from_name=from_name,
+        from_address="alerts@example.org",
+        reply_to=reply_to,
+        return_path="",
+        list_id=list_id_header("supporters", "Rights Network", "example.org"),
+        unsubscribe_mailto="unsubscribe@example.org",
+    )
+
+
+def alert(
+    subject: str = "Tell the White House", text: str = "Hello\n", html: str = "<p>Hello</p>\n"
+) -> RenderedAlert:
+    return RenderedAlert(language="en", subject=subject, preheader="", html=html, text=text)
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def body(msg: EmailMessage, kind: str) -> str:
+    part = msg.get_body(preferencelist=(kind,))
+    assert part is not None
+    content: str = part.get_content()
+    return content.replace("\r\n", "\n")
+
+
+def both(
+    rendered: RenderedAlert,
+    ident: Identity,
+    *,
+    to_name: str,
+    to_address: str = "p@example.org",
+    builder: MessageBuilder | None = None,
+) -> tuple[bytes, bytes]:
+    """(fast bytes, build_message bytes) for the same input."""
+    kwargs = args(to_name, to_address)
+    fast = (builder or MessageBuilder(ident)).build(rendered, **kwargs)
+    slow = to_bytes(build_message(rendered, identity=ident, **kwargs))
+    return fast, slow
+
+
+def squeeze(value: str) -> str:
+    return value.replace(" ", "")
+
+
+def check_wire_format(data: bytes) -> None:
+    """Pure ASCII, CRLF only, short lines, no line-initial "From "."""
+    assert data.isascii()
+    assert b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
+    assert data.endswith(b"\r\n")
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep
+    lines = data.split(b"\r\n")
+    assert all(len(line) <= 998 for line in lines)
+    assert not any(line.startswith(b"From ") for line in lines)
+    # Parts: quoted-printable lines are at most 76 characters (RFC 2045 6.7).
+    assert all(len(line) <= 76 for line in rest.split(b"\r\n"))
+    # Header fields the builder folds itself stay within 78 (the addresses here are short).
+    fields = head.decode("ascii").replace("\r\n ", "\0 ").split("\r\n")
+    for field in fields:
+        if field.startswith(("From:", "To:", "Subject:")):
+            assert all(len(line) <= 78 for line in field.split("\0")), field
+
+
+def assert_equivalent(fast_data: bytes, slow_data: bytes, rendered: RenderedAlert) -> None:
+    check_wire_format(fast_data)
+    fast, slow = parse(fast_data), parse(slow_data)
+    assert sorted(fast.keys()) == sorted(slow.keys())
+    assert not fast.defects
+    for name in ("From", "To"):
+        (got,) = fast[name].addresses
+        (want,) = slow[name].addresses
+        assert got.addr_spec == want.addr_spec
+        # Python keeps the folding space between two adjacent encoded words of a display
+        # name (RFC 2047 6.2 says to drop it), for its own output as for ours.
+        assert squeeze(got.display_name) == squeeze(want.display_name)
+    # Unstructured text is decoded exactly: the subject survives character for character.
+    assert str(fast["Subject"]) == header_text(rendered.subject)
+    assert squeeze(str(fast["Subject"])) == squeeze(str(slow["Subject"]))
+    for name in COMPARED:
+        assert str(fast[name]) == str(slow[name]), name
+    # build_message lets the email package fold List-Unsubscribe, which turns a long mailto
+    # target into RFC 2047 encoded words (that no client decodes inside <...>) and leaves
+    # extra spaces; the targets themselves are the same.
+    assert str(fast["List-Unsubscribe"]) == UNSUBSCRIBE
+    assert squeeze(str(fast["List-Unsubscribe"])) == squeeze(str(slow["List-Unsubscribe"]))
+    assert fast.get_content_type() == "multipart/alternative"
+    parts = list(fast.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    for part in parts:
+        assert not part.defects
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] in ("7bit", "quoted-printable")
+    for kind in ("plain", "html"):
+        assert body(fast, kind) == body(slow, kind)
+
+
+# --- generated input -------------------------------------------------------------------
+
+TRICKY = st.sampled_from(
+    [
+        "\r\n",
+        "\n",
+        "\r",
+        '"',
+        "\\",
+        ",",
+        "(",
+        ")",
+        "<",
+        ">",
+        "@",
+        ":",
+        ";",
+        ".",
+        "[",
+        "]",
+        " ",
+        "  ",
+        "\t",
+        "=?",
+        "?=",
+        "=?utf-8?q?Eve=0D=0ABcc=3A_x=40example=2Ecom?=",
+        "=?utf-8?b?RXZl?=",
+        "_",
+        "=",
+        "é",
+        "ñ",
+        "Ω",
+        "中文",
+        "😀",
+        "\u2028",
+        "\x00",
+        "Bcc: x@example.com",
+        "From ",
+    ]
+)
+HEADER_TEXT = st.one_of(
+    st.text(max_size=80),
+    st.lists(st.one_of(TRICKY, st.text(max_size=8)), max_size=30).map("".join),
+    st.text(min_size=80, max_size=400),
+    st.text(alphabet="abcdefghij ", min_size=60, max_size=300),
+    st.text(alphabet="abcdefghijé😀", min_size=60, max_size=200),
+)
+LINE = st.one_of(
+    st.text(max_size=40),
+    st.text(min_size=70, max_size=300),
+    st.tuples(
+        st.sampled_from(["", ".", "..", "From ", "From", "-- ", "--=_", " ", "\t"]),
+        st.text(max_size=100),
+        st.sampled_from(["", " ", "\t", "  \t", "=", "."]),
+    ).map("".join),
+    st.text(alphabet="xé😀=. \t", max_size=200),
+)
+BODY = st.tuples(
+    st.lists(LINE, max_size=12),
+    st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=12, max_size=12),
+    st.booleans(),
+).map(
+    lambda t: "".join(line + sep for line, sep in zip(t[0], t[1], strict=False))[
+        : None if t[2] else -1
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(from_name=HEADER_TEXT, to_name=HEADER_TEXT, subject=HEADER_TEXT, text=BODY, html=BODY)
+def test_fast_builder_matches_build_message(
+    from_name: str, to_name: str, subject: str, text: str, html: str
+) -> None:
+    rendered = alert(subject=subject, text=text, html=html)
+    fast, slow = both(rendered, identity(from_name), to_name=to_name)
+    assert_equivalent(fast, slow, rendered)
+
+
+@settings(max_examples=200, deadline=None)
+@given(HEADER_TEXT)
+def test_no_name_can_add_or_break_a_header(name: str) -> None:
+    rendered = alert(subject=name)
+    fast, slow = both(rendered, identity(name), to_name=name)
+    msg = parse(fast)
+    assert sorted(msg.keys()) == sorted(parse(slow).keys())
+    assert msg["To"].addresses[0].addr_spec == "p@example.org"
+    assert msg["From"].addresses[0].addr_spec == "alerts@example.org"
+    for value in (str(msg["To"]), str(msg["From"]), str(msg["Subject"])):
+        assert "\r" not in value and "\n" not in value
+
+
+@given(BODY)
+def test_body_encoding_round_trips(text: str) -> None:
+    cte, encoded = encode_body(text)
+    assert encoded.isascii() and encoded.endswith(b"\r\n")
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    assert b"=_" not in encoded  # so a boundary starting with "=_" can never occur
+    if cte == "7bit":
+        assert b"=" not in encoded
+    decoded = (encoded if cte == "7bit" else quopri.decodestring(encoded)).decode("utf-8")
+    expected = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not expected.endswith("\n"):
+        expected += "\n"
+    assert decoded.replace("\r\n", "\n") == expected
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        timezones=st.one_of(
+            st.none(),
+            st.builds(
+                timezone,
+                st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)),
+            ),
+            st.builds(
+                timezone,
+                st.integers(min_value=-23 * 60, max_value=23 * 60).map(
+                    lambda m: timedelta(minutes=m)
+                ),
+            ),
+        ),
+    )
+)
+def test_date_is_formatted_like_the_email_package(value: datetime) -> None:
+    assert format_date(value) == format_datetime(value)
+
+
+# --- examples --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("to_name", ["Alex Sample", "José Núñez", ""])
+def test_the_real_alert_round_trips(language: str, to_name: str) -> None:
+    template = AlertTemplate(REPO / "templates", "executive-orders")
+    rendered = template.render(sample_context(), language)
+    ident = identity(reply_to="Replies <replies@example.org>")
+    fast, slow = both(rendered, ident, to_name=to_name, to_address="alex@example.org")
+    assert_equivalent(fast, slow, rendered)
+    msg = parse(fast)
+    assert msg["From"] == "Rapid Response <alerts@example.org>"
+    assert msg["To"].addresses[0].display_name == to_name
+    assert msg["Subject"] == rendered.subject
+    assert msg["Content-Language"] == language
+    assert msg["List-Unsubscribe"] == UNSUBSCRIBE
+    assert "Dear Alex," in body(msg, "plain") or "Hola, Alex:" in body(msg, "plain")
+
+
+def test_message_layout() -> None:
+    builder = MessageBuilder(identity())
+    data = builder.build(
+        alert(subject="Alex, dile a la Casa Blanca que aquí no sobra nadie"),
+        to_name="Ana Ng",
+        to_address="ana@example.org",
+        message_id=MESSAGE_ID,
+        unsubscribe_url=URL,
+        unsubscribe_token=TOKEN,
+        date=DATE,
+    )
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert builder.boundary.startswith("=_")
+    assert head.split(b"\r\n")[:4] == [
+        b"From: Rapid Response <alerts@example.org>",
+        b"To: Ana Ng <ana@example.org>",
+        b"Subject: Alex, dile a la Casa Blanca que =?utf-8?q?aqu=C3=AD?= no sobra nadie",
+        b"Date: Sat, 28 Nov 2026 09:00:00 +0000",
+    ]
+    assert f'boundary="{builder.boundary}"'.encode() in head
+    delimiter = f"--{builder.boundary}".encode()
+    assert rest.startswith(delimiter + b"\r\n")
+    assert rest.count(delimiter) == 3 and rest.endswith(delimiter + b"--\r\n")
+    # Short pure-ASCII parts need no encoding at all.
+    assert rest.count(b"Content-Transfer-Encoding: 7bit") == 2
+
+
+INJECTIONS = [
+    "Eve\r\nBcc: x@example.com",
+    "Eve\nSubject: owned",
+    "Eve\rX-Injected: 1",
+    "Eve\u2028Bcc: x@example.com",
+    "Eve\x00\x0bBcc: x@example.com",
+    "=?utf-8?q?Eve=0D=0ABcc=3A_x=40example=2Ecom?=",
+]
+
+
+@pytest.mark.parametrize("name", INJECTIONS)
+def test_a_name_cannot_add_a_header(name: str) -> None:
+    fast, _ = both(alert(subject=name), identity(), to_name=name)
+    msg = parse(fast)
+    assert msg["Bcc"] is None and msg["X-Injected"] is None
+    assert len(msg.get_all("Subject") or []) == 1
+    assert msg["To"].addresses[0].addr_spec == "p@example.org"
+    assert b"\r\nBcc:" not in fast and b"\r\nX-Injected:" not in fast
+    assert squeeze(msg["To"].addresses[0].display_name) == squeeze(header_text(name))
+
+
+def test_display_name_with_specials_is_a_quoted_string() -> None:
+    name = 'Ana "Nena" O\'Brien, (volunteer) <x@y> \\o/'
+    fast, slow = both(alert(), identity(), to_name=name)
+    assert b'To: "Ana \\"Nena\\" O\'Brien, (volunteer) <x@y> \\\\o/"\r\n <p@example.org>' in fast
+    assert parse(fast)["To"].addresses[0].display_name == name
+    assert_equivalent(fast, slow, alert())
+
+
+def test_long_and_non_ascii_names_are_encoded_words_of_at_most_75() -> None:
+    name = "María Fernanda de los Ángeles Rodríguez Hernández " * 4
+    fast, slow = both(alert(subject=name), identity(), to_name=name)
+    assert_equivalent(fast, slow, alert(subject=name))
+    head = fast.partition(b"\r\n\r\n")[0].decode("ascii")
+    words = [w for w in head.split() if w.startswith("=?")]
+    assert words and all(len(w) <= 75 for w in words)
+    # Runs of plain words stay readable.
+    assert "Fernanda de los" in head
+
+
+def test_lines_starting_with_from_or_dot() -> None:
+    text = "From here on\n.\n.hidden\nFrom " + "x" * 71 + "\nFrom" + "\n"
+    cte, encoded = encode_body(text)
+    assert cte == "quoted-printable"
+    assert encoded.startswith(b"=46rom here on\r\n=2E\r\n.hidden\r\n=46rom ")
+    fast, slow = both(alert(text=text, html=text), identity(), to_name="A")
+    assert_equivalent(fast, slow, alert(text=text, html=text))
+
+
+def test_an_unusual_address_goes_through_the_email_package() -> None:
+    fast, slow = both(alert(), identity(), to_name="Odd", to_address='"odd person"@example.org')
+    assert_equivalent(fast, slow, alert())
+    assert parse(fast)["To"].addresses[0].addr_spec == '"odd person"@example.org'
+
+
+@pytest.mark.parametrize(
+    ("message_id", "url"),
+    [
+        ("<1@example.org>\r\nBcc: x@example.com", URL),
+        ("<1 2@example.org>", URL),
+        (MESSAGE_ID, "https://act.example.org/u/x\nBcc: x@example.com"),
+    ],
+)
+def test_program_values_that_could_break_a_line_are_refused(message_id: str, url: str) -> None:
+    kwargs = args(message_id=message_id, unsubscribe_url=url)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        MessageBuilder(identity()).build(alert(), **kwargs)
+
+
+def test_token_needing_quotes_is_quoted_like_build_message() -> None:
+    kwargs = args(unsubscribe_token="a b&c/é")
+    fast = MessageBuilder(identity()).build(alert(), **kwargs)
+    slow = to_bytes(build_message(alert(), identity=identity(), **kwargs))
+    assert parse(fast)["List-Unsubscribe"] == parse(slow)["List-Unsubscribe"]
