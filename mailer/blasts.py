@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, select
 
 from mailer.compose.alert import AlertComposer
+from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import Identity, domain_of, list_id_header
 from mailer.compose.templates import AlertTemplate, check_template
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
-from mailer.errors import InvalidState, NotFound
+from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.send.engine import BlastSender, Progress, SendResult
 from mailer.send.transport import SmtpTransport
 from mailer.store import Blast, BlastList, Database, Event, MailingList
@@ -206,4 +207,19 @@ def composer_for(
         signer=TokenSigner(settings.security.secret_key),
         link_ids=BlastLinks(db, blast.id, blast.cta_url),
         clock=now,
+        dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
+    )
+
+
+def dkim_signer(settings: Settings, *, address: str) -> DkimSigner | None:
+    """The DKIM signer the settings ask for, or None when [dkim] is not configured."""
+    cfg = settings.dkim
+    if not cfg.private_key_file:
+        return None
+    if not cfg.selector:
+        raise ConfigError("dkim.selector", "is required when dkim.private_key_file is set")
+    return DkimSigner.from_file(
+        domain=cfg.domain or domain_of(address),
+        selector=cfg.selector,
+        key_file=Path(cfg.private_key_file),
     )

@@ -185,6 +185,21 @@ class SendingSettings:
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    private_key_file: str = field(
+        default="",
+        metadata=_doc("PEM private key (RSA 2048+ or Ed25519) to sign with; empty = no DKIM"),
+    )
+    domain: str = field(
+        default="", metadata=_doc("signing domain (d=); empty means the sender address's domain")
+    )
+    selector: str = field(
+        default="",
+        metadata=_doc("selector (s=): the key is published at <selector>._domainkey.<domain>"),
+    )
+
+
+@dataclass(frozen=True)
 class TemplatesSettings:
     dir: str = field(default="templates", metadata=_doc("folder holding the email templates"))
 
@@ -200,6 +215,7 @@ class Settings:
     blast: BlastSettings = field(default_factory=BlastSettings)
     import_: ImportSettings = field(default_factory=ImportSettings, metadata={"name": "import"})
     sending: SendingSettings = field(default_factory=SendingSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     source: str = field(default="", metadata={"internal": "1"})
 
@@ -311,7 +327,7 @@ def _resolve_paths(values: dict[str, dict[str, Any]], base: Path) -> None:
         path = Path(db[len("sqlite:///") :])
         if not path.is_absolute():
             values["database"]["url"] = "sqlite:///" + str(base / path)
-    for section, key in (("templates", "dir"), ("smtp", "ca_file")):
+    for section, key in (("templates", "dir"), ("smtp", "ca_file"), ("dkim", "private_key_file")):
         value = values.get(section, {}).get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             values[section][key] = str(base / value)

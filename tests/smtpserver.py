@@ -9,6 +9,7 @@ certificate, and require AUTH.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -46,6 +47,15 @@ class RecordingHandler:
     # address -> (reply, times): refuse that many times, then accept.
     refuse_first: dict[str, tuple[str, int]] = field(default_factory=dict)
     rcpt_attempts: dict[str, int] = field(default_factory=dict)
+    # address -> times: drop the connection during DATA (no reply) that many times.
+    drop_in_data: dict[str, int] = field(default_factory=dict)
+    # address -> (seconds, times): wait that long before answering DATA, that many times.
+    stall_in_data: dict[str, tuple[float, int]] = field(default_factory=dict)
+    delay: float = 0.0  # seconds every DATA takes (a slow server)
+    data_attempts: dict[str, int] = field(default_factory=dict)
+    in_data: dict[str, int] = field(default_factory=dict)  # domain -> messages in DATA now
+    max_in_data: dict[str, int] = field(default_factory=dict)  # domain -> most at once
+    peers: set[object] = field(default_factory=set)  # client (address, port) of each session
 
     async def handle_RCPT(
         self,
@@ -66,6 +76,30 @@ class RecordingHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.peers.add(session.peer)
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        domain = rcpt.rpartition("@")[2]
+        self.data_attempts[rcpt] = self.data_attempts.get(rcpt, 0) + 1
+        self.in_data[domain] = self.in_data.get(domain, 0) + 1
+        self.max_in_data[domain] = max(self.max_in_data.get(domain, 0), self.in_data[domain])
+        try:
+            if self.drop_in_data.get(rcpt, 0) > 0:
+                self.drop_in_data[rcpt] -= 1
+                assert isinstance(server.transport, asyncio.WriteTransport)
+                server.transport.abort()  # gone without a reply: the client cannot know
+                return "421 4.4.2 dropped"
+            stall = self.stall_in_data.get(rcpt)
+            if stall and stall[1] > 0:
+                self.stall_in_data[rcpt] = (stall[0], stall[1] - 1)
+                await asyncio.sleep(stall[0])
+                return "451 4.4.2 too late"
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return self._accept(session, envelope, server)
+        finally:
+            self.in_data[domain] -= 1
+
+    def _accept(self, session: Session, envelope: Envelope, server: SMTP) -> str:
         login = session.auth_data if isinstance(session.auth_data, str) else ""
         transport = server.transport
         implicit_tls = transport is not None and transport.get_extra_info("ssl_object") is not None

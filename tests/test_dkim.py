@@ -25,13 +25,16 @@ from dkim.util import parse_tag_value  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.blasts import create_blast, send_now
 from mailer.compose.alert import AlertComposer, Recipient
 from mailer.compose.dkim import DEFAULT_SIGNED_HEADERS, DkimSigner
 from mailer.compose.message import Identity, build_message, list_id_header, to_bytes
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
 from mailer.errors import ConfigError
-from tests.conftest import REPO, TEST_SECRET
+from mailer.store import Database
+from tests.conftest import REPO, TEST_SECRET, make_settings
+from tests.factories import Person, add_people, people
 from tests.smtpserver import SmtpTestServer
 
 DOMAIN = "example.org"
@@ -347,7 +350,7 @@ def test_any_subject_name_and_text_verifies(subject: str, first: str, last: str,
 def test_ed25519_signature_verifies_and_rsa_can_sign_alongside(
     signer: DkimSigner, rsa_key: rsa.RSAPrivateKey, alert: bytes
 ) -> None:
-    pytest.importorskip("nacl", reason="dkimpy needs PyNaCl to verify ed25519-sha256")
+    # dkimpy verifies ed25519-sha256 with PyNaCl, a dev dependency for this test.
     ed_key = ed25519.Ed25519PrivateKey.generate()
     ed_signer = DkimSigner(domain=DOMAIN, selector="ed", private_key_pem=pem(ed_key))
     assert ed_signer.dns_record().encode() == txt_record(ed_key)
@@ -434,7 +437,7 @@ def key_file_cases(rsa_key: rsa.RSAPrivateKey) -> dict[str, tuple[bytes | None, 
         "encrypted": (encrypted, "passphrase"),
         "garbage-pem": (
             b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
-            "cannot be loaded",
+            "not loadable as a private key",
         ),
     }
 
@@ -495,3 +498,28 @@ def test_bad_settings_name_their_key(
     with pytest.raises(ConfigError) as info:
         DkimSigner(domain=domain, selector=selector, private_key_pem=pem(rsa_key), headers=headers)
     assert info.value.key == setting
+
+
+def test_a_blast_sent_by_the_engine_is_signed_and_verifies_as_received(
+    sqlite_db: Database,
+    smtp_server: SmtpTestServer,
+    rsa_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+    published: DnsFunc,
+) -> None:
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem(rsa_key))
+    settings = make_settings(
+        smtp_port=smtp_server.port,
+        dkim={"private_key_file": str(key_file), "domain": DOMAIN, "selector": SELECTOR},
+    )
+    add_people(sqlite_db, "members", [*people(3), Person("zoe@example.org", "Zoë", "es")])
+    blast = create_blast(
+        sqlite_db, settings, name="signed", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    assert send_now(sqlite_db, settings, blast.id).counts["sent"] == 4
+    assert len(smtp_server.handler.received) == 4
+    for item in smtp_server.handler.received:
+        assert item.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(item.data, dnsfunc=published)

@@ -1,4 +1,9 @@
-"""One blast's alert, composed for one supporter: render, track links, build MIME."""
+"""One blast's alert, composed for one supporter: render, track links, build MIME, sign.
+
+The MIME is made by :class:`~mailer.compose.fastmime.MessageBuilder`, which
+prepares what every message of the blast shares once; DKIM, when configured,
+signs the finished bytes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mailer.compose import links
-from mailer.compose.message import Identity, build_message, new_message_id, to_bytes
+from mailer.compose.dkim import DkimSigner
+from mailer.compose.fastmime import MessageBuilder
+from mailer.compose.message import Identity, new_message_id
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
 
@@ -81,6 +88,7 @@ class AlertComposer:
         signer: TokenSigner,
         link_ids: LinkIds,
         clock: Callable[[], datetime],
+        dkim: DkimSigner | None = None,
     ) -> None:
         self.template = template
         self.blast_id = blast_id
@@ -89,6 +97,8 @@ class AlertComposer:
         self.signer = signer
         self.link_ids = link_ids
         self.clock = clock
+        self.dkim = dkim
+        self.builder = MessageBuilder(identity)
         self._shared: dict[str, Any] = {
             "organization": {"name": organization_name, "postal_address": postal_address},
             "sender": {"name": identity.from_name, "address": identity.from_address},
@@ -116,9 +126,8 @@ class AlertComposer:
             text=links.rewrite_text(alert.text, own, track),
         )
         message_id = new_message_id(self.blast_id, delivery_id, self.identity.domain)
-        msg = build_message(
+        data = self.builder.build(
             tracked,
-            identity=self.identity,
             to_name=recipient.display_name,
             to_address=recipient.email,
             message_id=message_id,
@@ -126,11 +135,13 @@ class AlertComposer:
             unsubscribe_token=unsubscribe_token,
             date=self.clock(),
         )
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
         out = OutgoingMessage(
             delivery_id=delivery_id,
             envelope_sender=self.identity.envelope_sender(),
             recipient=recipient.email,
             message_id=message_id,
-            data=to_bytes(msg),
+            data=data,
         )
         return Composed(out, tracked)

@@ -40,6 +40,11 @@ Format choices:
   part of the text (RFC 2047 6.2), while whitespace between an encoded word and
   plain text is. Q encoding always uses the restricted set allowed in a phrase
   (RFC 2047 5(3)): letters, digits and ``!*+-/``; everything else is ``=XX``.
+* **List-Unsubscribe** (RFC 2369 3.2) holds two URLs in angle brackets, which
+  must stay literal (an encoded word there is not decoded); it is folded only at
+  the space after the comma, so a long token can make its second line long.
+  ``build_message`` lets the ``email`` package fold it, which with real-length
+  tokens turns the mailto target into encoded words; the targets are the same.
 * **Display names** (RFC 5322 3.4) are written as atoms when every word is made
   of ``atext``; as one quoted-string with ``\\`` and ``"`` escaped as quoted-pairs
   (RFC 5322 3.2.4) when they are ASCII with specials and fit on a line (a
@@ -322,11 +327,11 @@ class MessageBuilder:
         mailto = _checked(identity.unsubscribe_mailto, "unsubscribe mailto address")
         self._mailto = f"<mailto:{mailto}?subject=unsubscribe%20"
         self._languages: dict[str, str] = {}
+        self._post = "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         self._mime = (
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
             "MIME-Version: 1.0\r\n"
             f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n'
-            "\r\n",
+            "\r\n"
         )
         self._delimiter = f"--{self.boundary}\r\n".encode("ascii")
         self._plain_head = 'Content-Type: text/plain; charset="utf-8"\r\n'.encode("ascii")
@@ -370,7 +375,6 @@ class MessageBuilder:
                 (False, f"{self._mailto}{token}>"),
             ),
         )
-        post, mime = self._mime
         head = "".join(
             (
                 self._from,
@@ -384,9 +388,9 @@ class MessageBuilder:
                 _CRLF,
                 self._list_id,
                 unsubscribe,
-                post,
+                self._post,
                 self._language(alert.language),
-                mime,
+                self._mime,
             )
         )
         text_cte, text_body = encode_body(alert.text)

@@ -1,4 +1,11 @@
-"""Building the MIME message a supporter receives.
+"""Message headers and identity, and the reference MIME builder.
+
+:func:`build_message` builds a message with the standard library's ``email``
+package. It is slow (milliseconds per message), so messages are sent with
+:class:`mailer.compose.fastmime.MessageBuilder`; this one is the reference
+the fast builder is checked against in the tests (one known difference: the
+``email`` package folds a long List-Unsubscribe into RFC 2047 encoded words,
+which mail clients do not decode there; the fast builder does not).
 
 ``multipart/alternative`` with a text and an HTML part, and the headers every
 bulk message must carry: From, To, Subject (RFC 2047 when not ASCII), Date,

@@ -44,6 +44,7 @@ def cancel(session: Session, blast: Blast, *, actor: str, now: datetime) -> int:
         )
         .values(
             state=DeliveryState.SKIPPED,
+            worker="",
             reply_text=CANCELLED_TEXT,
             next_attempt_at=None,
             updated_at=now,

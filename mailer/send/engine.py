@@ -47,6 +47,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.errors import MessageError
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, func, or_, update
@@ -72,7 +73,8 @@ R = TypeVar("R")
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _STARTABLE = {BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.SENDING, BlastStatus.PAUSED}
 OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
-RECORD_EVERY = 0.2  # seconds between group commits of outcomes
+# Seconds between group commits of outcomes; this bounds what a crash leaves in doubt.
+RECORD_EVERY = 0.05
 RECORD_MAX = 200  # or sooner, when this many outcomes wait
 
 
@@ -328,13 +330,24 @@ class BlastSender:
 
     # -- writing outcomes ------------------------------------------------------------
 
-    def _mark_sending(self, ids: list[int]) -> None:
+    def _mark_sending(self, ids: list[int]) -> set[int]:
+        """Mark claimed rows as handed to the relay; return those still ours to send.
+
+        A row cancelled (or otherwise taken back) since it was claimed no longer
+        names this worker and is left out: its message must not go.
+        """
         with self.db.session() as session:
-            session.execute(
+            marked = session.execute(
                 update(Delivery)
-                .where(col(Delivery.id).in_(ids), col(Delivery.worker) == self.worker)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == self.worker,
+                    col(Delivery.state) == DeliveryState.QUEUED,
+                )
                 .values(state=DeliveryState.SENDING)
+                .returning(col(Delivery.id))
             )
+            return set(marked.scalars().all())
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -364,7 +377,11 @@ class BlastSender:
         with self.db.session() as session:
             session.execute(
                 update(Delivery)
-                .where(col(Delivery.id).in_(ids), col(Delivery.worker) == self.worker)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == self.worker,
+                    col(Delivery.state).in_((DeliveryState.QUEUED, DeliveryState.SENDING)),
+                )
                 .values(state=DeliveryState.QUEUED, worker="")
             )
 
@@ -400,6 +417,19 @@ class BlastSender:
             "next_attempt_at": next_at,
             "sent_at": now if state is DeliveryState.SENT else None,
             "updated_at": now,
+        }
+
+    def unbuildable_row(self, item: Claimed, exc: Exception) -> dict[str, Any]:
+        return {
+            "d_id": item.delivery_id,
+            "state": DeliveryState.FAILED.value,
+            "attempts": item.attempts,
+            "reply_code": None,
+            "reply_text": f"not sent: the message could not be built: {exc}"[:1000],
+            "message_id": "",
+            "next_attempt_at": None,
+            "sent_at": None,
+            "updated_at": self.clock(),
         }
 
     def skipped_row(self, item: Claimed) -> dict[str, Any]:
@@ -486,7 +516,7 @@ class _Run:
             rate=self.cfg.rate,
         )
         self.outcomes: list[dict[str, Any]] = []
-        self.marks: list[tuple[int, asyncio.Future[None]]] = []
+        self.marks: list[tuple[int, asyncio.Future[bool]]] = []
         self.mark_task: asyncio.Task[None] | None = None
         self.finished_producing = False
 
@@ -568,8 +598,17 @@ class _Run:
             domain, item = picked
             outcome: Outcome | None = None
             try:
-                composed = self.composer.compose(item.delivery_id, item.recipient)
-                await self.mark(item.delivery_id)
+                try:
+                    composed = self.composer.compose(item.delivery_id, item.recipient)
+                except TemplateProblem:
+                    raise
+                except (ValueError, TypeError, LookupError, MessageError) as exc:
+                    # This recipient's data cannot make a valid message (the
+                    # template renders for everyone else): fail this one alone.
+                    self.add_outcome(self.s.unbuildable_row(item, exc))
+                    continue
+                if not await self.mark(item.delivery_id):
+                    continue  # taken back (blast cancelled) since it was claimed
                 outcome = await transport.deliver(composed.message)
                 self.add_outcome(self.s.outcome_row(item, outcome, composed.message.message_id))
             except (TransportError, TemplateProblem) as exc:
@@ -596,25 +635,26 @@ class _Run:
 
     # -- marks (group commit) ---------------------------------------------------------
 
-    async def mark(self, delivery_id: int) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def mark(self, delivery_id: int) -> bool:
+        """Mark one delivery ``sending`` (with others, in one commit); False if not ours."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.marks.append((delivery_id, future))
         if self.mark_task is None or self.mark_task.done():
             self.mark_task = asyncio.create_task(self.flush_marks())
-        await future
+        return await future
 
     async def flush_marks(self) -> None:
         while self.marks:
             await asyncio.sleep(0)  # let the other workers add theirs
             batch, self.marks = self.marks, []
             try:
-                await self.s._db(self.s._mark_sending, [i for i, _ in batch])
+                marked = await self.s._db(self.s._mark_sending, [i for i, _ in batch])
             except BaseException as exc:
                 for _, f in batch:
                     f.set_exception(exc)
                 raise
-            for _, f in batch:
-                f.set_result(None)
+            for delivery_id, f in batch:
+                f.set_result(delivery_id in marked)
 
     # -- outcomes (group commit) ------------------------------------------------------
 

@@ -13,7 +13,8 @@ Backoff is adaptive: a domain that answers ``421`` or a ``4.7.x`` status
 ("too many connections/messages", RFC 3463 section 3.8 security or policy
 status) waits before the next attempt — 2 s, then twice as long on each
 repeat up to 5 minutes — and the wait shrinks again as its messages go
-through.
+through. Refusals of messages already in flight when the backoff began do not
+double it again.
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ class DomainScheduler(Generic[T]):
         entry.in_flight -= 1
         self._in_flight -= 1
         if outcome is not None:
-            if is_throttling(outcome):
+            if is_throttling(outcome) and self.clock() >= entry.resume_at:
+                # Replies to messages sent before the current backoff began do not
+                # compound it: only a refusal after the pause doubles the wait.
                 entry.backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, entry.backoff * 2))
                 entry.resume_at = self.clock() + entry.backoff
                 log.warning(

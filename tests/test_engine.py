@@ -1,0 +1,295 @@
+"""The sending engine under faults, with real aiosmtpd servers and real databases.
+
+Each test names the invariant of DESIGN.md it proves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+from sqlmodel import select
+
+from mailer.blasts import create_blast, find_blast, send_now
+from mailer.config import Settings
+from mailer.devsmtp import free_port
+from mailer.send import control
+from mailer.send.engine import SendResult
+from mailer.send.outcome import Outcome, Verdict
+from mailer.send.throttle import DomainScheduler, TokenBucket
+from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter
+from mailer.store.models import utcnow
+from tests.conftest import make_settings
+from tests.factories import Person, add_people, people
+from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
+
+S421_TOO_MANY = "421 4.7.0 Too many messages, slow down"
+S451_LOCAL_ERROR = "451 4.3.0 Local error, try again"
+
+
+def blast(db: Database, settings: Settings, *, segment: dict[str, object] | None = None) -> int:
+    created = create_blast(
+        db,
+        settings,
+        name="alert",
+        template="executive-orders",
+        list_names=["members"],
+        segment=segment,
+    )
+    assert created.id is not None
+    return created.id
+
+
+def states(db: Database, blast_id: int) -> dict[str, DeliveryState]:
+    with db.session() as session:
+        rows = session.exec(
+            select(Supporter.email, Delivery.state)
+            .join(Delivery, Delivery.supporter_id == Supporter.id)  # type: ignore[arg-type]
+            .where(Delivery.blast_id == blast_id)
+        ).all()
+    return {email: DeliveryState(state) for email, state in rows}
+
+
+def received_once_each(server: SmtpTestServer) -> Counter[str]:
+    return Counter(r.rcpt_tos[0] for r in server.handler.received)
+
+
+def test_temporary_failures_for_a_fraction_all_end_sent(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    """Invariant 4: 421/451 are retried with backoff; invariant 1: nobody twice."""
+    throttled = [Person(f"t{i}@busy{i}.example.net") for i in range(3)]
+    everyone = people(17) + throttled
+    add_people(db, "members", everyone)
+    for p in everyone[:3]:
+        smtp_server.handler.refuse_first[p.email] = (S451_LOCAL_ERROR, 2)
+    for p in throttled:  # 421 also pauses the domain (adaptive backoff, 2 s at first)
+        smtp_server.handler.refuse_first[p.email] = (S421_TOO_MANY, 1)
+    settings = make_settings(smtp_port=smtp_server.port)
+    result = send_now(db, settings, blast(db, settings))
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 20
+    assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
+    assert all(smtp_server.handler.rcpt_attempts[p.email] == 3 for p in everyone[:3])
+    assert all(smtp_server.handler.rcpt_attempts[p.email] == 2 for p in throttled)
+
+
+def test_permanent_failure_is_not_retried(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", people(3))
+    smtp_server.handler.refuse["p1@example.org"] = S550_NO_SUCH_USER
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = blast(db, settings)
+    send_now(db, settings, blast_id)
+    assert states(db, blast_id)["p1@example.org"] is DeliveryState.FAILED
+    assert smtp_server.handler.rcpt_attempts["p1@example.org"] == 1
+
+
+def test_connection_dropped_during_data_is_retried_not_doubled(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(5))
+    smtp_server.handler.drop_in_data["p2@example.org"] = 1
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 5
+    assert smtp_server.handler.data_attempts["p2@example.org"] == 2
+    assert received_once_each(smtp_server) == {p.email: 1 for p in people(5)}
+
+
+def test_a_stalling_server_times_out_and_is_retried(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(3))
+    smtp_server.handler.stall_in_data["p0@example.org"] = (3.0, 1)
+    settings = make_settings(smtp_port=smtp_server.port, smtp={"timeout": 0.5})
+    blast_id = blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 3
+    with db.session() as session:
+        row = session.exec(
+            select(Delivery)
+            .join(Supporter, Supporter.id == Delivery.supporter_id)  # type: ignore[arg-type]
+            .where(Supporter.email == "p0@example.org")
+        ).one()
+    assert row.attempts == 2
+    assert received_once_each(smtp_server)["p0@example.org"] == 1
+
+
+def test_k_connections_carry_the_blast(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", [Person(f"s{i}@d{i % 8}.example.org") for i in range(40)])
+    smtp_server.handler.delay = 0.02
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 4})
+    result = send_now(db, settings, blast(db, settings))
+    assert result.counts["sent"] == 40
+    assert len(smtp_server.handler.peers) == 4  # four sessions, each carrying many messages
+
+
+def test_per_domain_concurrency_is_observed_at_the_server(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    add_people(
+        db,
+        "members",
+        [Person(f"u{i}@big.example.org") for i in range(12)]
+        + [Person(f"v{i}@small.example.net") for i in range(4)],
+    )
+    smtp_server.handler.delay = 0.05
+    settings = make_settings(
+        smtp_port=smtp_server.port, sending={"connections": 6, "domain_concurrency": 2}
+    )
+    result = send_now(db, settings, blast(db, settings))
+    assert result.counts["sent"] == 16
+    assert smtp_server.handler.max_in_data["big.example.org"] == 2
+    assert smtp_server.handler.max_in_data["small.example.net"] <= 2
+
+
+def test_failover_relay_takes_over(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", people(3))
+    settings = make_settings(
+        smtp_port=free_port(),  # nobody listens there
+        smtp={"failover": [f"127.0.0.1:{smtp_server.port}"]},
+    )
+    result = send_now(db, settings, blast(db, settings))
+    assert result.status is BlastStatus.DONE and len(smtp_server.handler.received) == 3
+
+
+def test_segment_narrows_the_audience(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(
+        db,
+        "members",
+        [
+            Person("ana@example.org", "Ana", "es"),
+            Person("bo@example.org", "Bo", "en"),
+            Person("cy@example.org", "Cy", "es"),
+        ],
+    )
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = blast(db, settings, segment={"language": ["es"]})
+    send_now(db, settings, blast_id)
+    assert sorted(states(db, blast_id)) == ["ana@example.org", "cy@example.org"]
+
+
+def run_in_thread(
+    db: Database, settings: Settings, blast_id: int
+) -> tuple[threading.Thread, list[SendResult]]:
+    results: list[SendResult] = []
+    thread = threading.Thread(target=lambda: results.append(send_now(db, settings, blast_id)))
+    thread.start()
+    return thread, results
+
+
+def wait_for(condition: object, seconds: float = 20.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_pause_stops_a_running_sender_and_resume_finishes(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    everyone = people(30)
+    add_people(db, "members", everyone)
+    smtp_server.handler.delay = 0.05
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
+    blast_id = blast(db, settings)
+    thread, results = run_in_thread(db, settings, blast_id)
+    wait_for(lambda: len(smtp_server.handler.received) >= 5)
+    with db.session() as session:
+        control.pause(session, find_blast(session, blast_id), actor="test", now=utcnow())
+    paused_at = time.monotonic()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - paused_at < 2.0
+    assert results[0].status is BlastStatus.PAUSED
+    got = len(smtp_server.handler.received)
+    assert got < 30 and results[0].counts["sending"] == 0
+    result = send_now(db, settings, blast_id)  # resume
+    assert result.status is BlastStatus.DONE
+    assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
+
+
+def test_cancel_skips_what_is_not_sent(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", people(30))
+    smtp_server.handler.delay = 0.05
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
+    blast_id = blast(db, settings)
+    thread, results = run_in_thread(db, settings, blast_id)
+    wait_for(lambda: len(smtp_server.handler.received) >= 3)
+    with db.session() as session:
+        control.cancel(session, find_blast(session, blast_id), actor="test", now=utcnow())
+    thread.join(timeout=10)
+    assert results[0].status is BlastStatus.CANCELLED
+    counts = results[0].counts
+    assert counts["sent"] == len(smtp_server.handler.received)
+    assert counts["sent"] + counts["skipped"] == 30 and counts["queued"] == 0
+
+
+def test_hourly_cap_holds_the_rest_back(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", people(5))
+    settings = make_settings(smtp_port=smtp_server.port, sending={"hourly_limit": 3})
+    blast_id = blast(db, settings)
+    thread, results = run_in_thread(db, settings, blast_id)
+    wait_for(lambda: len(smtp_server.handler.received) >= 3)
+    time.sleep(1.0)
+    assert len(smtp_server.handler.received) == 3  # the window is full: the rest waits
+    with db.session() as session:
+        control.pause(session, find_blast(session, blast_id), actor="test", now=utcnow())
+    thread.join(timeout=10)
+    assert results[0].counts["queued"] == 2
+
+
+def test_token_bucket_paces_to_its_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(10.0, burst=1.0, clock=lambda: now[0])
+    assert bucket.wait_time() == 0.0
+    bucket.take()
+    assert abs(bucket.wait_time() - 0.1) < 1e-9
+    now[0] += 0.1
+    assert bucket.wait_time() == 0.0
+
+
+def test_a_domain_that_answers_421_is_backed_off_adaptively() -> None:
+    now = [100.0]
+    scheduler: DomainScheduler[str] = DomainScheduler(concurrency=1, clock=lambda: now[0])
+    scheduler.put("busy.example.org", "a")
+    scheduler.put("busy.example.org", "b")
+    picked = scheduler._pick()
+    assert picked == ("busy.example.org", "a")
+    scheduler.done("busy.example.org", Outcome(Verdict.RETRY, 421, "4.7.0 slow down", "4.7.0"))
+    assert scheduler.backoff_of("busy.example.org") == 2.0
+    assert scheduler._pick() == 2.0  # "b" waits out the backoff
+    now[0] += 2.0
+    assert scheduler._pick() == ("busy.example.org", "b")
+    scheduler.done("busy.example.org", Outcome(Verdict.RETRY, 421, "4.7.0 slow down", "4.7.0"))
+    assert scheduler.backoff_of("busy.example.org") == 4.0  # doubled on repeat
+    scheduler.put("busy.example.org", "c")
+    now[0] += 4.0
+    assert scheduler._pick() == ("busy.example.org", "c")
+    scheduler.done("busy.example.org", Outcome(Verdict.SENT, 250, "ok"))
+    assert scheduler.backoff_of("busy.example.org") == 2.0  # shrinks as mail goes through
+
+
+def test_retry_delay_grows_with_jitter() -> None:
+    from mailer.send.engine import retry_delay
+
+    assert retry_delay(1, 300, rng=lambda: 0.5) == timedelta(seconds=300)
+    assert retry_delay(3, 300, rng=lambda: 0.5) == timedelta(seconds=1200)
+    assert retry_delay(2, 300, rng=lambda: 0.0) == timedelta(seconds=480)
+    assert retry_delay(2, 300, rng=lambda: 1.0) == timedelta(seconds=720)
+
+
+def test_a_recipient_whose_message_cannot_be_built_fails_alone(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    # Not importable (the importer takes ASCII addresses only), but a list can be filled by
+    # other means: a non-ASCII local part cannot go into an SMTP envelope without SMTPUTF8.
+    add_people(db, "members", [*people(2), Person("zoë@example.org", "Zoë")])
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = blast(db, settings)
+    result = send_now(db, settings, blast_id)
+    assert result.status is BlastStatus.DONE
+    assert states(db, blast_id)["zoë@example.org"] is DeliveryState.FAILED
+    assert result.counts["sent"] == 2
