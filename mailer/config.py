@@ -161,7 +161,8 @@ class SendingSettings:
         default=0, metadata=_doc("most messages in any 24 hours (sliding window); 0 = no limit")
     )
     domain_concurrency: int = field(
-        default=2, metadata=_doc("most messages in flight at once to one recipient domain")
+        default=0,
+        metadata=_doc("most messages in flight at once to one recipient domain; 0 = no limit"),
     )
     domain_rate: float = field(
         default=0.0, metadata=_doc("most messages per second to one recipient domain; 0 = no limit")

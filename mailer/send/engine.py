@@ -53,7 +53,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from sqlalchemy import Table, and_, bindparam, func, or_, update
 from sqlmodel import col, select
 
-from mailer.compose.alert import AlertComposer, Recipient
+from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
 from mailer.compose.message import domain_of
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
@@ -300,9 +300,9 @@ class BlastSender:
             if d_id is not None
         ]
 
-    def _allowance(self) -> int:
-        """How many more messages the hourly and daily caps allow right now."""
-        allowed = self.cfg.batch_size
+    def _cap_room(self) -> int | None:
+        """How many more messages the hourly and daily caps allow now; None when uncapped."""
+        allowed: int | None = None
         now = self.clock()
         for cap, window in (
             (self.cfg.hourly_limit, timedelta(hours=1)),
@@ -316,7 +316,7 @@ class BlastSender:
                     .select_from(Delivery)
                     .where(col(Delivery.sent_at) > now - window)
                 ).one()
-            allowed = min(allowed, cap - sent)
+            allowed = cap - sent if allowed is None else min(allowed, cap - sent)
         return allowed
 
     def _next_due(self, blast_id: int) -> datetime | None:
@@ -493,6 +493,12 @@ class BlastSender:
         return SendResult(blast_id, status, counts, stop.reason if stop.pause_blast else "")
 
 
+@dataclass(frozen=True)
+class _Ready:
+    item: Claimed
+    message: OutgoingMessage
+
+
 class _Run:
     """One run of one blast: the producer, the workers, the watcher and the writers."""
 
@@ -548,16 +554,18 @@ class _Run:
         after_id = 0
         try:
             while not self.stop:
-                if self.scheduler.pending >= self.cfg.batch_size:
-                    await self.pause_a_moment(0.05)
+                room = self.cfg.batch_size - self.scheduler.pending  # memory stays bounded
+                if room <= self.cfg.batch_size // 2:
+                    await self.pause_a_moment(0.01)
                     continue
-                allowance = await self.s._db(self.s._allowance)
-                allowance -= self.scheduler.pending + self.scheduler.in_flight
-                if allowance <= 0:
-                    log.info("hourly/daily cap reached; waiting for the window to move")
-                    await self.pause_a_moment(5.0)
-                    continue
-                batch = await self.s._db(self.s._claim, self.blast_id, after_id, allowance)
+                cap_room = await self.s._db(self.s._cap_room)
+                if cap_room is not None:
+                    room = min(room, cap_room - self.scheduler.pending - self.scheduler.in_flight)
+                    if room <= 0:
+                        log.info("hourly/daily cap reached; waiting for the window to move")
+                        await self.pause_a_moment(5.0)
+                        continue
+                batch = await self.s._db(self.s._claim, self.blast_id, after_id, room)
                 if batch:
                     after_id = batch[-1].delivery_id
                     for item in batch:
@@ -591,32 +599,62 @@ class _Run:
     # -- workers -----------------------------------------------------------------------
 
     async def work(self, transport: Transport) -> None:
+        """One connection's loop. The next message is composed and marked while the
+        current one is on the wire, so the database round trip costs no sending time
+        (a crash therefore leaves at most two messages per connection in doubt)."""
+        ahead: asyncio.Task[_Ready | None] | None = asyncio.create_task(self.prepare())
+        while ahead is not None:
+            ready = await ahead
+            if ready is None:
+                return
+            ahead = None if self.stop else asyncio.create_task(self.prepare())
+            outcome: Outcome | None = None
+            try:
+                outcome = await transport.deliver(ready.message)
+                self.add_outcome(self.s.outcome_row(ready.item, outcome, ready.message.message_id))
+            except TransportError as exc:
+                log.error("blast %d: %s", self.blast_id, exc)
+                self.stop(str(exc), pause_blast=True)
+                await self.s._db(self.s._release, [ready.item.delivery_id])
+            finally:
+                self.scheduler.done(ready.item.domain, outcome)
+            if self.stop and ahead is not None:
+                await self.abandon(ahead)
+                ahead = None
+
+    async def abandon(self, ahead: asyncio.Task[_Ready | None]) -> None:
+        """Stopping: a prepared next message is not sent; it goes back to the queue."""
+        ready = await ahead
+        if ready is not None:
+            await self.s._db(self.s._release, [ready.item.delivery_id])
+            self.scheduler.done(ready.item.domain, None)
+
+    async def prepare(self) -> _Ready | None:
+        """The next message to send, composed and marked ``sending``; None when done."""
         while not self.stop:
             picked = await self.next_job()
             if picked is None:
-                return
+                return None
             domain, item = picked
-            outcome: Outcome | None = None
             try:
-                try:
-                    composed = self.composer.compose(item.delivery_id, item.recipient)
-                except TemplateProblem:
-                    raise
-                except (ValueError, TypeError, LookupError, MessageError) as exc:
-                    # This recipient's data cannot make a valid message (the
-                    # template renders for everyone else): fail this one alone.
-                    self.add_outcome(self.s.unbuildable_row(item, exc))
-                    continue
-                if not await self.mark(item.delivery_id):
-                    continue  # taken back (blast cancelled) since it was claimed
-                outcome = await transport.deliver(composed.message)
-                self.add_outcome(self.s.outcome_row(item, outcome, composed.message.message_id))
-            except (TransportError, TemplateProblem) as exc:
+                composed = self.composer.compose(item.delivery_id, item.recipient)
+            except TemplateProblem as exc:
                 log.error("blast %d: %s", self.blast_id, exc)
                 self.stop(str(exc), pause_blast=True)
+                self.scheduler.done(domain, None)
                 await self.s._db(self.s._release, [item.delivery_id])
-            finally:
-                self.scheduler.done(domain, outcome)
+                return None
+            except (ValueError, TypeError, LookupError, MessageError) as exc:
+                # This recipient's data cannot make a valid message (the template
+                # renders for everyone else): fail this one alone.
+                self.add_outcome(self.s.unbuildable_row(item, exc))
+                self.scheduler.done(domain, None)
+                continue
+            if not await self.mark(item.delivery_id):
+                self.scheduler.done(domain, None)  # taken back (blast cancelled) since claimed
+                continue
+            return _Ready(item, composed.message)
+        return None
 
     async def next_job(self) -> tuple[str, Claimed] | None:
         getter = asyncio.ensure_future(self.scheduler.get())

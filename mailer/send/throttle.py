@@ -88,7 +88,7 @@ class DomainScheduler(Generic[T]):
         rate: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.concurrency = max(1, concurrency)
+        self.concurrency = concurrency if concurrency > 0 else 1 << 30  # 0: no limit
         self.domain_rate = domain_rate
         self.overall = TokenBucket(rate, clock=clock)
         self.clock = clock
