@@ -132,6 +132,7 @@ def identity_for(settings: Settings, blast: Blast, list_names: list[str]) -> Ide
         from_address=address,
         reply_to=settings.sender.reply_to,
         return_path=settings.sender.return_path,
+        verp=settings.sender.verp,
         list_id=list_id_header(
             "-".join(list_names) or "alerts", settings.organization.name, domain
         ),

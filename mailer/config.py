@@ -81,6 +81,12 @@ class SenderSettings:
     name: str = field(default="", metadata=_doc("display name in From:"))
     address: str = field(default="", metadata=_doc("From: address (required to send)"))
     reply_to: str = field(default="", metadata=_doc("Reply-To: address; empty for none"))
+    verp: bool = field(
+        default=False,
+        metadata=_doc(
+            "per-recipient envelope sender <local>+<token>@<domain> (VERP) naming the delivery"
+        ),
+    )
     return_path: str = field(
         default="", metadata=_doc("envelope sender (bounces go here); empty means the From address")
     )

@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from mailer.blasts import create_blast, find_blast, send_now
+from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.send import control
@@ -21,7 +22,7 @@ from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, TokenBucket
 from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter
 from mailer.store.models import utcnow
-from tests.conftest import make_settings
+from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
@@ -293,3 +294,28 @@ def test_a_recipient_whose_message_cannot_be_built_fails_alone(
     assert result.status is BlastStatus.DONE
     assert states(db, blast_id)["zoë@example.org"] is DeliveryState.FAILED
     assert result.counts["sent"] == 2
+
+
+def test_verp_envelope_sender_names_the_delivery(db: Database, smtp_server: SmtpTestServer) -> None:
+    add_people(db, "members", people(2))
+    settings = make_settings(
+        smtp_port=smtp_server.port,
+        sender={"return_path": "bounces@example.org", "verp": True},
+    )
+    blast_id = blast(db, settings)
+    send_now(db, settings, blast_id)
+    signer = TokenSigner(TEST_SECRET)
+    with db.session() as session:
+        ids = {
+            email: d_id
+            for email, d_id in session.exec(
+                select(Supporter.email, Delivery.id)
+                .join(Delivery, Delivery.supporter_id == Supporter.id)  # type: ignore[arg-type]
+                .where(Delivery.blast_id == blast_id)
+            ).all()
+        }
+    for item in smtp_server.handler.received:
+        local, domain = item.mail_from.split("@")
+        assert domain == "example.org" and local.startswith("bounces+")
+        assert signer.read_bounce(local.removeprefix("bounces+")) == ids[item.rcpt_tos[0]]
+        assert item.message()["From"].addresses[0].addr_spec == "alerts@example.org"

@@ -83,3 +83,12 @@ def test_token_does_not_contain_the_address() -> None:
 def test_empty_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="empty secret"):
         TokenSigner("")
+
+
+@given(ids)
+def test_bounce_token_round_trip_and_fits_a_local_part(delivery_id: int) -> None:
+    token = signer.bounce(delivery_id)
+    assert signer.read_bounce(token) == delivery_id
+    assert len("bounces+" + token) <= 64  # RFC 5321 4.5.3.1.1: local part at most 64 octets
+    with pytest.raises(TokenError):
+        signer.read_unsubscribe(token)

@@ -139,7 +139,9 @@ class AlertComposer:
             data = self.dkim.sign(data)
         out = OutgoingMessage(
             delivery_id=delivery_id,
-            envelope_sender=self.identity.envelope_sender(),
+            envelope_sender=self.identity.envelope_sender(
+                self.signer.bounce(delivery_id) if self.identity.verp else ""
+            ),
             recipient=recipient.email,
             message_id=message_id,
             data=data,

@@ -69,13 +69,25 @@ class Identity:
     return_path: str  # envelope sender; bounces go here
     list_id: str  # e.g. "Action Alerts <supporters.alerts.example.org>"
     unsubscribe_mailto: str  # bare address, e.g. unsubscribe@example.org
+    verp: bool = False  # per-recipient envelope sender, see verp_address
 
     @property
     def domain(self) -> str:
         return domain_of(self.from_address)
 
-    def envelope_sender(self) -> str:
-        return self.return_path or self.from_address
+    def envelope_sender(self, bounce_token: str = "") -> str:
+        base = self.return_path or self.from_address
+        return verp_address(base, bounce_token) if self.verp and bounce_token else base
+
+
+def verp_address(base: str, token: str) -> str:
+    """``bounces@example.org`` + token -> ``bounces+<token>@example.org`` (VERP).
+
+    A bounce comes back to that address, and the token (signed, naming the
+    delivery) tells which message bounced, whatever the bounce's format.
+    """
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{token}@{domain}"
 
 
 def list_id_header(list_name: str, org_name: str, domain: str) -> str:

@@ -33,11 +33,13 @@ TAG_BYTES = 16
 class Purpose(IntEnum):
     CLICK = 1  # /c/<token>: record a click on one link, then redirect to it
     UNSUBSCRIBE = 2  # /u/<token>: unsubscribe the delivery's supporter
+    BOUNCE = 3  # <local>+<token>@domain: the envelope sender, so a bounce names its delivery
 
 
 _BODY = {
     Purpose.CLICK: struct.Struct(">BBQI"),
     Purpose.UNSUBSCRIBE: struct.Struct(">BBQ"),
+    Purpose.BOUNCE: struct.Struct(">BBQ"),
 }
 
 
@@ -78,6 +80,15 @@ class TokenSigner:
             Purpose.UNSUBSCRIBE,
             _BODY[Purpose.UNSUBSCRIBE].pack(VERSION, Purpose.UNSUBSCRIBE, delivery_id),
         )
+
+    def bounce(self, delivery_id: int) -> str:
+        return self._seal(
+            Purpose.BOUNCE, _BODY[Purpose.BOUNCE].pack(VERSION, Purpose.BOUNCE, delivery_id)
+        )
+
+    def read_bounce(self, token: str) -> int:
+        (delivery_id,) = self._open(token, Purpose.BOUNCE)
+        return int(delivery_id)
 
     def _open(self, token: str, purpose: Purpose) -> tuple[int, ...]:
         layout = _BODY[purpose]
