@@ -122,6 +122,14 @@ def test_organizer_flow_import_create_preview_send_report(
     assert (report["recipients"], report["sent"], report["failed"]) == (190, 189, 1)
     table = mailer(tmp_path, "report", "EO alert", config=config)
     assert "Click-through rate" in table.stdout and "189" in table.stdout
+    failed = mailer(tmp_path, "log", "1", "--state", "failed", config=config)
+    assert failed.returncode == 0, failed.stderr
+    lines = failed.stdout.strip().splitlines()
+    assert len(lines) == 2 and first.lower() in lines[1] and "550" in lines[1]
+    assert "5.1.1 No such user here" in lines[1]
+    everything = mailer(tmp_path, "log", "1", "--csv", config=config).stdout.splitlines()
+    assert everything[0].startswith("delivery,email,state,attempts,reply_code,reply_text")
+    assert len(everything) == 191
     listing = mailer(tmp_path, "blast", "list", config=config)
     assert "done" in listing.stdout and "EO alert" in listing.stdout
 
