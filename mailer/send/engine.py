@@ -524,7 +524,6 @@ class _Run:
         self.outcomes: list[dict[str, Any]] = []
         self.marks: list[tuple[int, asyncio.Future[bool]]] = []
         self.mark_task: asyncio.Task[None] | None = None
-        self.finished_producing = False
 
     async def execute(self) -> None:
         transports = [self.s.transport_factory() for _ in range(max(1, self.cfg.connections))]
@@ -538,6 +537,13 @@ class _Run:
         ]
         try:
             await asyncio.gather(*tasks)
+        except BaseException:
+            # Something unexpected (a database error, say): stop every task before
+            # cleaning up, so no worker is still sending while connections close.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             for task in helpers:
                 task.cancel()
