@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
-from mailer.compose.alert import AlertComposer
+from mailer.compose.alert import AlertComposer, Recipient
 from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import Identity, domain_of, list_id_header
 from mailer.compose.templates import AlertTemplate, check_template
@@ -23,8 +24,9 @@ from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.send.engine import BlastSender, Progress, SendResult
+from mailer.send.outcome import Outcome
 from mailer.send.transport import SmtpTransport
-from mailer.store import Blast, BlastList, Database, Event, MailingList
+from mailer.store import Blast, BlastList, BlastStatus, Database, Event, MailingList, Supporter
 from mailer.store.links import BlastLinks
 from mailer.store.models import utcnow
 
@@ -71,8 +73,14 @@ def create_blast(
     segment: dict[str, Any] | None = None,
     actor: str = "cli",
     now: Callable[[], datetime] = utcnow,
+    follow_up: tuple[Blast, timedelta] | None = None,
 ) -> Blast:
-    """Create a draft blast after checking its template renders in every language."""
+    """Create a draft blast after checking its template renders in every language.
+
+    With ``follow_up`` (original, delay) the blast is a follow-up: scheduled
+    ``delay`` after the original finishes, to those of its recipients who did
+    not click (see :func:`mailer.send.audience.snapshot_audience`).
+    """
     name = name.strip()
     if not name:
         raise InvalidState("a blast needs a name")
@@ -101,6 +109,13 @@ def create_blast(
             segment=segment,
             created_at=now(),
         )
+        if follow_up is not None:
+            original, delay = follow_up
+            blast.follow_up_of = original.id
+            blast.follow_up_after = int(delay.total_seconds())
+            blast.status = BlastStatus.SCHEDULED
+            if original.finished_at is not None:
+                blast.scheduled_at = max(original.finished_at + delay, now())
         session.add(blast)
         session.flush()
         assert blast.id is not None
@@ -122,6 +137,97 @@ def create_blast(
             )
         )
     return blast
+
+
+def create_follow_up(
+    db: Database,
+    settings: Settings,
+    original_ref: str | int,
+    *,
+    after: timedelta,
+    template: str | None = None,
+    name: str | None = None,
+    actor: str = "cli",
+) -> Blast:
+    """A follow-up of ``original_ref`` to those who got it and did not click."""
+    with db.session() as session:
+        original = find_blast(session, original_ref)
+        assert original.id is not None
+        lists = [lst.name for lst in blast_lists(session, original.id)]
+    if original.status in (BlastStatus.CANCELLED, BlastStatus.MISSED):
+        raise InvalidState(f"blast {original.name!r} is {original.status}; nothing to follow up")
+    return create_blast(
+        db,
+        settings,
+        name=name or f"{original.name} (follow-up)",
+        template=template or original.template,
+        list_names=lists,
+        cta_url=original.cta_url,
+        segment=original.segment,
+        actor=actor,
+        follow_up=(original, after),
+    )
+
+
+def send_test(
+    db: Database, settings: Settings, ref: str | int, addresses: list[str], *, actor: str = "cli"
+) -> list[tuple[str, Outcome]]:
+    """Send ``ref``'s alert to seed ``addresses``, marked as a test.
+
+    The blast's deliveries and figures are not touched. A seed address that is
+    a supporter gets their personal version; any other gets the fallbacks.
+    """
+    checked = []
+    for address in addresses:
+        try:
+            checked.append(validate_email(address.strip(), check_deliverability=False).normalized)
+        except EmailNotValidError as exc:
+            raise InvalidState(f"{address!r} is not an email address: {exc}") from None
+    with db.session() as session:
+        blast = find_blast(session, ref)
+        people = {
+            s.email: s
+            for s in session.exec(select(Supporter).where(col(Supporter.email).in_(checked)))
+        }
+    composer = composer_for(db, settings, blast)
+
+    async def deliver_all() -> list[tuple[str, Outcome]]:
+        transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
+        results = []
+        try:
+            for address in checked:
+                known = people.get(address.lower())
+                recipient = (
+                    Recipient(
+                        email=address,
+                        first_name=known.first_name,
+                        last_name=known.last_name,
+                        zip=known.zip,
+                        region=known.region,
+                        language=known.language,
+                        custom=dict(known.custom or {}),
+                    )
+                    if known
+                    else Recipient(email=address)
+                )
+                composed = composer.compose(0, recipient, test=True)
+                results.append((address, await transport.deliver(composed.message)))
+        finally:
+            await transport.close()
+        return results
+
+    results = asyncio.run(deliver_all())
+    with db.session() as session:
+        session.add(
+            Event(
+                at=utcnow(),
+                actor=actor,
+                action="blast.test_sent",
+                blast_id=blast.id,
+                detail={"to": [f"{a}: {o.code} {o.text}" for a, o in results]},
+            )
+        )
+    return results
 
 
 def identity_for(settings: Settings, blast: Blast, list_names: list[str]) -> Identity:

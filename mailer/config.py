@@ -192,6 +192,24 @@ class SendingSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    timezone: str = field(
+        default="UTC",
+        metadata=_doc("IANA time zone that --at times are in and scheduled times are shown in"),
+    )
+    misfire_grace: float = field(
+        default=3600.0,
+        metadata=_doc(
+            "seconds a blast may start late (service was down); later it is marked missed"
+        ),
+    )
+    poll_interval: float = field(
+        default=2.0,
+        metadata=_doc("seconds between the service's checks for schedule changes made elsewhere"),
+    )
+
+
+@dataclass(frozen=True)
 class DkimSettings:
     private_key_file: str = field(
         default="",
@@ -222,6 +240,7 @@ class Settings:
     blast: BlastSettings = field(default_factory=BlastSettings)
     import_: ImportSettings = field(default_factory=ImportSettings, metadata={"name": "import"})
     sending: SendingSettings = field(default_factory=SendingSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     source: str = field(default="", metadata={"internal": "1"})

@@ -8,13 +8,18 @@ from datetime import datetime
 import click
 from sqlmodel import Session, col, func, select
 
-from mailer.blasts import create_blast, find_blast, send_now
+from mailer.blasts import create_blast, create_follow_up, find_blast, send_now, send_test
 from mailer.cli import AppContext, pass_app
 from mailer.cli.progress import progress_for
+from mailer.schedule import planner
+from mailer.schedule.planner import parse_duration
+from mailer.schedule.times import parse_local, show
 from mailer.send import control
 from mailer.send.audience import parse_segment
 from mailer.send.engine import SendResult
+from mailer.send.outcome import Verdict
 from mailer.store import Blast, BlastStatus, Delivery
+from mailer.store.models import FINAL_DELIVERY_STATES as FINAL_STATES
 from mailer.store.models import utcnow
 
 
@@ -177,24 +182,119 @@ def requeue_unknown_command(app: AppContext, blast: str) -> None:
     _change(app, blast, act)
 
 
-@blast_group.command("list")
+@blast_group.command("schedule")
+@click.argument("blast")
+@click.option("--at", "at", required=True, help='When to start, e.g. "2026-12-01 09:00".')
+@click.option("--tz", default=None, help="IANA time zone of --at. Default: schedule.timezone.")
 @pass_app
-def list_command(app: AppContext) -> None:
-    """List blasts with their state and size."""
+def schedule_command(app: AppContext, blast: str, at: str, tz: str | None) -> None:
+    """Schedule BLAST to start at a time (again to reschedule).
+
+    The time is stored in UTC; a running service (`mailer run`) picks the
+    change up within schedule.poll_interval seconds.
+    """
+    zone_name = tz or app.settings.schedule.timezone
+    moment = parse_local(at, zone_name)
+
+    def act(session: Session, found: Blast, now: datetime) -> str:
+        planner.schedule(session, found, moment, actor="cli", now=now)
+        return (
+            f"blast {found.id} scheduled for {show(moment, zone_name)} "
+            f"({moment.strftime('%Y-%m-%d %H:%M')} UTC)"
+        )
+
+    _change(app, blast, act)
+
+
+@blast_group.command("unschedule")
+@click.argument("blast")
+@pass_app
+def unschedule_command(app: AppContext, blast: str) -> None:
+    """Take BLAST off the schedule (it becomes a draft again)."""
+
+    def act(session: Session, found: Blast, now: datetime) -> str:
+        planner.unschedule(session, found, actor="cli", now=now)
+        return f"blast {found.id} is a draft again"
+
+    _change(app, blast, act)
+
+
+@blast_group.command("follow-up")
+@click.argument("blast")
+@click.option("--after", required=True, help="Delay after BLAST finishes: 48h, 90m, 2d.")
+@click.option("--template", "-t", default=None, help="Template of the follow-up. Default: BLAST's.")
+@click.option("--name", default=None, help='Name of the follow-up. Default: "<BLAST> (follow-up)".')
+@pass_app
+def follow_up_command(
+    app: AppContext, blast: str, after: str, template: str | None, name: str | None
+) -> None:
+    """Create a follow-up to BLAST's recipients who did not click it.
+
+    It is scheduled AFTER the original finishes; its audience (sent the
+    original, no click, not unsubscribed since) is computed when it starts.
+    """
+    created = create_follow_up(
+        app.db(), app.settings, blast, after=parse_duration(after), template=template, name=name
+    )
+    when = (
+        show(created.scheduled_at, app.settings.schedule.timezone) or f"{after} after it finishes"
+    )
+    click.echo(f"{created.id}")
+    click.echo(f"follow-up {created.id} scheduled: {when}", err=True)
+
+
+@blast_group.command("test")
+@click.argument("blast")
+@click.option("--to", "to", required=True, help="Seed addresses, comma separated.")
+@pass_app
+def test_command(app: AppContext, blast: str, to: str) -> None:
+    """Send BLAST's alert to seed addresses, marked [TEST]; the blast is not touched."""
+    addresses = [a for a in (part.strip() for part in to.split(",")) if a]
+    if not addresses:
+        raise click.ClickException("--to needs at least one address")
+    failed = 0
+    for address, outcome in send_test(app.db(), app.settings, blast, addresses):
+        click.echo(f"{address}: {outcome.verdict} ({outcome.code} {outcome.text})")
+        failed += outcome.verdict is not Verdict.SENT
+    if failed:
+        raise click.ClickException(f"{failed} test message(s) not accepted")
+
+
+@blast_group.command("list")
+@click.option(
+    "--tz", default=None, help="Show times in this IANA zone. Default: schedule.timezone."
+)
+@pass_app
+def list_command(app: AppContext, tz: str | None) -> None:
+    """List blasts: state, scheduled time (in your zone), progress."""
+    zone_name = tz or app.settings.schedule.timezone
     with app.db().session() as session:
-        rows = session.exec(
-            select(Blast, func.count(col(Delivery.id)))
-            .outerjoin(Delivery, col(Delivery.blast_id) == Blast.id)
-            .group_by(col(Blast.id))
-            .order_by(col(Blast.id))
-        ).all()
-    if not rows:
+        blasts = session.exec(select(Blast).order_by(col(Blast.id))).all()
+        progress = dict(
+            session.exec(
+                select(Delivery.blast_id, func.count())
+                .where(col(Delivery.state).in_(FINAL_STATES))
+                .group_by(col(Delivery.blast_id))
+            ).all()
+        )
+        totals = dict(
+            session.exec(
+                select(Delivery.blast_id, func.count()).group_by(col(Delivery.blast_id))
+            ).all()
+        )
+    if not blasts:
         click.echo("no blasts yet")
         return
-    click.echo(f"{'id':>4}  {'status':<10} {'recipients':>10}  {'template':<20} name")
-    for blast, recipients in rows:
+    click.echo(f"{'id':>4}  {'status':<10} {'when':<22} {'progress':>13}  name")
+    for blast in blasts:
+        assert blast.id is not None
+        if blast.status is BlastStatus.SCHEDULED and blast.scheduled_at is None:
+            when = "after the original"
+        else:
+            when = show(blast.scheduled_at or blast.started_at, zone_name)
+        done, total = progress.get(blast.id, 0), totals.get(blast.id, 0)
         click.echo(
-            f"{blast.id:>4}  {blast.status:<10} {recipients:>10}  {blast.template:<20} {blast.name}"
+            f"{blast.id:>4}  {blast.status:<10} {when:<22} {f'{done}/{total}':>13}  {blast.name}"
         )
         if blast.last_error:
             click.echo(f"      {blast.last_error}")

@@ -106,7 +106,9 @@ class AlertComposer:
             "cta_url": cta_url,
         }
 
-    def compose(self, delivery_id: int, recipient: Recipient) -> Composed:
+    def compose(self, delivery_id: int, recipient: Recipient, *, test: bool = False) -> Composed:
+        """One recipient's message. A ``test`` message says so in its subject and in an
+        ``X-Mailer-Test`` header, and its links (delivery 0) are not counted."""
         unsubscribe_token = self.signer.unsubscribe(delivery_id)
         unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
         context = dict(
@@ -120,7 +122,7 @@ class AlertComposer:
         own = self.base_url + "/"
         tracked = RenderedAlert(
             language=alert.language,
-            subject=alert.subject,
+            subject=f"[TEST] {alert.subject}" if test else alert.subject,
             preheader=alert.preheader,
             html=links.rewrite_html(alert.html, own, track),
             text=links.rewrite_text(alert.text, own, track),
@@ -135,6 +137,8 @@ class AlertComposer:
             unsubscribe_token=unsubscribe_token,
             date=self.clock(),
         )
+        if test:
+            data = b"X-Mailer-Test: yes\r\n" + data
         if self.dkim is not None:
             data = self.dkim.sign(data)
         out = OutgoingMessage(

@@ -26,11 +26,13 @@ from sqlalchemy import ColumnElement, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from mailer.errors import InvalidState
 from mailer.store.models import (
     BlastList,
+    Click,
     Delivery,
     DeliveryState,
     Membership,
@@ -89,27 +91,48 @@ def snapshot_audience(
     *,
     dialect: str,
     segment: dict[str, Any] | None = None,
+    follow_up_of: int | None = None,
 ) -> int:
-    """Create the queued deliveries of ``blast_id``; return how many were added."""
-    audience = (
-        sa_select(
-            literal(blast_id).label("blast_id"),
-            col(Supporter.id),
-            literal(DeliveryState.QUEUED.value).label("state"),
-            literal(0).label("attempts"),
-            literal(now, UTCDateTime()).label("created_at"),
-            literal(now, UTCDateTime()).label("updated_at"),
-        )
-        .distinct()
-        .join(Membership, col(Membership.supporter_id) == Supporter.id)
-        .join(BlastList, col(BlastList.list_id) == Membership.list_id)
-        .where(
-            col(BlastList.blast_id) == blast_id,
-            col(Supporter.status) == SupporterStatus.ACTIVE,
-            *_segment_filters(segment),
-        )
-        .order_by(col(Supporter.id))
+    """Create the queued deliveries of ``blast_id``; return how many were added.
+
+    A follow-up's audience is the original's recipients who were sent the alert
+    and have not clicked it, computed now (at the follow-up's start); like
+    every audience it holds active supporters only, so whoever unsubscribed
+    since is left out.
+    """
+    columns = (
+        literal(blast_id).label("blast_id"),
+        col(Supporter.id),
+        literal(DeliveryState.QUEUED.value).label("state"),
+        literal(0).label("attempts"),
+        literal(now, UTCDateTime()).label("created_at"),
+        literal(now, UTCDateTime()).label("updated_at"),
     )
+    if follow_up_of is None:
+        audience = (
+            sa_select(*columns)
+            .distinct()
+            .join(Membership, col(Membership.supporter_id) == Supporter.id)
+            .join(BlastList, col(BlastList.list_id) == Membership.list_id)
+            .where(col(BlastList.blast_id) == blast_id)
+        )
+    else:
+        original = aliased(Delivery)
+        clicked = (
+            sa_select(col(Click.id)).where(col(Click.delivery_id) == col(original.id)).exists()
+        )
+        audience = (
+            sa_select(*columns)
+            .join(original, col(original.supporter_id) == Supporter.id)
+            .where(
+                col(original.blast_id) == follow_up_of,
+                col(original.state) == DeliveryState.SENT,
+                ~clicked,
+            )
+        )
+    audience = audience.where(
+        col(Supporter.status) == SupporterStatus.ACTIVE, *_segment_filters(segment)
+    ).order_by(col(Supporter.id))
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     before = _count(session, blast_id)
     stmt = insert(Delivery).from_select(

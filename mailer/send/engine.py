@@ -172,13 +172,14 @@ class BlastSender:
                     f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
                 )
             action = "blast.resumed"
-            if blast.status in (BlastStatus.DRAFT, BlastStatus.SCHEDULED):
+            if blast.started_at is None:  # first start: take the audience snapshot
                 added = snapshot_audience(
                     session,
                     blast_id,
                     now,
                     dialect=self.db.engine.dialect.name,
                     segment=blast.segment,
+                    follow_up_of=blast.follow_up_of,
                 )
                 blast.started_at = now
                 action = "blast.started"
@@ -447,10 +448,15 @@ class BlastSender:
 
     # -- the run -----------------------------------------------------------------------
 
-    def request_stop(self, reason: str) -> None:
-        """Stop as after a signal: finish in-flight messages, leave the blast paused."""
+    def request_stop(self, reason: str, *, pause_blast: bool = True) -> None:
+        """Stop gracefully: finish in-flight messages, give the rest back to the queue.
+
+        With ``pause_blast`` the blast is left paused (for an organizer to
+        resume); without, it stays ``sending``, for a service to resume on its
+        next start.
+        """
         if self._stop is not None:
-            self._stop(reason, pause_blast=True)
+            self._stop(reason, pause_blast=pause_blast)
 
     async def send(
         self,

@@ -13,6 +13,7 @@ from mailer.store.models import (
     MailingList,
     Membership,
     SenderWorker,
+    ServiceInstance,
     Supporter,
     SupporterStatus,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "MailingList",
     "Membership",
     "SenderWorker",
+    "ServiceInstance",
     "Supporter",
     "SupporterStatus",
     "open_database",

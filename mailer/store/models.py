@@ -71,6 +71,7 @@ class BlastStatus(StrEnum):
     PAUSED = "paused"  # stopped on purpose or because the relay was down; resumable
     DONE = "done"  # every delivery reached a final state
     CANCELLED = "cancelled"  # stopped for good; queued deliveries were skipped
+    MISSED = "missed"  # its time passed while no service ran (beyond the grace period); not sent
 
 
 class DeliveryState(StrEnum):
@@ -131,6 +132,8 @@ class Blast(SQLModel, table=True):
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     last_error: str = ""
+    follow_up_of: int | None = Field(default=None, foreign_key="blast.id")  # the original blast
+    follow_up_after: int | None = None  # seconds after the original's finish
 
 
 class BlastList(SQLModel, table=True):
@@ -175,6 +178,19 @@ class SenderWorker(SQLModel, table=True):
     blast_id: int | None = Field(default=None, foreign_key="blast.id")
     started_at: datetime | None = _time()
     heartbeat_at: datetime | None = _time()
+
+
+class ServiceInstance(SQLModel, table=True):
+    """A running `mailer run` service, for `mailer status`."""
+
+    __tablename__ = "service_instance"
+    name: str = Field(primary_key=True, max_length=200)  # "host:pid:random"
+    host: str = Field(max_length=200)
+    pid: int
+    web_url: str = ""
+    started_at: datetime | None = _time()
+    heartbeat_at: datetime | None = _time()
+    last_error: str = ""
 
 
 class Link(SQLModel, table=True):

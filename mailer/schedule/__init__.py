@@ -1,0 +1,1 @@
+"""Scheduling: when blasts start, and the long-running service that starts them."""

@@ -1,0 +1,330 @@
+"""`mailer run` as a real process: schedules, restarts, misfires, two services, follow-ups.
+
+Each test drives the service and the CLI as separate processes against one
+SQLite file and a real SMTP server in the test process.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mailer.devsmtp import free_port
+from mailer.errors import InvalidState
+from mailer.schedule.times import parse_local, show
+from tests.conftest import REPO, TEST_SECRET
+from tests.smtpserver import SmtpTestServer
+
+PEOPLE = 12
+
+
+class Workdir:
+    def __init__(self, path: Path, smtp: SmtpTestServer, web_port: int) -> None:
+        self.path = path
+        self.smtp = smtp
+        self.web_port = web_port
+        self.services: list[subprocess.Popen[str]] = []
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env["MAILER_CONFIG"] = str(self.path / "mailer.toml")
+        return env
+
+    def mailer(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mailer", *args],
+            cwd=self.path,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.mailer(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start_service(self, port: int | None = None) -> subprocess.Popen[str]:
+        port = port or self.web_port
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "run", "--port", str(port)],
+            cwd=self.path,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.services.append(process)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
+                    return process
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+
+    def stop_service(self, process: subprocess.Popen[str]) -> str:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        self.services.remove(process)
+        return err
+
+    def schedule_in(self, seconds: float, blast: str = "1") -> datetime:
+        at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
+        self.ok("blast", "schedule", blast, "--at", at.isoformat())
+        return at
+
+    def status_of(self, blast: int) -> str:
+        line = next(
+            ln for ln in self.ok("blast", "list").splitlines()[1:] if ln.split()[0] == str(blast)
+        )
+        return line.split()[1]
+
+
+@pytest.fixture
+def work(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
+    web_port = free_port()
+    (tmp_path / "mailer.toml").write_text(
+        f"""
+[database]
+url = "sqlite:///m.db"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_server.port}
+[sender]
+address = "alerts@example.org"
+[organization]
+name = "Rights Network"
+postal_address = "1 Example Way"
+[web]
+base_url = "http://127.0.0.1:{web_port}"
+[security]
+secret_key = "{TEST_SECRET}"
+[templates]
+dir = "{(REPO / "templates").as_posix()}"
+[schedule]
+poll_interval = 0.5
+misfire_grace = 30
+[sending]
+control_interval = 0.2
+retry_base = 0.1
+""",
+        "utf-8",
+    )
+    with (tmp_path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["email", "first_name"])
+        for i in range(PEOPLE):
+            writer.writerow([f"p{i}@example.org", f"P{i}"])
+    work = Workdir(tmp_path, smtp_server, web_port)
+    work.ok("import", "people.csv", "--list", "all")
+    assert work.ok("blast", "create", "alert", "-t", "executive-orders", "-l", "all").strip() == "1"
+    yield work
+    for process in list(work.services):
+        process.kill()
+        process.communicate(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def everyone_once(server: SmtpTestServer) -> bool:
+    counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
+    assert all(n == 1 for n in counts.values()), counts
+    return len(counts) == PEOPLE
+
+
+def test_a_scheduled_blast_goes_out_on_time(work: Workdir) -> None:
+    service = work.start_service()
+    at = work.schedule_in(5)
+    wait_for(lambda: len(work.smtp.handler.received) >= 1)
+    first = datetime.now(UTC)
+    assert abs((first - at).total_seconds()) <= 2.0
+    wait_for(lambda: everyone_once(work.smtp))
+    wait_for(lambda: work.status_of(1) == "done")
+    log = work.stop_service(service)
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    names = {e.get("event") for e in events}
+    assert {"service.started", "blast.job_set", "blast.sending", "service.stopped"} <= names
+
+
+def test_a_schedule_survives_a_restart_and_goes_out_once(work: Workdir) -> None:
+    first = work.start_service()
+    work.schedule_in(4)
+    time.sleep(1.0)  # the service has set its job
+    work.stop_service(first)
+    assert work.smtp.handler.received == []
+    work.start_service()
+    wait_for(lambda: everyone_once(work.smtp))
+    wait_for(lambda: work.status_of(1) == "done")
+    time.sleep(1.0)
+    assert everyone_once(work.smtp)
+
+
+def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Workdir) -> None:
+    text = (
+        (work.path / "mailer.toml")
+        .read_text("utf-8")
+        .replace("misfire_grace = 30", "misfire_grace = 1")
+    )
+    (work.path / "mailer.toml").write_text(text, "utf-8")
+    at = work.schedule_in(5)
+    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 2.0)  # due, > 1 s grace ago
+    work.start_service()
+    wait_for(lambda: work.status_of(1) == "missed")
+    listing = work.ok("blast", "list")
+    assert "while no service was running" in listing and "not sent" in listing
+    time.sleep(1.0)
+    assert work.smtp.handler.received == []
+    assert "missed" in work.ok("status")
+
+
+def test_two_services_on_one_database_do_not_send_twice(work: Workdir) -> None:
+    work.smtp.handler.delay = 0.05
+    work.start_service()
+    work.start_service(port=free_port())
+    work.schedule_in(5)
+    wait_for(lambda: everyone_once(work.smtp))
+    wait_for(lambda: work.status_of(1) == "done")
+    time.sleep(1.0)
+    assert everyone_once(work.smtp)
+
+
+def test_pause_from_the_cli_while_the_service_sends(work: Workdir) -> None:
+    config = work.path / "mailer.toml"
+    config.write_text(config.read_text("utf-8") + "connections = 1\n", "utf-8")  # in [sending]
+    work.smtp.handler.delay = 0.5  # 12 messages take 6 s
+    work.start_service()
+    work.schedule_in(5)
+    wait_for(lambda: len(work.smtp.handler.received) >= 2)
+    work.ok("blast", "pause", "1")
+    time.sleep(1.5)  # the sender notices within control_interval and drains
+    got = len(work.smtp.handler.received)
+    time.sleep(1.0)
+    assert len(work.smtp.handler.received) == got < PEOPLE
+    assert work.status_of(1) == "paused"
+    work.smtp.handler.delay = 0.0
+    work.ok("blast", "resume", "1")
+    wait_for(lambda: everyone_once(work.smtp))
+
+
+def blast_of(message_id: str) -> int:
+    return int(message_id.strip("<").split(".")[0])
+
+
+def test_follow_up_goes_to_those_who_did_not_click_or_unsubscribe(work: Workdir) -> None:
+    work.start_service()
+    work.ok("blast", "send", "1")
+    received = {r.rcpt_tos[0]: r.message() for r in work.smtp.handler.received}
+    base = f"http://127.0.0.1:{work.web_port}"
+    clickers = ["p0@example.org", "p1@example.org"]
+    for address in clickers:  # real clicks, through the service's own web app
+        text = received[address].get_body(preferencelist=("plain",))
+        assert text is not None
+        link = re.search(rf"{re.escape(base)}/c/[A-Za-z0-9_-]+", text.get_content())
+        assert link is not None
+        assert httpx.get(link.group(0), timeout=5).status_code == 302
+    unsubscribe = re.search(
+        r"<(http[^>]+/u/[^>]+)>", str(received["p2@example.org"]["List-Unsubscribe"])
+    )
+    assert unsubscribe is not None
+    assert (
+        httpx.post(
+            unsubscribe.group(1), content="List-Unsubscribe=One-Click", timeout=5
+        ).status_code
+        == 200
+    )
+
+    follow_up = work.ok("blast", "follow-up", "1", "--after", "2s").strip()
+    assert follow_up == "2"
+    wait_for(lambda: work.status_of(2) == "done", seconds=40)
+    second = {
+        r.rcpt_tos[0]
+        for r in work.smtp.handler.received
+        if blast_of(r.message()["Message-ID"]) == 2
+    }
+    assert second == {f"p{i}@example.org" for i in range(PEOPLE)} - set(clickers) - {
+        "p2@example.org"
+    }
+
+
+def test_test_send_reaches_seeds_and_touches_nothing(work: Workdir) -> None:
+    out = work.ok("blast", "test", "1", "--to", "seed@example.net,p3@example.org")
+    assert "seed@example.net: sent" in out
+    seeds = {r.rcpt_tos[0]: r.message() for r in work.smtp.handler.received}
+    assert set(seeds) == {"seed@example.net", "p3@example.org"}
+    assert seeds["p3@example.org"]["Subject"].startswith("[TEST] P3,")
+    assert seeds["seed@example.net"]["X-Mailer-Test"] == "yes"
+    assert work.status_of(1) == "draft"
+    report = json.loads(work.ok("report", "1", "--json"))
+    assert report["recipients"] == 0 and report["sent"] == 0
+
+
+def test_time_zones_across_daylight_saving_changes() -> None:
+    chicago = "America/Chicago"
+    # Winter (CST, UTC-6) and summer (CDT, UTC-5): the same wall time, different UTC.
+    assert parse_local("2026-12-01 09:00", chicago) == datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    assert parse_local("2026-07-01 09:00", chicago) == datetime(2026, 7, 1, 14, 0, tzinfo=UTC)
+    # Across the spring change: 01:59 CST is 07:59 UTC, 03:00 CDT is 08:00 UTC.
+    assert parse_local("2026-03-08 01:59", chicago) == datetime(2026, 3, 8, 7, 59, tzinfo=UTC)
+    assert parse_local("2026-03-08 03:00", chicago) == datetime(2026, 3, 8, 8, 0, tzinfo=UTC)
+    with pytest.raises(InvalidState, match="does not exist"):
+        parse_local("2026-03-08 02:30", chicago)
+    with pytest.raises(InvalidState, match="happens twice"):
+        parse_local("2026-11-01 01:30", chicago)
+    assert parse_local("2026-11-01 01:30-06:00", chicago) == datetime(
+        2026, 11, 1, 7, 30, tzinfo=UTC
+    )
+    assert show(datetime(2026, 12, 1, 15, 0, tzinfo=UTC), chicago) == "2026-12-01 09:00 CST"
+    assert show(datetime(2026, 7, 1, 14, 0, tzinfo=UTC), chicago) == "2026-07-01 09:00 CDT"
+    with pytest.raises(InvalidState, match="unknown time zone"):
+        parse_local("2026-12-01 09:00", "Mars/Olympus")
+
+
+def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Workdir) -> None:
+    config = work.path / "mailer.toml"
+    config.write_text(config.read_text("utf-8") + "connections = 1\n", "utf-8")  # in [sending]
+    work.smtp.handler.delay = 0.4
+    service = work.start_service()
+    work.schedule_in(5)
+    wait_for(lambda: len(work.smtp.handler.received) >= 2)
+    work.stop_service(service)  # graceful: the message in flight is finished and recorded
+    assert work.status_of(1) == "sending"  # left to resume, not paused
+    assert "sending" in work.ok("status")
+    work.smtp.handler.delay = 0.0
+    work.start_service()
+    wait_for(lambda: everyone_once(work.smtp))
+    wait_for(lambda: work.status_of(1) == "done")
+    assert work.ok("log", "1", "--state", "unknown").strip() == "no deliveries in state unknown"
+
+
+def test_unschedule_while_the_service_runs(work: Workdir) -> None:
+    work.start_service()
+    work.schedule_in(6)
+    time.sleep(1.5)
+    work.ok("blast", "unschedule", "1")
+    time.sleep(7)
+    assert work.smtp.handler.received == [] and work.status_of(1) == "draft"
