@@ -210,6 +210,19 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class InboundSettings:
+    host: str = field(default="127.0.0.1", metadata=_doc("address `mailer inbound` listens on"))
+    port: int = field(default=2525, metadata=_doc("port `mailer inbound` listens on"))
+    soft_bounce_limit: int = field(
+        default=3,
+        metadata=_doc("soft bounces within soft_bounce_window_days that mark a supporter bounced"),
+    )
+    soft_bounce_window_days: float = field(
+        default=30.0, metadata=_doc("days over which soft bounces are counted")
+    )
+
+
+@dataclass(frozen=True)
 class DkimSettings:
     private_key_file: str = field(
         default="",
@@ -241,6 +254,7 @@ class Settings:
     import_: ImportSettings = field(default_factory=ImportSettings, metadata={"name": "import"})
     sending: SendingSettings = field(default_factory=SendingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     source: str = field(default="", metadata={"internal": "1"})
