@@ -9,6 +9,7 @@ import click
 from sqlmodel import Session, col, func, select
 
 from mailer.blasts import create_blast, create_follow_up, find_blast, send_now, send_test
+from mailer.check import gate
 from mailer.cli import AppContext, pass_app
 from mailer.cli.progress import progress_for
 from mailer.schedule import planner
@@ -104,16 +105,19 @@ def _send(app: AppContext, blast: str) -> None:
 
 @blast_group.command("send")
 @click.argument("blast")
+@click.option("--force", is_flag=True, help="Send even if `mailer check` finds errors.")
 @pass_app
-def send_command(app: AppContext, blast: str) -> None:
+def send_command(app: AppContext, blast: str, force: bool) -> None:
     """Send BLAST (id or name) now, in the foreground, until it is done.
 
     The audience is the active members of the blast's lists (and segment) at
     this moment. Temporary failures are retried with backoff until they are
     sent or given up. Ctrl-C or SIGTERM stop it gracefully: in-flight messages
     are recorded and the blast is left paused, to go on with `blast resume`.
-    Nobody gets the same blast twice.
+    Nobody gets the same blast twice. A blast that fails `mailer check` is
+    refused unless --force is given.
     """
+    gate(app.db(), app.settings, blast, force=force, actor="cli")
     _send(app, blast)
 
 
@@ -186,8 +190,9 @@ def requeue_unknown_command(app: AppContext, blast: str) -> None:
 @click.argument("blast")
 @click.option("--at", "at", required=True, help='When to start, e.g. "2026-12-01 09:00".')
 @click.option("--tz", default=None, help="IANA time zone of --at. Default: schedule.timezone.")
+@click.option("--force", is_flag=True, help="Schedule even if `mailer check` finds errors.")
 @pass_app
-def schedule_command(app: AppContext, blast: str, at: str, tz: str | None) -> None:
+def schedule_command(app: AppContext, blast: str, at: str, tz: str | None, force: bool) -> None:
     """Schedule BLAST to start at a time (again to reschedule).
 
     The time is stored in UTC; a running service (`mailer run`) picks the
@@ -195,6 +200,7 @@ def schedule_command(app: AppContext, blast: str, at: str, tz: str | None) -> No
     """
     zone_name = tz or app.settings.schedule.timezone
     moment = parse_local(at, zone_name)
+    gate(app.db(), app.settings, blast, force=force, actor="cli")
 
     def act(session: Session, found: Blast, now: datetime) -> str:
         planner.schedule(session, found, moment, actor="cli", now=now)

@@ -106,15 +106,19 @@ class AlertComposer:
             "cta_url": cta_url,
         }
 
+    def render(self, recipient: Recipient, unsubscribe_url: str) -> RenderedAlert:
+        """The recipient's alert as the template wrote it, links not yet tracked."""
+        context = dict(
+            self._shared, supporter=recipient.as_context(), unsubscribe_url=unsubscribe_url
+        )
+        return self.template.render(context, recipient.language)
+
     def compose(self, delivery_id: int, recipient: Recipient, *, test: bool = False) -> Composed:
         """One recipient's message. A ``test`` message says so in its subject and in an
         ``X-Mailer-Test`` header, and its links (delivery 0) are not counted."""
         unsubscribe_token = self.signer.unsubscribe(delivery_id)
         unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
-        context = dict(
-            self._shared, supporter=recipient.as_context(), unsubscribe_url=unsubscribe_url
-        )
-        alert = self.template.render(context, recipient.language)
+        alert = self.render(recipient, unsubscribe_url)
 
         def track(url: str) -> str:
             return f"{self.base_url}/c/{self.signer.click(delivery_id, self.link_ids.link_id(url))}"

@@ -44,6 +44,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import col, select
 
 from mailer.blasts import composer_for, make_sender
+from mailer.check import gate
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
 from mailer.schedule import planner
@@ -303,6 +304,7 @@ class Service:
             blast = session.get(Blast, blast_id)
             assert blast is not None
         try:
+            gate(self.db, self.settings, blast_id, force=False, actor="service")
             composer = composer_for(self.db, self.settings, blast)
         except (MailerError, ConfigError) as exc:
             self._pause_with(blast_id, f"cannot send: {exc}")

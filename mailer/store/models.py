@@ -134,6 +134,7 @@ class Blast(SQLModel, table=True):
     last_error: str = ""
     follow_up_of: int | None = Field(default=None, foreign_key="blast.id")  # the original blast
     follow_up_after: int | None = None  # seconds after the original's finish
+    checks_overridden: bool = False  # sent or scheduled with --force despite check errors
 
 
 class BlastList(SQLModel, table=True):

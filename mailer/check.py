@@ -1,0 +1,226 @@
+"""`mailer check`: a pre-flight lint of a blast, before anyone receives it.
+
+The blast is composed exactly as it will be sent, for a sample of real
+recipients in every language its audience uses (or placeholders when the
+audience is empty), and each message is checked for what breaks deliverability
+or the law:
+
+============================  ========  ==============================================
+code                          severity  what
+============================  ========  ==============================================
+template                      error     the template does not load or render
+cta-missing                   error     no call-to-action URL, or the alert never links it
+link-not-absolute             error     a link that is not an absolute http(s) URL
+link-not-https                warning   a link over plain http
+text-part-empty               error     no plain-text part (or an empty one)
+unsubscribe-missing           error     no unsubscribe link in the HTML or text footer
+postal-address-missing        error     no postal address in the footer (CAN-SPAM)
+list-unsubscribe-missing      error     no List-Unsubscribe or List-Unsubscribe-Post header
+too-big                       error     HTML part over 102 KB: Gmail clips it
+image-alt-missing             warning   an <img> without alt text
+subject-empty                 error     an empty subject
+subject-long                  warning   a subject over 80 characters (inboxes cut it)
+audience-empty                warning   nobody would receive the blast now
+============================  ========  ==============================================
+
+A blast with errors is refused by ``blast send`` and by the service unless it
+was sent or scheduled with ``--force``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from sqlmodel import col, func, select
+
+from mailer.blasts import composer_for, find_blast
+from mailer.compose import links
+from mailer.compose.alert import Recipient
+from mailer.config import Settings
+from mailer.errors import InvalidState, TemplateProblem
+from mailer.store import BlastList, Database, Event, Membership, Supporter, SupporterStatus
+from mailer.store.models import utcnow
+
+GMAIL_CLIP_BYTES = 102 * 1024
+SUBJECT_MAX = 80
+SAMPLE_PER_LANGUAGE = 3
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"\balt\s*=\s*([\"'])\s*\S", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" or "warning"
+    code: str
+    message: str
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+def _sample(db: Database, blast_id: int) -> list[Recipient]:
+    """Up to SAMPLE_PER_LANGUAGE active recipients for every language in the audience."""
+    with db.session() as session:
+        audience = (
+            select(Supporter)
+            .join(Membership, col(Membership.supporter_id) == Supporter.id)
+            .join(BlastList, col(BlastList.list_id) == Membership.list_id)
+            .where(col(BlastList.blast_id) == blast_id, Supporter.status == SupporterStatus.ACTIVE)
+        )
+        languages = session.exec(
+            select(Supporter.language, func.count())
+            .where(col(Supporter.id).in_(audience.with_only_columns(col(Supporter.id))))
+            .group_by(col(Supporter.language))
+        ).all()
+        sample: list[Recipient] = []
+        for language, _ in languages:
+            for s in session.exec(
+                audience.where(Supporter.language == language)
+                .order_by(col(Supporter.id))
+                .limit(SAMPLE_PER_LANGUAGE)
+            ).unique():
+                sample.append(
+                    Recipient(
+                        email=s.email,
+                        first_name=s.first_name,
+                        last_name=s.last_name,
+                        zip=s.zip,
+                        region=s.region,
+                        language=s.language,
+                        custom=dict(s.custom or {}),
+                    )
+                )
+    return sample
+
+
+def _part(msg: EmailMessage, kind: str) -> str:
+    part = msg.get_body(preferencelist=(kind,))
+    if part is None:
+        return ""
+    content: Any = part.get_content()
+    return str(content)
+
+
+def check_blast(db: Database, settings: Settings, ref: str | int) -> list[Problem]:
+    """Everything wrong with blast ``ref``, errors first."""
+    problems: dict[tuple[str, str], Problem] = {}
+
+    def add(severity: str, code: str, message: str) -> None:
+        problems.setdefault((code, message), Problem(severity, code, message))
+
+    with db.session() as session:
+        blast = find_blast(session, ref)
+    assert blast.id is not None
+    if not blast.cta_url:
+        add("error", "cta-missing", "the blast has no call-to-action URL")
+    try:
+        composer = composer_for(db, settings, blast)
+    except TemplateProblem as exc:
+        add("error", "template", str(exc))
+        return _sorted(problems)
+    recipients = _sample(db, blast.id)
+    if not recipients:
+        add("warning", "audience-empty", "no active supporter is on the blast's lists")
+        recipients = [
+            Recipient(email="sample@example.org", first_name=name, language=lang)
+            for lang in composer.template.languages
+            for name in ("Alex", "")
+        ]
+    base = settings.web.base_url.rstrip("/")
+    postal = settings.organization.postal_address.split("\n")[0].strip()
+    cta_seen = False
+    for recipient in recipients:
+        who = f"{recipient.email} ({recipient.language or 'default'})"
+        try:
+            raw = composer.render(recipient, f"{base}/u/x")
+            composed = composer.compose(0, recipient)
+        except TemplateProblem as exc:
+            add("error", "template", f"{who}: {exc}")
+            continue
+        for url in links.html_links(raw.html) + links.text_links(raw.text):
+            if url.startswith("mailto:") or url.startswith(f"{base}/u/"):
+                continue
+            if url == blast.cta_url:
+                cta_seen = True
+            if not re.match(r"^https?://[^/\s]+", url):
+                add(
+                    "error",
+                    "link-not-absolute",
+                    f"{url!r} is not an absolute URL: it cannot be tracked",
+                )
+            elif url.startswith("http://"):
+                add("warning", "link-not-https", f"{url} is plain http")
+        msg = email.message_from_bytes(composed.message.data, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        text, html = _part(msg, "plain"), _part(msg, "html")
+        if not text.strip():
+            add("error", "text-part-empty", f"{who}: the plain-text part is empty")
+        for label, body in (("HTML", html), ("text", text)):
+            if f"{base}/u/" not in body:
+                add("error", "unsubscribe-missing", f"the {label} part has no unsubscribe link")
+            if postal and postal not in body:
+                add("error", "postal-address-missing", f"the {label} part lacks the postal address")
+        if not msg["List-Unsubscribe"] or not msg["List-Unsubscribe-Post"]:
+            add("error", "list-unsubscribe-missing", "List-Unsubscribe headers are missing")
+        size = len(html.encode("utf-8"))
+        if size > GMAIL_CLIP_BYTES:
+            add(
+                "error",
+                "too-big",
+                f"{who}: the HTML part is {size // 1024} KB; Gmail clips at 102 KB",
+            )
+        for tag in _IMG.findall(html):
+            if not _ALT.search(tag):
+                add("warning", "image-alt-missing", f"an image has no alt text: {tag[:80]}")
+        subject = str(msg["Subject"] or "")
+        if not subject.strip():
+            add("error", "subject-empty", f"{who}: the subject is empty")
+        elif len(subject) > SUBJECT_MAX:
+            add("warning", "subject-long", f"{who}: the subject has {len(subject)} characters")
+    if blast.cta_url and not cta_seen:
+        add("error", "cta-missing", f"the alert never links the call to action {blast.cta_url}")
+    return _sorted(problems)
+
+
+def gate(db: Database, settings: Settings, ref: str | int, *, force: bool, actor: str) -> None:
+    """Refuse to start a blast whose check finds errors, unless forced (and recorded).
+
+    A blast that has started already, or was once forced, passes.
+    """
+    with db.session() as session:
+        blast = find_blast(session, ref)
+        if blast.started_at is not None or blast.checks_overridden:
+            return
+    errors = [p for p in check_blast(db, settings, ref) if p.is_error]
+    if not errors:
+        return
+    if not force:
+        listed = "; ".join(f"{p.code}: {p.message}" for p in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise InvalidState(
+            f"blast {blast.name!r} fails its pre-flight check: {listed}{more}. "
+            f"See `mailer check {blast.id}`; --force sends it anyway"
+        )
+    with db.session() as session:
+        stored = find_blast(session, ref)
+        stored.checks_overridden = True
+        session.add(stored)
+        session.add(
+            Event(
+                at=utcnow(),
+                actor=actor,
+                action="blast.checks_overridden",
+                blast_id=stored.id,
+                detail={"errors": [f"{p.code}: {p.message}" for p in errors]},
+            )
+        )
+
+
+def _sorted(problems: dict[tuple[str, str], Problem]) -> list[Problem]:
+    return sorted(problems.values(), key=lambda p: (not p.is_error, p.code, p.message))
