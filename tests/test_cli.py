@@ -249,3 +249,20 @@ def test_web_command_serves_the_app(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_suppress_import_and_export(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    (tmp_path / "never.txt").write_text("A@Example.org\nbad address\nb@example.org\n", "utf-8")
+    imported = mailer(
+        tmp_path, "suppress", "import", "never.txt", "--reason", "legacy", config=config
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "2 added, 0 already suppressed, 1 rejected" in imported.stdout
+    assert "line 2" in imported.stderr
+    exported = mailer(tmp_path, "suppress", "export", config=config).stdout.splitlines()
+    assert exported[0] == "email,reason,source,added"
+    assert [line.split(",")[:2] for line in exported[1:]] == [
+        ["a@example.org", "legacy"],
+        ["b@example.org", "legacy"],
+    ]

@@ -70,9 +70,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from mailer.cli import blast, check, demo, lists, log, preview, report, service, web
+    from mailer.cli import blast, check, demo, lists, log, preview, report, service, suppress, web
 
-    for module in (lists, blast, preview, check, log, report, web, service, demo):
+    for module in (lists, suppress, blast, preview, check, log, report, web, service, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

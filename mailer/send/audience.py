@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal
+from sqlalchemy import ColumnElement, Exists, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,6 +38,7 @@ from mailer.store.models import (
     Membership,
     Supporter,
     SupporterStatus,
+    Suppression,
     UTCDateTime,
 )
 
@@ -82,6 +83,11 @@ def _segment_filters(segment: dict[str, Any] | None) -> list[ColumnElement[bool]
         else:
             raise InvalidState(f"segment key {key!r} is not known")
     return filters
+
+
+def suppressed() -> Exists:
+    """True for a supporter whose address is on the suppression list."""
+    return sa_select(col(Suppression.id)).where(col(Suppression.email) == Supporter.email).exists()
 
 
 def snapshot_audience(
@@ -131,7 +137,9 @@ def snapshot_audience(
             )
         )
     audience = audience.where(
-        col(Supporter.status) == SupporterStatus.ACTIVE, *_segment_filters(segment)
+        col(Supporter.status) == SupporterStatus.ACTIVE,
+        ~suppressed(),
+        *_segment_filters(segment),
     ).order_by(col(Supporter.id))
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     before = _count(session, blast_id)

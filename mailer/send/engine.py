@@ -51,6 +51,7 @@ from email.errors import MessageError
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
@@ -58,7 +59,7 @@ from mailer.compose.message import domain_of
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
 from mailer.send import workers
-from mailer.send.audience import snapshot_audience
+from mailer.send.audience import snapshot_audience, suppressed
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler
 from mailer.send.transport import Transport
@@ -103,6 +104,11 @@ class Claimed:
     created_at: datetime | None
     status: SupporterStatus
     recipient: Recipient
+    suppressed: bool = False  # the address is on the suppression list
+
+    @property
+    def sendable(self) -> bool:
+        return self.status is SupporterStatus.ACTIVE and not self.suppressed
 
     @property
     def domain(self) -> str:
@@ -275,8 +281,14 @@ class BlastSender:
             )
             if not claimed:
                 return []
-            rows = session.exec(
-                select(Delivery.id, Delivery.attempts, Delivery.created_at, Supporter)
+            rows = session.execute(
+                sa_select(
+                    col(Delivery.id),
+                    col(Delivery.attempts),
+                    col(Delivery.created_at),
+                    Supporter,
+                    suppressed(),
+                )
                 .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
                 .where(col(Delivery.id).in_(claimed))
                 .order_by(col(Delivery.id))
@@ -287,6 +299,7 @@ class BlastSender:
                 attempts=attempts,
                 created_at=created_at,
                 status=s.status,
+                suppressed=bool(is_suppressed),
                 recipient=Recipient(
                     email=s.email,
                     first_name=s.first_name,
@@ -297,7 +310,7 @@ class BlastSender:
                     custom=dict(s.custom or {}),
                 ),
             )
-            for d_id, attempts, created_at, s in rows
+            for d_id, attempts, created_at, s, is_suppressed in rows
             if d_id is not None
         ]
 
@@ -439,7 +452,11 @@ class BlastSender:
             "state": DeliveryState.SKIPPED.value,
             "attempts": item.attempts,
             "reply_code": None,
-            "reply_text": f"not sent: supporter is {item.status} at build time",
+            "reply_text": (
+                "not sent: the address is on the suppression list"
+                if item.suppressed
+                else f"not sent: supporter is {item.status} at build time"
+            ),
             "message_id": "",
             "next_attempt_at": None,
             "sent_at": None,
@@ -581,7 +598,7 @@ class _Run:
                 if batch:
                     after_id = batch[-1].delivery_id
                     for item in batch:
-                        if item.status is SupporterStatus.ACTIVE:
+                        if item.sendable:
                             self.scheduler.put(item.domain, item)
                         else:
                             self.add_outcome(self.s.skipped_row(item))

@@ -16,6 +16,7 @@ from mailer.store.models import (
     ServiceInstance,
     Supporter,
     SupporterStatus,
+    Suppression,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "ServiceInstance",
     "Supporter",
     "SupporterStatus",
+    "Suppression",
     "open_database",
 ]

@@ -105,6 +105,16 @@ class Supporter(SQLModel, table=True):
     updated_at: datetime | None = _time()
 
 
+class Suppression(SQLModel, table=True):
+    """An address that must never be mailed, whether or not it is a supporter."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)  # normalized like Supporter.email
+    reason: str = Field(default="", max_length=200)
+    source: str = Field(default="", max_length=300)  # e.g. the file it was imported from
+    created_at: datetime | None = _time()
+
+
 class MailingList(SQLModel, table=True):
     __tablename__ = "mailing_list"
     id: int | None = Field(default=None, primary_key=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError, caching_resolver, validate_email
 from sqlmodel import SQLModel
@@ -188,6 +189,28 @@ def map_columns(titles: list[str], name: str, line: int) -> list[Column]:
     return columns
 
 
+def normalize_email(
+    value: str, *, check_deliverability: bool = False, resolver: Any = None
+) -> tuple[str, str]:
+    """``(address, "")``: the ASCII, lowercased form everything is stored under, or
+    ``("", problem)`` for an address email-validator refuses."""
+    address = value.strip()
+    if not address:
+        return "", "email: missing"
+    try:
+        result = validate_email(
+            address,
+            check_deliverability=check_deliverability,
+            allow_smtputf8=False,
+            dns_resolver=resolver,
+        )
+    except EmailNotValidError as exc:
+        return "", f"email: {exc}"
+    if result.ascii_email is None:  # not reached with allow_smtputf8=False
+        return "", "email: has no ASCII form"
+    return result.ascii_email.lower(), ""
+
+
 class RowChecker:
     """Turns raw records into a :class:`Row`, or a reason for rejecting them."""
 
@@ -207,21 +230,9 @@ class RowChecker:
 
     def email(self, value: str) -> tuple[str, str]:
         """``(address, "")`` for a valid address, ``("", problem)`` otherwise."""
-        address = value.strip()
-        if not address:
-            return "", "email: missing"
-        try:
-            result = validate_email(
-                address,
-                check_deliverability=self.check_deliverability,
-                allow_smtputf8=False,
-                dns_resolver=self.resolver,
-            )
-        except EmailNotValidError as exc:
-            return "", f"email: {exc}"
-        if result.ascii_email is None:  # not reached with allow_smtputf8=False
-            return "", "email: has no ASCII form"
-        return result.ascii_email.lower(), ""
+        return normalize_email(
+            value, check_deliverability=self.check_deliverability, resolver=self.resolver
+        )
 
     def check(self, line: int, values: list[str]) -> Row | str:
         """The cleaned row at ``line``, or why it cannot be imported."""

@@ -1,4 +1,8 @@
-"""Changing whether a supporter may be mailed: unsubscribe (and later bounce, complaint).
+"""Who may not be mailed: unsubscribes, and the suppression list.
+
+The suppression list holds addresses that must never be mailed, supporters or
+not (e.g. carried over from another tool); every audience snapshot leaves them
+out, and the sender checks again as it builds each message.
 
 A status change is one transaction with its audit event. It takes effect for
 every later message at once, because the sender checks the status at the
@@ -7,11 +11,18 @@ moment it builds each message.
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from mailer.store import Delivery, Event, Supporter, SupporterStatus
+from mailer.errors import ImportFileError
+from mailer.store import Database, Delivery, Event, Supporter, SupporterStatus, Suppression
+from mailer.supporters.columns import ALIASES, normalize_email, normalize_header
 
 UNSUBSCRIBED = "supporter.unsubscribed"
 
@@ -39,3 +50,78 @@ def unsubscribe_delivery(session: Session, delivery: Delivery, *, via: str, now:
         )
     )
     return True
+
+
+# -- the suppression list ---------------------------------------------------------------
+
+
+@dataclass
+class SuppressionImport:
+    added: int = 0
+    already: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, value, reason)
+
+
+def _addresses(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, address) from a CSV with an email column, or a file of one address a line."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = text_line(path, exc.start)
+        raise ImportFileError(f"{path}, line {line}: not UTF-8 text; save it as UTF-8") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    column = 0
+    start = 0
+    titles = [ALIASES.get(normalize_header(cell)) for cell in rows[0]] if rows else []
+    if "email" in titles:
+        column, start = titles.index("email"), 1
+    for number, row in enumerate(rows[start:], start=start + 1):
+        if row and len(row) > column and row[column].strip():
+            yield number, row[column]
+
+
+def text_line(path: Path, offset: int) -> int:
+    return path.read_bytes()[:offset].count(b"\n") + 1
+
+
+def import_suppressions(
+    db: Database, path: Path, *, reason: str, actor: str, now: datetime
+) -> SuppressionImport:
+    """Add the addresses in ``path`` to the suppression list (in one transaction)."""
+    result = SuppressionImport()
+    seen: set[str] = set()
+    with db.session() as session:
+        existing = set(session.exec(select(Suppression.email)).all())
+        for line, value in _addresses(path):
+            address, problem = normalize_email(value)
+            if problem:
+                result.rejected.append((line, value, problem))
+                continue
+            if address in existing or address in seen:
+                result.already += 1
+                continue
+            seen.add(address)
+            session.add(Suppression(email=address, reason=reason, source=str(path), created_at=now))
+            result.added += 1
+        session.add(
+            Event(
+                at=now,
+                actor=actor,
+                action="suppression.imported",
+                detail={
+                    "file": str(path),
+                    "added": result.added,
+                    "already": result.already,
+                    "rejected": len(result.rejected),
+                    "reason": reason,
+                },
+            )
+        )
+    return result
+
+
+def export_suppressions(db: Database) -> Iterator[Suppression]:
+    with db.session() as session:
+        yield from session.exec(select(Suppression).order_by(col(Suppression.email))).all()

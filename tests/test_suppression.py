@@ -1,0 +1,84 @@
+"""The suppression list: imported, exported, and honored by every audience and the sender."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlmodel import select
+
+from mailer.blasts import composer_for, create_blast, make_sender, send_now
+from mailer.config import Settings
+from mailer.store import Blast, Database, Delivery, DeliveryState, Event, Supporter
+from mailer.store.models import utcnow
+from mailer.supporters.suppression import export_suppressions, import_suppressions
+from tests.factories import Person, add_people, people
+from tests.smtpserver import SmtpTestServer
+
+
+def test_import_from_csv_and_plain_lists(db: Database, tmp_path: Path) -> None:
+    csv_file = tmp_path / "old-tool.csv"
+    csv_file.write_text(
+        "Name,E-mail\nAna,ANA@Example.org\nBo,not-an-address\nCy,cy@example.org\n", "utf-8"
+    )
+    result = import_suppressions(db, csv_file, reason="carried over", actor="test", now=utcnow())
+    assert (result.added, result.already) == (2, 0)
+    assert [(line, value) for line, value, _ in result.rejected] == [(3, "not-an-address")]
+    plain = tmp_path / "more.txt"
+    plain.write_text("cy@example.org\ndee@example.net\n\n", "utf-8")
+    again = import_suppressions(db, plain, reason="manual", actor="test", now=utcnow())
+    assert (again.added, again.already, again.rejected) == (1, 1, [])
+    exported = [(s.email, s.reason) for s in export_suppressions(db)]
+    assert exported == [
+        ("ana@example.org", "carried over"),
+        ("cy@example.org", "carried over"),
+        ("dee@example.net", "manual"),
+    ]
+    with db.session() as session:
+        assert (
+            len(session.exec(select(Event).where(Event.action == "suppression.imported")).all())
+            == 2
+        )
+
+
+def test_suppressed_addresses_are_left_out_of_every_audience(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, tmp_path: Path
+) -> None:
+    add_people(db, "members", people(4))
+    listing = tmp_path / "never.txt"
+    listing.write_text("p1@example.org\n", "utf-8")
+    import_suppressions(db, listing, reason="asked by phone", actor="test", now=utcnow())
+    blast = create_blast(
+        db, settings, name="b", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    result = send_now(db, settings, blast.id)
+    assert result.counts["sent"] == 3
+    assert smtp_server.handler.to("p1@example.org") == []
+
+
+def test_an_address_suppressed_mid_blast_is_skipped(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, tmp_path: Path
+) -> None:
+    add_people(db, "members", [*people(2), Person("late@example.org")])
+    blast = create_blast(
+        db, settings, name="b", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    sender = make_sender(db, settings)
+    sender.start(blast.id)  # the snapshot already holds late@example.org
+    listing = tmp_path / "late.txt"
+    listing.write_text("late@example.org\n", "utf-8")
+    import_suppressions(db, listing, reason="late", actor="test", now=utcnow())
+    with db.session() as session:
+        stored = session.get(Blast, blast.id)
+        assert stored is not None
+    asyncio.run(sender.send(blast.id, composer_for(db, settings, stored)))
+    with db.session() as session:
+        row = session.exec(
+            select(Delivery)
+            .join(Supporter, Supporter.id == Delivery.supporter_id)  # type: ignore[arg-type]
+            .where(Supporter.email == "late@example.org")
+        ).one()
+    assert row.state is DeliveryState.SKIPPED and "suppression list" in row.reply_text
+    assert smtp_server.handler.to("late@example.org") == []
