@@ -17,7 +17,7 @@ from mailer.store import Click, Database, Delivery, Event, Link, Supporter, Supp
 from mailer.web import create_app
 from mailer.web.server import BackgroundServer
 from tests.conftest import TEST_SECRET
-from tests.factories import add_people, people
+from tests.factories import Person, add_people, people
 from tests.smtpserver import SmtpTestServer
 
 BASE = "http://127.0.0.1:8000"
@@ -193,3 +193,19 @@ def test_unsubscribe_with_a_forged_token_is_refused(
 
 def test_health(client: httpx.Client) -> None:
     assert client.get("/healthz").text == "ok"
+
+
+def test_unsubscribe_pages_speak_the_supporters_language(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, client: httpx.Client
+) -> None:
+    add_people(db, "members", [Person("lu@example.org", "Lu", "es")])
+    blast = create_blast(
+        db, settings, name="es", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    send_now(db, settings, blast.id)
+    path = unsubscribe_path(smtp_server, "lu@example.org")
+    page = client.get(path)
+    assert '<html lang="es">' in page.text and "Cancelar suscripción" in page.text
+    done = client.post(path, data={"confirm": "1"})
+    assert "Tu suscripción está cancelada" in done.text

@@ -4,7 +4,8 @@
   that token's blast. The click is committed before the redirect is answered.
   A malformed, altered or foreign token gets ``404`` and records nothing; the
   target is never taken from the request (no open redirect).
-- ``GET /u/<token>``: a small page with a confirm button.
+- ``GET /u/<token>``: a small page with a confirm button, in the supporter's
+  language (English and Spanish; English for any other).
 - ``POST /u/<token>``: unsubscribe. Also the RFC 8058 one-click request (body
   ``List-Unsubscribe=One-Click``), answered ``200`` with no redirect as the RFC
   asks.
@@ -35,6 +36,14 @@ from mailer.supporters.suppression import unsubscribe_delivery
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 _NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+PAGE_LANGUAGES = ("en", "es")
+
+
+def page_language(language: str) -> str:
+    """The supporter's language when the pages speak it, else English."""
+    return language if language in PAGE_LANGUAGES else "en"
 
 
 def create_app(
@@ -100,6 +109,7 @@ def create_app(
             email=supporter.email,
             done=supporter.status == SupporterStatus.UNSUBSCRIBED,
             action=request.url.path,
+            lang=page_language(supporter.language),
         )
 
     async def unsubscribe_post(request: Request) -> Response:
@@ -120,8 +130,8 @@ def create_app(
             unsubscribe_delivery(session, delivery, via=via, now=clock())
             supporter = session.get(Supporter, delivery.supporter_id)
             assert supporter is not None
-            email = supporter.email
-        return page("unsubscribed.html", email=email)
+            email, lang = supporter.email, page_language(supporter.language)
+        return page("unsubscribed.html", email=email, lang=lang)
 
     def health(request: Request) -> Response:
         with db.session() as session:
