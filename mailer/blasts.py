@@ -315,6 +315,7 @@ def composer_for(
         link_ids=BlastLinks(db, blast.id, blast.cta_url),
         clock=now,
         dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
+        opens=settings.tracking.opens,
     )
 
 

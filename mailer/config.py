@@ -210,6 +210,26 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    scanner_window: float = field(
+        default=10.0,
+        metadata=_doc(
+            "clicks this many seconds or less after sending are flagged as link scanners"
+        ),
+    )
+    store_ip: Literal["none", "truncated"] = field(
+        default="none",
+        metadata=_doc('"none", or "truncated": IPv4 to /24, IPv6 to /48, with each click'),
+    )
+    opens: bool = field(
+        default=False,
+        metadata=_doc(
+            "add an open-tracking pixel (unreliable: images are often blocked or preloaded)"
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class InboundSettings:
     host: str = field(default="127.0.0.1", metadata=_doc("address `mailer inbound` listens on"))
     port: int = field(default=2525, metadata=_doc("port `mailer inbound` listens on"))
@@ -255,6 +275,7 @@ class Settings:
     sending: SendingSettings = field(default_factory=SendingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     source: str = field(default="", metadata={"internal": "1"})

@@ -29,7 +29,7 @@ from mailer.report import blast_report
 from mailer.send.engine import Progress
 from mailer.store import Database, open_database
 from mailer.supporters.importer import ImportSummary, import_csv
-from mailer.web import create_app
+from mailer.web import app_for
 from mailer.web.server import BackgroundServer
 
 DEMO_LIST = "supporters"
@@ -80,6 +80,10 @@ secret_key = "{secrets.token_urlsafe(32)}"
 
 [templates]
 dir = "{templates.as_posix()}"
+
+[tracking]
+# The demo clicks seconds after sending; real clicks that fast come from link scanners.
+scanner_window = 0
 """,
         "utf-8",
     )
@@ -159,9 +163,7 @@ def run_demo(
                 raise RuntimeError(f"the demo blast paused: {result.error}")
             say(f"sent: {result.counts['sent']} messages handed to the SMTP server")
 
-            app = create_app(
-                db, settings.security.secret_key, organization_name=settings.organization.name
-            )
+            app = app_for(db, settings)
             followed: list[tuple[str, int, str]] = []
             with BackgroundServer(app, port=web_port):
                 messages = _messages(outbox)

@@ -5,9 +5,15 @@ Definitions (the same everywhere they are shown):
 - ``recipients``: deliveries in the audience snapshot (one per supporter).
 - ``sent``: deliveries the relay accepted. ``failed``: permanent failures and
   retries given up. The other delivery states are counted under their names.
-- ``clicks_total``: every recorded click on a tracked link of the blast.
-- ``clicks_unique``: recipients who clicked at least once.
+- ``clicks_total``: every recorded click on a tracked link of the blast (raw).
+- ``clicks_flagged``: clicks within ``tracking.scanner_window`` seconds of the
+  message being sent. Security scanners at the receiving end follow every
+  link of a message as it arrives; people do not click that fast. The rule:
+  such clicks are kept and counted here but never make a recipient a clicker.
+- ``clicks_unique``: recipients with at least one click that is not flagged.
 - ``click_rate``: ``clicks_unique / sent`` (0 when nothing was sent).
+- ``opens_unique`` / ``opens_total``: pixel fetches (only with ``tracking.opens``;
+  unreliable: many clients block images, some fetch them for every message).
 - ``unsubscribed``: supporters who unsubscribed through this blast's link.
 """
 
@@ -17,12 +23,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, func
+from sqlalchemy import case, distinct, func
 from sqlmodel import col, select
 
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
-from mailer.store import Click, Database, Delivery, DeliveryState, Event, Supporter
+from mailer.store import Click, Database, Delivery, DeliveryState, Event, Link, Open, Supporter
 
 UNSUBSCRIBE_ACTION = "supporter.unsubscribed"
 
@@ -32,9 +38,19 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         blast = find_blast(session, ref)
         assert blast.id is not None
         lists = [lst.name for lst in blast_lists(session, blast.id)]
-        clicks_total, clicks_unique = session.exec(
-            select(func.count(), func.count(distinct(col(Click.delivery_id)))).where(
+        clicks_total, clicks_flagged = session.exec(
+            select(func.count(), func.count(case((col(Click.suspected_bot), 1)))).where(
                 Click.blast_id == blast.id
+            )
+        ).one()
+        clicks_unique = session.exec(
+            select(func.count(distinct(col(Click.delivery_id)))).where(
+                Click.blast_id == blast.id, col(Click.suspected_bot).is_(False)
+            )
+        ).one()
+        opens_total, opens_unique = session.exec(
+            select(func.count(), func.count(distinct(col(Open.delivery_id)))).where(
+                Open.blast_id == blast.id
             )
         ).one()
         unsubscribed = session.exec(
@@ -57,8 +73,11 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         **counts,
         "clicks_unique": clicks_unique,
         "clicks_total": clicks_total,
+        "clicks_flagged": clicks_flagged,
         "click_rate": round(clicks_unique / sent, 4) if sent else 0.0,
         "unsubscribed": unsubscribed,
+        "opens_unique": opens_unique,
+        "opens_total": opens_total,
         "last_error": blast.last_error,
     }
 
@@ -116,3 +135,26 @@ def delivery_log(
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
+
+
+def link_report(db: Database, blast_id: int) -> list[dict[str, Any]]:
+    """Clicks per link of a blast: total (raw), unique clickers, flagged."""
+    with db.session() as session:
+        rows = session.exec(
+            select(
+                Link.url,
+                func.count(col(Click.id)),
+                func.count(
+                    distinct(case((col(Click.suspected_bot).is_(False), Click.delivery_id)))
+                ),
+                func.count(case((col(Click.suspected_bot), 1))),
+            )
+            .outerjoin(Click, col(Click.link_id) == Link.id)
+            .where(Link.blast_id == blast_id)
+            .group_by(col(Link.id), col(Link.url))
+            .order_by(col(Link.id))
+        ).all()
+    return [
+        {"url": url, "clicks_total": total, "clicks_unique": unique, "clicks_flagged": flagged}
+        for url, total, unique, flagged in rows
+    ]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mailer.cli import AppContext, pass_app
-from mailer.report import blast_report
+from mailer.report import blast_report, link_report
 
 ROWS = [
     ("recipients", "Recipients"),
@@ -22,8 +22,10 @@ ROWS = [
     ("queued", "Queued"),
     ("clicks_unique", "Unique clicks"),
     ("clicks_total", "Total clicks"),
+    ("clicks_flagged", "  of which link scanners"),
     ("click_rate", "Click-through rate"),
     ("unsubscribed", "Unsubscribed"),
+    ("opens_unique", "Opens (unique, unreliable)"),
 ]
 
 
@@ -44,15 +46,32 @@ def heading(report: dict[str, Any]) -> str:
 @click.command("report")
 @click.argument("blast")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--links", is_flag=True, help="Also show the clicks of each link.")
 @pass_app
-def report_command(app: AppContext, blast: str, as_json: bool) -> None:
-    """Show BLAST's figures: recipients, sent, failed, clicks, click-through rate, unsubscribes."""
+def report_command(app: AppContext, blast: str, as_json: bool, links: bool) -> None:
+    """Show BLAST's figures: recipients, sent, failed, clicks, click-through rate, unsubscribes.
+
+    Unique clicks leave out clicks that came within tracking.scanner_window
+    seconds of sending (link scanners); the total keeps every click.
+    """
     report = blast_report(app.db(), blast)
+    if links:
+        report["links"] = link_report(app.db(), report["id"])
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(heading(report))
     Console().print(render_table(report))
+    if links:
+        table = Table("link", "unique", "total", "scanners")
+        for row in report["links"]:
+            table.add_row(
+                row["url"],
+                str(row["clicks_unique"]),
+                str(row["clicks_total"]),
+                str(row["clicks_flagged"]),
+            )
+        Console().print(table)
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")
 

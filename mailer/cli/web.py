@@ -6,7 +6,7 @@ import click
 import uvicorn
 
 from mailer.cli import AppContext, pass_app
-from mailer.web import create_app
+from mailer.web import app_for
 
 
 @click.command("web")
@@ -17,9 +17,7 @@ def web_command(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the HTTP app that records clicks and handles unsubscribes."""
     settings = app.settings
     settings.require("security.secret_key")
-    asgi = create_app(
-        app.db(), settings.security.secret_key, organization_name=settings.organization.name
-    )
+    asgi = app_for(app.db(), settings)
     uvicorn.run(
         asgi, host=host or settings.web.host, port=port or settings.web.port, log_level="info"
     )

@@ -89,6 +89,7 @@ class AlertComposer:
         link_ids: LinkIds,
         clock: Callable[[], datetime],
         dkim: DkimSigner | None = None,
+        opens: bool = False,
     ) -> None:
         self.template = template
         self.blast_id = blast_id
@@ -98,6 +99,7 @@ class AlertComposer:
         self.link_ids = link_ids
         self.clock = clock
         self.dkim = dkim
+        self.opens = opens
         self.builder = MessageBuilder(identity)
         self._shared: dict[str, Any] = {
             "organization": {"name": organization_name, "postal_address": postal_address},
@@ -105,6 +107,17 @@ class AlertComposer:
             "blast": {"name": blast_name},
             "cta_url": cta_url,
         }
+
+    def _with_pixel(self, html: str, delivery_id: int) -> str:
+        """With tracking.opens: a 1x1 image at /o/<token> just before </body>."""
+        if not self.opens:
+            return html
+        pixel = (
+            f'<img src="{self.base_url}/o/{self.signer.open(delivery_id)}" width="1" height="1" '
+            'alt="" style="display:block;border:0;width:1px;height:1px">'
+        )
+        at = html.lower().rfind("</body>")
+        return html + pixel if at < 0 else html[:at] + pixel + html[at:]
 
     def render(self, recipient: Recipient, unsubscribe_url: str) -> RenderedAlert:
         """The recipient's alert as the template wrote it, links not yet tracked."""
@@ -128,7 +141,7 @@ class AlertComposer:
             language=alert.language,
             subject=f"[TEST] {alert.subject}" if test else alert.subject,
             preheader=alert.preheader,
-            html=links.rewrite_html(alert.html, own, track),
+            html=self._with_pixel(links.rewrite_html(alert.html, own, track), delivery_id),
             text=links.rewrite_text(alert.text, own, track),
         )
         message_id = new_message_id(self.blast_id, delivery_id, self.identity.domain)

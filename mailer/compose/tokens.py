@@ -34,12 +34,14 @@ class Purpose(IntEnum):
     CLICK = 1  # /c/<token>: record a click on one link, then redirect to it
     UNSUBSCRIBE = 2  # /u/<token>: unsubscribe the delivery's supporter
     BOUNCE = 3  # <local>+<token>@domain: the envelope sender, so a bounce names its delivery
+    OPEN = 4  # /o/<token>: the open-tracking pixel
 
 
 _BODY = {
     Purpose.CLICK: struct.Struct(">BBQI"),
     Purpose.UNSUBSCRIBE: struct.Struct(">BBQ"),
     Purpose.BOUNCE: struct.Struct(">BBQ"),
+    Purpose.OPEN: struct.Struct(">BBQ"),
 }
 
 
@@ -85,6 +87,15 @@ class TokenSigner:
         return self._seal(
             Purpose.BOUNCE, _BODY[Purpose.BOUNCE].pack(VERSION, Purpose.BOUNCE, delivery_id)
         )
+
+    def open(self, delivery_id: int) -> str:
+        return self._seal(
+            Purpose.OPEN, _BODY[Purpose.OPEN].pack(VERSION, Purpose.OPEN, delivery_id)
+        )
+
+    def read_open(self, token: str) -> int:
+        (delivery_id,) = self._open(token, Purpose.OPEN)
+        return int(delivery_id)
 
     def read_bounce(self, token: str) -> int:
         (delivery_id,) = self._open(token, Purpose.BOUNCE)

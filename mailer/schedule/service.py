@@ -52,7 +52,7 @@ from mailer.schedule.times import show
 from mailer.send.engine import BlastSender, SendResult
 from mailer.store import Blast, BlastStatus, Database, Event, ServiceInstance
 from mailer.store.models import utcnow
-from mailer.web import create_app
+from mailer.web import app_for
 
 log = logging.getLogger("mailer.service")
 
@@ -162,11 +162,7 @@ class Service:
         self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self.scheduler.start()
         self._tick()
-        app = create_app(
-            self.db,
-            self.settings.security.secret_key,
-            organization_name=self.settings.organization.name,
-        )
+        app = app_for(self.db, self.settings)
         web = _Web(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
         web_task = asyncio.create_task(web.serve(), name="web")
         log.info(

@@ -220,6 +220,17 @@ class Click(SQLModel, table=True):
     delivery_id: int = Field(foreign_key="delivery.id", index=True)
     link_id: int = Field(foreign_key="link.id")
     clicked_at: datetime | None = _time()
+    suspected_bot: bool = False  # came within tracking.scanner_window of sending
+    ip: str = Field(default="", max_length=64)  # only with tracking.store_ip, and truncated
+
+
+class Open(SQLModel, table=True):
+    """A fetch of a message's tracking pixel (only with tracking.opens)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    blast_id: int = Field(foreign_key="blast.id", index=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    opened_at: datetime | None = _time()
 
 
 class Event(SQLModel, table=True):

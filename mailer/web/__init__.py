@@ -1,5 +1,5 @@
 """The HTTP app: click redirects, unsubscribe pages (and later admin pages)."""
 
-from mailer.web.app import create_app
+from mailer.web.app import app_for, create_app
 
-__all__ = ["create_app"]
+__all__ = ["app_for", "create_app"]

@@ -1,7 +1,13 @@
 """The public HTTP app (Starlette): what supporters reach from an alert.
 
 - ``GET /c/<token>``: record the click, then ``302`` to the link recorded for
-  that token's blast. The click is committed before the redirect is answered.
+  that token's blast. The click is committed before the redirect is answered,
+  in group commits shared with concurrent requests (:mod:`mailer.web.recorder`).
+  A click within ``tracking.scanner_window`` seconds of sending is flagged as a
+  suspected link scanner; no IP address is kept unless ``tracking.store_ip``
+  asks, and then only its network part.
+- ``GET /o/<token>``: the open-tracking pixel (only put in messages with
+  ``tracking.opens``).
   A malformed, altered or foreign token gets ``404`` and records nothing; the
   target is never taken from the request (no open redirect).
 - ``GET /u/<token>``: a small page with a confirm button, in the supporter's
@@ -17,7 +23,10 @@ database write never blocks the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import contextlib
+import ipaddress
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -29,10 +38,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from mailer.compose.tokens import TokenSigner
+from mailer.config import Settings, TrackingSettings
 from mailer.errors import TokenError
-from mailer.store import Click, Database, Delivery, Link, Supporter, SupporterStatus
+from mailer.store import Click, Database, Delivery, Link, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
+from mailer.web.recorder import GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 _NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -46,14 +57,41 @@ def page_language(language: str) -> str:
     return language if language in PAGE_LANGUAGES else "en"
 
 
+PIXEL = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1x1 GIF
+
+
+def truncate_ip(address: str) -> str:
+    """An IPv4 address cut to its /24, an IPv6 address to its /48 (never the host)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def app_for(db: Database, settings: Settings) -> Starlette:
+    """The app as the settings describe it (what `mailer web`, `run` and `demo` serve)."""
+    settings.require("security.secret_key")
+    return create_app(
+        db,
+        settings.security.secret_key,
+        organization_name=settings.organization.name,
+        tracking=settings.tracking,
+    )
+
+
 def create_app(
     db: Database,
     secret_key: str,
     *,
     organization_name: str = "",
+    tracking: TrackingSettings | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Starlette:
     signer = TokenSigner(secret_key)
+    tracking = tracking or TrackingSettings()
+    writer = GroupWriter(db)
     pages = Environment(
         loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
     )
@@ -75,16 +113,37 @@ def create_app(
             link = session.get(Link, token.link_id)
             if delivery is None or link is None or link.blast_id != delivery.blast_id:
                 return not_found()
-            session.add(
-                Click(
-                    blast_id=delivery.blast_id,
-                    delivery_id=token.delivery_id,
-                    link_id=token.link_id,
-                    clicked_at=clock(),
-                )
+        now = clock()
+        scanner = (
+            delivery.sent_at is not None
+            and (now - delivery.sent_at).total_seconds() <= tracking.scanner_window
+        )
+        ip = ""
+        if tracking.store_ip == "truncated" and request.client is not None:
+            ip = truncate_ip(request.client.host)
+        writer.submit(
+            Click(
+                blast_id=delivery.blast_id,
+                delivery_id=token.delivery_id,
+                link_id=token.link_id,
+                clicked_at=now,
+                suspected_bot=scanner,
+                ip=ip,
             )
-            target = link.url
-        return RedirectResponse(target, status_code=302, headers=_NO_CACHE)
+        )
+        return RedirectResponse(link.url, status_code=302, headers=_NO_CACHE)
+
+    def pixel(request: Request) -> Response:
+        try:
+            delivery_id = signer.read_open(request.path_params["token"])
+        except TokenError:
+            return not_found()
+        with db.session() as session:
+            delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            return not_found()
+        writer.submit(Open(blast_id=delivery.blast_id, delivery_id=delivery_id, opened_at=clock()))
+        return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
 
     def _delivery_for(raw: str) -> tuple[Delivery, Supporter] | None:
         try:
@@ -138,11 +197,21 @@ def create_app(
             session.execute(text("SELECT 1"))
         return PlainTextResponse("ok")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/c/{token}", click, methods=["GET"]),
+            Route("/o/{token}", pixel, methods=["GET"]),
             Route("/u/{token}", unsubscribe_page, methods=["GET"]),
             Route("/u/{token}", unsubscribe_post, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
-        ]
+        ],
     )

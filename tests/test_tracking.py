@@ -1,0 +1,131 @@
+"""Click tracking that is exact: group commit under concurrency, scanners, IPs, opens."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlmodel import func, select
+
+from mailer.blasts import create_blast, send_now
+from mailer.config import Settings
+from mailer.devsmtp import free_port
+from mailer.report import blast_report, link_report
+from mailer.store import Click, Database
+from mailer.web import app_for
+from mailer.web.app import truncate_ip
+from mailer.web.server import BackgroundServer
+from tests.conftest import make_settings
+from tests.factories import add_people, people
+from tests.smtpserver import SmtpTestServer
+
+BASE = "http://127.0.0.1:8000"
+
+
+@contextlib.contextmanager
+def serve(db: Database, settings: Settings) -> Iterator[httpx.Client]:
+    """The app on a real local socket, and a client for it."""
+    app = app_for(db, settings)
+    with BackgroundServer(app, port=free_port()) as server, httpx.Client(base_url=server.url) as c:
+        yield c
+
+
+def sent_links(db: Database, settings: Settings, server: SmtpTestServer, count: int) -> list[str]:
+    add_people(db, "members", people(count))
+    blast = create_blast(
+        db, settings, name="t", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    send_now(db, settings, blast.id)
+    paths = []
+    for received in server.handler.received:
+        body = received.message().get_body(preferencelist=("plain",))
+        assert body is not None
+        paths += re.findall(rf"{re.escape(BASE)}(/c/[A-Za-z0-9_-]+)", body.get_content())
+    return paths
+
+
+def stored_clicks(db: Database) -> int:
+    with db.session() as session:
+        return session.exec(select(func.count()).select_from(Click)).one()
+
+
+@pytest.mark.parametrize("store_ip", ["none", "truncated"])
+def test_concurrent_clicks_are_all_stored_before_the_redirect(
+    db: Database, smtp_server: SmtpTestServer, store_ip: str
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"store_ip": store_ip})
+    paths = sent_links(db, settings, smtp_server, 20)
+    with serve(db, settings) as client, ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(
+            pool.map(lambda p: client.get(p, follow_redirects=False).status_code, paths * 3)
+        )
+    assert statuses.count(302) == len(paths) * 3
+    assert stored_clicks(db) == len(paths) * 3  # every redirect answered had its click stored
+    with db.session() as session:
+        ips = set(session.exec(select(Click.ip)).all())
+    assert ips == ({""} if store_ip == "none" else {"127.0.0.0"})
+
+
+def test_clicks_right_after_sending_are_flagged_as_scanners(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)  # scanner_window: 10 s
+    paths = sent_links(db, settings, smtp_server, 3)
+    with serve(db, settings) as client:
+        for path in paths:
+            assert client.get(path, follow_redirects=False).status_code == 302
+    report = blast_report(db, "t")
+    assert report["clicks_total"] == len(paths) == report["clicks_flagged"]
+    assert report["clicks_unique"] == 0 and report["click_rate"] == 0.0
+    [cta, statement] = link_report(db, report["id"])
+    assert cta["clicks_flagged"] == 3 and cta["clicks_unique"] == 0
+    assert statement["clicks_total"] == 3
+
+
+def test_clicks_later_count_as_people(db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"scanner_window": 0.0})
+    paths = sent_links(db, settings, smtp_server, 3)
+    with serve(db, settings) as client:
+        for path in paths:
+            client.get(path, follow_redirects=False)
+    report = blast_report(db, "t")
+    assert report["clicks_unique"] == 3 and report["clicks_flagged"] == 0
+    assert report["clicks_total"] == len(paths)
+
+
+def test_opens_pixel_when_asked(db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"opens": True})
+    sent_links(db, settings, smtp_server, 2)
+    html = smtp_server.handler.received[0].message().get_body(preferencelist=("html",))
+    assert html is not None
+    pixel = re.search(rf'<img src="{re.escape(BASE)}(/o/[A-Za-z0-9_-]+)"', html.get_content())
+    assert pixel is not None
+    with serve(db, settings) as client:
+        response = client.get(pixel.group(1))
+        assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+        client.get(pixel.group(1))
+        assert client.get("/o/forged").status_code == 404
+    report = blast_report(db, "t")
+    assert (report["opens_unique"], report["opens_total"]) == (1, 2)
+
+
+def test_no_pixel_by_default(db: Database, settings: Settings, smtp_server: SmtpTestServer) -> None:
+    sent_links(db, settings, smtp_server, 1)
+    assert b"/o/" not in smtp_server.handler.received[0].data
+
+
+@pytest.mark.parametrize(
+    ("address", "kept"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:1234:5678::1", "2001:db8:1234::"),
+        ("not-an-ip", ""),
+    ],
+)
+def test_ip_truncation(address: str, kept: str) -> None:
+    assert truncate_ip(address) == kept
