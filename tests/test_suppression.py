@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from mailer.blasts import composer_for, create_blast, make_sender, send_now
 from mailer.config import Settings
-from mailer.store import Blast, Database, Delivery, DeliveryState, Event, Supporter
+from mailer.errors import InvalidState
+from mailer.store import Blast, Database, Delivery, DeliveryState, Event, Supporter, SupporterStatus
 from mailer.store.models import utcnow
-from mailer.supporters.suppression import export_suppressions, import_suppressions
+from mailer.supporters.suppression import (
+    export_suppressions,
+    import_suppressions,
+    resubscribe,
+)
 from tests.factories import Person, add_people, people
 from tests.smtpserver import SmtpTestServer
 
@@ -82,3 +88,24 @@ def test_an_address_suppressed_mid_blast_is_skipped(
         ).one()
     assert row.state is DeliveryState.SKIPPED and "suppression list" in row.reply_text
     assert smtp_server.handler.to("late@example.org") == []
+
+
+def test_resubscribe_is_a_logged_organizer_act(db: Database) -> None:
+    add_people(
+        db,
+        "members",
+        [
+            Person("u@example.org", status=SupporterStatus.UNSUBSCRIBED),
+            Person("b@example.org", status=SupporterStatus.BOUNCED),
+        ],
+    )
+    with db.session() as session:
+        back = resubscribe(
+            session, "U@example.org", actor="cli", reason="asked by email", now=utcnow()
+        )
+        assert back.status is SupporterStatus.ACTIVE
+    with db.session() as session:
+        event = session.exec(select(Event).where(Event.action == "supporter.resubscribed")).one()
+        assert event.detail == {"reason": "asked by email"} and event.actor == "cli"
+    with db.session() as session, pytest.raises(InvalidState, match="only an unsubscribed"):
+        resubscribe(session, "b@example.org", actor="cli", reason="x", now=utcnow())

@@ -209,3 +209,27 @@ def test_unsubscribe_pages_speak_the_supporters_language(
     assert '<html lang="es">' in page.text and "Cancelar suscripción" in page.text
     done = client.post(path, data={"confirm": "1"})
     assert "Tu suscripción está cancelada" in done.text
+
+
+def test_oversized_bodies_and_unknown_paths(
+    db: Database, client: httpx.Client, sent: tuple[int, SmtpTestServer]
+) -> None:
+    _, server = sent
+    path = unsubscribe_path(server, "p0@example.org")
+    assert client.post(path, content=b"x" * 10_000).status_code == 413
+    assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE
+    assert client.get("/admin").status_code == 404
+    assert client.get("/c/").status_code == 404
+    assert client.post("/c/whatever").status_code == 405
+
+
+def test_rfc8058_one_click_as_multipart_form(
+    db: Database, client: httpx.Client, sent: tuple[int, SmtpTestServer]
+) -> None:
+    _, server = sent
+    path = unsubscribe_path(server, "p1@example.org")
+    response = client.post(path, files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.status_code == 200
+    assert status_of(db, "p1@example.org") is SupporterStatus.UNSUBSCRIBED
+    [event] = unsubscribe_events(db)
+    assert event.detail["via"] == "one-click"

@@ -10,7 +10,11 @@ import click
 
 from mailer.cli import AppContext, pass_app
 from mailer.store.models import utcnow
-from mailer.supporters.suppression import export_suppressions, import_suppressions
+from mailer.supporters.suppression import (
+    export_suppressions,
+    import_suppressions,
+    resubscribe,
+)
 
 
 @click.group("suppress")
@@ -49,4 +53,15 @@ def export_command(app: AppContext) -> None:
         writer.writerow([row.email, row.reason, row.source, added])
 
 
-COMMANDS = [suppress_group]
+@click.command("resubscribe")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (kept in the event log), e.g. 'asked by email'.")
+@pass_app
+def resubscribe_command(app: AppContext, email: str, reason: str) -> None:
+    """Make an unsubscribed supporter EMAIL active again (logged with your reason)."""
+    with app.db().session() as session:
+        supporter = resubscribe(session, email, actor="cli", reason=reason, now=utcnow())
+        click.echo(f"{supporter.email} is active again")
+
+
+COMMANDS = [suppress_group, resubscribe_command]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailer.errors import ImportFileError
+from mailer.errors import ImportFileError, InvalidState, NotFound
 from mailer.store import Database, Delivery, Event, Supporter, SupporterStatus, Suppression
 from mailer.supporters.columns import ALIASES, normalize_email, normalize_header
 
@@ -125,3 +125,40 @@ def import_suppressions(
 def export_suppressions(db: Database) -> Iterator[Suppression]:
     with db.session() as session:
         yield from session.exec(select(Suppression).order_by(col(Suppression.email))).all()
+
+
+RESUBSCRIBED = "supporter.resubscribed"
+
+
+def resubscribe(
+    session: Session, address: str, *, actor: str, reason: str, now: datetime
+) -> Supporter:
+    """Make an unsubscribed supporter active again: only ever an organizer's deliberate act.
+
+    Bounced and complained supporters are not resubscribed this way: a bounce
+    means the address does not work, a complaint that mail was unwanted.
+    """
+    email, problem = normalize_email(address)
+    if problem:
+        raise InvalidState(problem)
+    supporter = session.exec(select(Supporter).where(Supporter.email == email)).first()
+    if supporter is None:
+        raise NotFound(f"no supporter {email!r}")
+    if supporter.status is not SupporterStatus.UNSUBSCRIBED:
+        raise InvalidState(
+            f"{email} is {supporter.status}; only an unsubscribed supporter can be resubscribed"
+        )
+    supporter.status = SupporterStatus.ACTIVE
+    supporter.status_changed_at = now
+    supporter.updated_at = now
+    session.add(supporter)
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action=RESUBSCRIBED,
+            supporter_id=supporter.id,
+            detail={"reason": reason},
+        )
+    )
+    return supporter

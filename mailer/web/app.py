@@ -50,6 +50,7 @@ _NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 PAGE_LANGUAGES = ("en", "es")
+MAX_FORM_BYTES = 4096  # the unsubscribe form and the RFC 8058 body are a few bytes
 
 
 def page_language(language: str) -> str:
@@ -172,8 +173,14 @@ def create_app(
         )
 
     async def unsubscribe_post(request: Request) -> Response:
-        form = await request.form()
-        via = "page" if form.get("confirm") else "one-click"
+        # Any POST here unsubscribes (RFC 8058 one-click sends "List-Unsubscribe=One-Click",
+        # urlencoded or multipart); the body only tells our own page's button apart.
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return PlainTextResponse("request body too large", status_code=413)
+        via = "page" if b"confirm" in body else "one-click"
         raw = request.path_params["token"]
         return await run_in_threadpool(_unsubscribe, raw, via)
 
