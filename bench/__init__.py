@@ -1,27 +1,31 @@
 """Benchmarks of the mailer: a ceiling, a floor, and where the mailer falls between them.
 
-Run with ``make bench`` (``.venv/bin/python -m bench``); ``--quick`` for a
-smoke run. It prints figures and never asserts timings: a benchmark is a
-measurement, not a test, and belongs outside the test suite (DESIGN.md,
-"Performance, measured not assumed").
+Run with ``make bench`` (``.venv/bin/python -m bench``); ``--n N`` sets the
+list size (20,000), ``--quick`` makes a short smoke run, ``--memory`` measures
+the send process's peak memory at 200,000 recipients against 20,000, and
+``--profile`` profiles one send. It prints figures and never asserts timings:
+a benchmark is a measurement, not a test, and belongs outside the test suite
+(DESIGN.md, "Performance, measured not assumed"). ``docs/performance.md``
+records a run and what it shows.
 
 Method
 ======
 
 Everything happens in one run, on one machine, over 127.0.0.1 only, into one
-receiving server started on a free high port:
+receiving server started on a free high port. First the mailer's real
+message is composed (2:1 English/Spanish) to learn its size.
 
 ceiling
-    Postfix's ``smtp-source`` blasting 14 KB messages over 16 parallel,
-    reused sessions (``-d -s 16 -m N -l 14000``) into Postfix's ``smtp-sink``,
-    which accepts and discards. Two C programs doing nothing but SMTP: no
-    Python program sending into the same sink on the same machine can be
-    faster, so this is the "messages per second handed to a local SMTP
-    server" that the hardware allows. Median of 3 runs. Postfix is installed
-    with apt-get when missing (see :mod:`bench.postfix`); if that is
-    impossible the ceiling is reported as not measured, and the other stages
-    use an aiosmtpd server that discards (slower, so their figures are then
-    lower bounds).
+    Postfix's ``smtp-source`` blasting N messages of the mailer's size over
+    16 parallel, reused sessions (``-d -s 16 -m N -l SIZE``) into Postfix's
+    ``smtp-sink``, which accepts and discards. Two C programs doing nothing
+    but SMTP: no Python program sending into the same sink on the same
+    machine can be faster, so this is the "messages per second handed to a
+    local SMTP server" that the hardware allows. Median of 3 runs. Postfix
+    is installed with apt-get when missing (see :mod:`bench.postfix`); if
+    that is impossible the ceiling is reported as not measured, and the other
+    stages use an aiosmtpd server that discards (slower, so their figures
+    are then lower bounds).
 floor
     The naive loop anyone would write first (:mod:`bench.floor`): per
     recipient a Jinja render of the real alert template, an
@@ -29,21 +33,51 @@ floor
     ``smtplib.SMTP.send_message`` over one connection. No database.
 mailer end to end
     The real path (:mod:`bench.e2e`): a CSV of N synthetic supporters
-    (2:1 English/Spanish) imported into a fresh SQLite database, a blast
-    created, and :func:`mailer.blasts.send_now` timed while it claims,
-    composes (render, tracking links, signed tokens, MIME), sends with
-    aiosmtplib and records every delivery. Run for two sizes of list; the
-    import and the send each run in a fresh subprocess so ``ru_maxrss`` (a
-    high-water mark) shows the send's own peak memory, which should stay
-    flat as the list grows. In the send process, ``AlertComposer.compose``
-    and ``SmtpTransport.deliver`` are wrapped with a stopwatch, so the run
-    itself says how its time splits into composing, delivering and the rest
-    (claiming and recording batches, the event loop); the rate over the
-    first and the second half of the list shows whether it slows down.
-breakdown
-    Per-message cost in µs of each step, from timing loops over a few
-    thousand synthetic supporters with no network (:mod:`bench.breakdown`),
-    to show where the end-to-end time goes.
+    imported into a fresh SQLite database and a blast created (once), then
+    :func:`mailer.blasts.send_now` timed on a fresh copy of that database
+    while it claims, composes (render, tracking links, signed tokens, MIME,
+    DKIM), sends over K aiosmtplib connections and records every delivery.
+    Four runs: the default ``[sending] connections`` and 16, each with DKIM
+    off and on (an RSA-2048 key generated for the run; domain example.org,
+    selector "bench"); everything else is the default engine setting. The
+    send runs in a fresh subprocess, whose ``VmHWM`` (the high-water mark of
+    its own memory map; ``ru_maxrss`` would carry the bench's peak across
+    ``execve``) is the send's own peak memory.
+
+    Where its time goes is measured without stopwatches around
+    ``SmtpTransport.deliver`` (with K connections in flight their wall times
+    overlap and add up to more than the run): the send process's CPU time
+    (``getrusage``), its event-loop thread's CPU time (``time.thread_time``;
+    the rest is the engine's database thread), the loop thread's CPU inside
+    ``AlertComposer.compose`` (synchronous, so a thread-CPU stopwatch is
+    exact), and the receiver's CPU over the same interval (``/proc``). CPU
+    per message against wall time per message, and cores busy, say whether
+    the sender is bound by its CPU, by the GIL, or by waiting.
+SMTP client alone
+    ``SmtpTransport`` delivering pre-composed messages, no database, over 1
+    connection (wall time per message against the client's CPU: the
+    difference is waiting for the server's replies), over the default number
+    of connections and over 16: what the sending side could do if composing
+    and recording were free.
+isolated loops
+    Per-message cost in µs of each step on its own, from timing loops over a
+    few thousand synthetic supporters with no network
+    (:mod:`bench.breakdown`): Jinja, links and tokens, the MIME builder, the
+    DKIM signature, compose with DKIM off and on, aiosmtplib's per-message
+    DATA preparation, and the floor's ``EmailMessage``.
+``--memory``
+    Peak RSS of the send process (default settings, DKIM off) for N/10 and N
+    recipients (20,000 and 200,000), each list imported and sent in fresh
+    processes, and their ratio; before the large send it prints how long the
+    small run suggests it will take.
+``--profile``
+    One end-to-end send under cProfile on both of its threads, timed by
+    thread CPU time (:mod:`bench.cpuprofile`): CPU per message by owner
+    (Jinja, links and tokens, MIME, DKIM, aiosmtplib, socket calls,
+    SQLAlchemy and sqlite3, asyncio), how often the engine's database jobs
+    ran and how many messages each covered, and the top functions by
+    tottime. Profiling slows Python code several times over, unevenly, so
+    its shares are indicative; the unprofiled figures above are the measure.
 
 Why ratios
 ==========
@@ -56,7 +90,8 @@ seconds earlier on the same machine, and as a multiple of the floor. A change
 that moves the mailer from 0.02 to 0.2 of the ceiling is real however noisy
 the machine; a change from 120 to 130 msg/s is not, on its own.
 
-Note that the sink receives on the same 2 cores as the sender, so every
-stage shares the CPU with its receiver; smtp-sink is cheap enough that this
-matters little except for the ceiling itself.
+The receiver runs on the same 2 cores as the sender. ``smtp-sink`` needs a
+whole core to reach the ceiling, so the ceiling is what 2 cores do with one
+of them receiving; the mailer's own runs leave the sink mostly idle (its CPU
+share is printed).
 """

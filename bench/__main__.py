@@ -1,6 +1,19 @@
-"""``python -m bench`` (``make bench``): ceiling, floor, the mailer end to end, cost breakdown.
+"""``python -m bench`` (``make bench``): ceiling, floor, the mailer end to end, where time goes.
 
-Options: ``--quick`` for a short smoke run (smaller N; figures less stable).
+Modes (see the package docstring for the method):
+
+default
+    ceiling, floor, the mailer end to end for ``--n`` supporters (20,000) with
+    DKIM off and on, with the default ``[sending] connections`` and with 16,
+    the SMTP client alone, isolated per-message loops, and a summary table.
+``--memory``
+    peak RSS of the send process for ``--n`` supporters (200,000) and for a
+    tenth of that, and their ratio.
+``--profile``
+    one end-to-end send of ``--n`` supporters (5,000) under cProfile (both
+    threads, CPU time), split by owner, plus the top functions by tottime.
+``--quick``
+    any mode with small sizes, as a smoke run (figures less stable).
 """
 
 from __future__ import annotations
@@ -8,219 +21,465 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import breakdown, e2e
+from bench.common import default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
+
+WIDE_CONNECTIONS = 16  # the second engine setting measured besides the default
+# Targets of the performance issue (printed as met / not met, never asserted).
+TARGET_OF_CEILING = 0.40  # mailer end to end, DKIM off, at least this fraction of the ceiling
+TARGET_X_FLOOR = 5.0  # ... and at least this multiple of the floor
+TARGET_PEAK_MB = 200.0  # peak RSS of the send process at 200,000 recipients below this
+TARGET_GROWTH = 1.25  # ... and at most this multiple of its value at 20,000
 
 
 @dataclass(frozen=True)
 class Sizes:
-    ceiling_messages: int = 10_000
+    n: int = 20_000  # supporters per end-to-end run, and messages per ceiling run
     ceiling_runs: int = 3
     floor: int = 2_000
-    e2e: tuple[int, ...] = (2_000, 10_000)
+    transport: int = 5_000
     breakdown_iterations: int = 2_000
+    memory_n: int = 200_000  # the larger list of --memory (the smaller is a tenth)
+    profile_n: int = 5_000
 
 
-QUICK = Sizes(ceiling_messages=3_000, floor=500, e2e=(500, 2_000), breakdown_iterations=300)
+QUICK = Sizes(
+    n=1_000,
+    floor=300,
+    transport=1_000,
+    breakdown_iterations=300,
+    memory_n=5_000,
+    profile_n=1_000,
+)
 
 
 def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def rate(text: float | None) -> str:
-    return "n/a" if text is None else f"{text:,.0f} msg/s"
+def ratio(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else part / whole
 
 
-def ratio(part: float | None, whole: float | None) -> str:
-    if part is None or not whole:
-        return ""
-    return f"{part / whole:.2f}"
+def fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
 
 def counted(receiver: Receiver, before: int | None, expected: int) -> str:
-    """'(receiver got N)' for a stage, warning when the count is off."""
+    """'[receiver got N]' for a stage, warning when the count is off."""
     after = receiver.received()
     if after is None or before is None:
         return ""
     got = after - before
-    warning = "" if got == expected else f", expected {expected:,}"
+    warning = "" if got == expected else f", EXPECTED {expected:,}"
     return f"  [{receiver.name} got {got:,}{warning}]"
 
 
-def ceiling(tools: Tools, port: int, sink: Receiver, sizes: Sizes) -> float:
-    say(
-        f"ceiling: smtp-source -d -l 14000 -s 16 -m {sizes.ceiling_messages:,}"
-        f" -> smtp-sink on 127.0.0.1:{port}"
+@contextmanager
+def receiver_for(tools: Tools | str, tmp: Path) -> Iterator[Receiver]:
+    port = free_port()
+    log = tmp / "receiver.log"
+    receiver: Receiver = (
+        SmtpSink(tools, port, log) if isinstance(tools, Tools) else NullSmtp(port, log)
     )
-    smtp_source(tools, port, messages=200)  # warm up (page cache, first connections)
-    rates = []
-    for run in range(1, sizes.ceiling_runs + 1):
-        before = sink.received()
-        seconds = smtp_source(tools, port, messages=sizes.ceiling_messages)
-        rates.append(sizes.ceiling_messages / seconds)
-        note = counted(sink, before, sizes.ceiling_messages)
-        say(f"  run {run}: {seconds:6.2f} s  {rates[-1]:8,.0f} msg/s{note}")
-    median = statistics.median(rates)
-    say(f"  median {median:,.0f} msg/s")
-    return median
+    with receiver:
+        say(f"receiver: {receiver.name} on 127.0.0.1:{port}")
+        yield receiver
 
 
-def timed_stage(title: str, fn: Callable[[], float], n: int, receiver: Receiver) -> float:
-    say(title)
-    before = receiver.received()
-    seconds = fn()
-    value = n / seconds
-    say(f"  {n:,} messages in {seconds:.2f} s: {value:,.0f} msg/s{counted(receiver, before, n)}")
-    return value
-
-
-def end_to_end(n: int, port: int, receiver: Receiver) -> e2e.EndToEnd:
-    say(f"mailer end to end, {n:,} recipients (import + blast, then send_now: 2 processes)")
-    before = receiver.received()
-    run = e2e.run(n, port)
-    per_1000 = run.import_per_1000_s * 1000
-    say(f"  import {run.import_s:.2f} s ({per_1000:,.0f} ms per 1,000 rows)")
-    got = counted(receiver, before, run.sent)
-    say(f"  send {run.send_s:.2f} s: {run.rate:,.0f} msg/s{got}; deliveries {run.counts}")
-    compose, deliver = run.per_message_us(run.compose_s), run.per_message_us(run.deliver_s)
-    rest = run.per_message_us(run.send_s) - compose - deliver
-    say(
-        f"  per message {run.per_message_us(run.send_s):,.0f} µs = compose {compose:,.0f}"
-        f" + deliver {deliver:,.0f} + rest {rest:,.0f} (claim, record, loop)"
-    )
-    say(
-        f"  rate over the first half {run.first_half_rate:,.0f} msg/s,"
-        f" second half {run.second_half_rate:,.0f} msg/s"
-    )
-    growth = run.peak_rss_mb - run.baseline_rss_mb
-    say(
-        f"  send process RSS {run.baseline_rss_mb:.1f} MB before sending,"
-        f" {run.peak_rss_mb:.1f} MB peak (+{growth:.1f} MB)"
-    )
-    if run.error:
-        say(f"  ERROR: {run.error}")
-    return run
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
-    args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else Sizes()
-    started = time.perf_counter()
+def header(sizes: Sizes) -> Tools | str:
     say(
         f"mailer bench: {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" {platform.platform(terse=True)}"
+    )
+    sending = settings_for(port=0).sending
+    say(
+        f"engine defaults: [sending] connections = {sending.connections},"
+        f" batch_size = {sending.batch_size}, domain_concurrency = {sending.domain_concurrency}"
     )
     tools = ensure_tools()
     if isinstance(tools, str):
         say(f"CEILING NOT MEASURED: {tools}")
         say("  the other stages send into an aiosmtpd null server instead (slower: lower bounds)")
-    port = free_port()
-    ceiling_rate: float | None = None
-    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        log = Path(tmp) / "receiver.log"
-        receiver: Receiver = (
-            SmtpSink(tools, port, log) if isinstance(tools, Tools) else NullSmtp(port, log)
-        )
-        with receiver:
-            say(f"receiver: {receiver.name} on 127.0.0.1:{port}")
-            say()
-            if isinstance(tools, Tools):
-                ceiling_rate = ceiling(tools, port, receiver, sizes)
-            floor_rate = timed_stage(
-                "floor: naive loop, Jinja + EmailMessage + smtplib over one connection",
-                lambda: naive_send(port, sizes.floor),
-                sizes.floor,
-                receiver,
-            )
-            runs = [end_to_end(n, port, receiver) for n in sizes.e2e]
-            say("mailer transport alone: SmtpTransport.deliver of pre-composed messages, 1 conn")
-            before = receiver.received()
-            deliver_us, delivered = breakdown.transport_us(port, sizes.floor)
-            got = counted(receiver, before, sizes.floor + 1)
-            say(f"  {delivered:,} of {sizes.floor:,} accepted: {deliver_us:,.0f} µs each{got}")
-    say(f"per-message cost breakdown ({sizes.breakdown_iterations:,}-iteration loops, no network)")
-    costs = breakdown.measure(sizes.breakdown_iterations)
-    costs.steps.append(
-        breakdown.Step(
-            "deliver", "mailer SmtpTransport.deliver (aiosmtplib, 1 connection)", deliver_us
+    return tools
+
+
+# -- stages ------------------------------------------------------------------------------
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's finished (waited-for) children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ceiling(tools: Tools, receiver: Receiver, sizes: Sizes, size: int) -> float:
+    say(
+        f"ceiling: smtp-source -d -s 16 -l {size} -m {sizes.n:,}"
+        f" -> smtp-sink on 127.0.0.1:{receiver.port}"
+    )
+    smtp_source(tools, receiver.port, messages=200, size=size)  # warm up
+    rates = []
+    for run in range(1, sizes.ceiling_runs + 1):
+        before, sink_before, source_before = receiver.received(), receiver.cpu_s(), children_cpu_s()
+        seconds = smtp_source(tools, receiver.port, messages=sizes.n, size=size)
+        rates.append(sizes.n / seconds)
+        sink_after, source_s = receiver.cpu_s(), children_cpu_s() - source_before
+        note = counted(receiver, before, sizes.n)
+        busy = f"; cores busy: smtp-source {source_s / seconds:.2f}"
+        if sink_before is not None and sink_after is not None:
+            busy += f", smtp-sink {(sink_after - sink_before) / seconds:.2f}"
+        say(f"  run {run}: {seconds:6.2f} s  {rates[-1]:8,.0f} msg/s{busy}{note}")
+    median = statistics.median(rates)
+    say(f"  median {median:,.0f} msg/s")
+    return median
+
+
+def floor(receiver: Receiver, n: int) -> float:
+    say("floor: naive loop, Jinja + EmailMessage + smtplib over one connection")
+    before = receiver.received()
+    seconds = naive_send(receiver.port, n)
+    value = n / seconds
+    say(f"  {n:,} messages in {seconds:.2f} s: {value:,.0f} msg/s{counted(receiver, before, n)}")
+    return value
+
+
+def prepared_list(tmp: Path, n: int) -> e2e.Prepared:
+    say(f"import: {n:,} synthetic supporters (CSV -> SQLite) and a draft blast")
+    prepared = e2e.prepare_list(tmp, n)
+    say(
+        f"  {prepared.added:,} imported in {prepared.import_s:.2f} s"
+        f" ({prepared.import_per_1000_s * 1000:,.0f} ms per 1,000 rows)"
+    )
+    return prepared
+
+
+def end_to_end(
+    prepared: e2e.Prepared,
+    receiver: Receiver,
+    *,
+    connections: int | None = None,
+    dkim_key: Path | None = None,
+    profile: bool = False,
+) -> e2e.EndToEnd:
+    chosen = connections or default_connections()
+    label = f"{chosen} conns{' (default)' if connections is None else ''}"
+    dkim = "on (RSA-2048)" if dkim_key else "off"
+    profiled = ", under cProfile" if profile else ""
+    say(f"mailer end to end, {prepared.n:,} recipients, {label}, DKIM {dkim}{profiled}")
+    before, sink_before = receiver.received(), receiver.cpu_s()
+    run = e2e.send_copy(
+        prepared, receiver.port, connections=connections, dkim_key=dkim_key, profile=profile
+    )
+    sink_after = receiver.cpu_s()
+    if sink_before is not None and sink_after is not None:
+        run = replace(run, receiver_cpu_s=sink_after - sink_before)
+    got = counted(receiver, before, run.sent)
+    say(f"  send {run.send_s:.2f} s: {run.rate:,.0f} msg/s{got}; deliveries {run.counts}")
+    say(
+        f"  rate over the first half {run.first_half_rate:,.0f} msg/s,"
+        f" second half {run.second_half_rate:,.0f} msg/s"
+    )
+    us = run.per_message_us
+    compose, loop = us(run.compose_cpu_s), us(run.loop_cpu_s)
+    say(
+        f"  per message: wall {us(run.send_s):,.0f} µs; CPU of the send process"
+        f" {us(run.cpu_s):,.0f} µs = event-loop thread {loop:,.0f}"
+        f" (compose {compose:,.0f} + SMTP client, asyncio, engine {loop - compose:,.0f})"
+        f" + database thread {us(run.db_cpu_s):,.0f}"
+        + (
+            f"; {receiver.name} {us(run.receiver_cpu_s):,.0f} µs"
+            if run.receiver_cpu_s is not None
+            else ""
         )
     )
-    for step in costs.steps:
+    busy = f"  cores busy: send process {run.cpu_s / run.send_s:.2f}"
+    busy += f" (event-loop thread {run.loop_cpu_s / run.send_s:.2f})"
+    if run.receiver_cpu_s is not None:
+        busy += f", {receiver.name} {run.receiver_cpu_s / run.send_s:.2f}"
+    say(busy + f" of {os.cpu_count()}")
+    growth = run.peak_rss_mb - run.baseline_rss_mb
+    say(
+        f"  send process RSS {run.baseline_rss_mb:.1f} MB before sending,"
+        f" {run.peak_rss_mb:.1f} MB peak (+{growth:.1f} MB)"
+    )
+    if run.error or run.status != "done":
+        say(f"  STATUS {run.status}: {run.error}")
+    return run
+
+
+def client_alone(receiver: Receiver, sizes: Sizes) -> list[breakdown.TransportRun]:
+    say("SMTP client alone: SmtpTransport (aiosmtplib), pre-composed messages, no database")
+    runs = []
+    for connections, n in (
+        (1, sizes.floor),
+        (default_connections(), sizes.transport),
+        (WIDE_CONNECTIONS, sizes.transport),
+    ):
+        before = receiver.received()
+        run = breakdown.transport(receiver.port, n, connections)
+        got = counted(receiver, before, n + connections)
+        say(
+            f"  {connections:>2} conn: {run.rate:6,.0f} msg/s; per message"
+            f" wall {run.wall_us:,.0f} µs, client CPU {run.cpu_us:,.0f} µs;"
+            f" {run.accepted:,} of {n:,} accepted{got}"
+        )
+        runs.append(run)
+    return runs
+
+
+def costs(sizes: Sizes, dkim_key: Path) -> breakdown.Breakdown:
+    say(f"per-message cost, isolated loops of {sizes.breakdown_iterations:,} (no network)")
+    found = breakdown.measure(sizes.breakdown_iterations, dkim_key)
+    for step in found.steps:
         say(f"  {step.name:<62} {step.us:8,.0f} µs")
-    mailer_kb, naive_kb = costs.mailer_bytes / 1000, costs.naive_bytes / 1000
-    say(f"  message size: mailer {mailer_kb:.1f} KB, floor {naive_kb:.1f} KB, ceiling 14 KB body")
+    return found
+
+
+# -- modes -------------------------------------------------------------------------------
+
+
+def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+    key = write_dkim_key(tmp / "dkim-bench.pem")
+    message = breakdown.message_sizes(key)
+    say(
+        f"message size: mailer {message.mailer:,} bytes, {message.mailer_dkim:,} with DKIM;"
+        f" floor {message.naive:,} bytes"
+    )
+    ceiling_rate: float | None = None
+    runs: list[e2e.EndToEnd] = []
+    with receiver_for(tools, tmp) as receiver:
+        say()
+        if isinstance(tools, Tools):
+            ceiling_rate = ceiling(tools, receiver, sizes, message.mailer)
+        floor_rate = floor(receiver, sizes.floor)
+        prepared = prepared_list(tmp, sizes.n)
+        wide = [WIDE_CONNECTIONS] if default_connections() != WIDE_CONNECTIONS else []
+        for connections in [None, *wide]:
+            for dkim_key in (None, key):
+                runs.append(
+                    end_to_end(prepared, receiver, connections=connections, dkim_key=dkim_key)
+                )
+        clients = client_alone(receiver, sizes)
+    found = costs(sizes, key)
     say()
-    summary(sizes, ceiling_rate, floor_rate, runs, costs)
-    say(f"(bench took {time.perf_counter() - started:.0f} s)")
-    return 0
+    summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found)
 
 
-def row(label: str, what: str, figure: str, note: str = "") -> None:
-    say(f"{label:<9}{what:<58}{figure:>14}" + (f"  {note}" if note else ""))
+def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+    large = sizes.memory_n
+    small = max(1, large // 10)
+    say(f"memory: peak RSS of the send process, {small:,} vs {large:,} recipients")
+    say("  (default engine settings, DKIM off; each list imported and sent in fresh processes)")
+    results: list[e2e.EndToEnd] = []
+    with receiver_for(tools, tmp) as receiver:
+        for n in (small, large):
+            say()
+            prepared = prepared_list(tmp, n)
+            if results:
+                last = results[-1]
+                estimate = n / last.rate if last.rate else 0.0
+                say(f"  estimated send time from the {last.n:,} run: {estimate / 60:.1f} min")
+            results.append(end_to_end(prepared, receiver))
+    say()
+    lo, hi = results
+    growth = hi.peak_rss_mb / lo.peak_rss_mb
+    say("=" * 100)
+    say(
+        f"memory   peak RSS of the send process: {lo.peak_rss_mb:.1f} MB at {lo.n:,},"
+        f" {hi.peak_rss_mb:.1f} MB at {hi.n:,}: ratio {growth:.2f}"
+    )
+    say(
+        f"         before sending {lo.baseline_rss_mb:.1f} / {hi.baseline_rss_mb:.1f} MB;"
+        f" rate {lo.rate:,.0f} / {hi.rate:,.0f} msg/s"
+        f" (second half of the {hi.n:,} run {hi.second_half_rate:,.0f} msg/s)"
+    )
+    if hi.n == 200_000:
+        below = met(hi.peak_rss_mb < TARGET_PEAK_MB)
+        say(
+            f"targets  peak < {TARGET_PEAK_MB:.0f} MB at 200,000: {below};"
+            f" at most {TARGET_GROWTH:.2f}x the 20,000 figure: {met(growth <= TARGET_GROWTH)}"
+        )
+    say("=" * 100)
+
+
+def run_profile(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+    with receiver_for(tools, tmp) as receiver:
+        prepared = prepared_list(tmp, sizes.profile_n)
+        run = end_to_end(prepared, receiver, profile=True)
+    found = run.profile
+    assert found is not None
+    profiled = found.loop_cpu_s + found.other_threads_cpu_s
+    say()
+    say(
+        f"CPU by owner (cProfile timed by thread CPU; event-loop thread {found.loop_cpu_s:.2f} s,"
+        f" database thread {found.other_threads_cpu_s:.2f} s; profiling slows Python code)"
+    )
+    for owner, seconds in found.owners:
+        share = seconds / profiled if profiled else 0.0
+        say(f"  {owner:<40} {run.per_message_us(seconds):8,.0f} µs/msg  {share:6.1%}")
+    say()
+    say(f"database jobs of the engine, {run.sent:,} messages sent:")
+    for name, calls, seconds in found.db_jobs:
+        per_call = seconds / calls * 1e6 if calls else 0.0
+        say(
+            f"  {name:<16} {calls:7,} calls, {run.sent / calls if calls else 0:6.1f} msgs per call,"
+            f" {per_call:7,.0f} µs CPU per call (profiled)"
+        )
+    say()
+    say("top functions by tottime (CPU seconds, both threads merged):")
+    say(found.top)
+
+
+# -- the summary -------------------------------------------------------------------------
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def row(
+    stage: str, what: str, msgs: str, of_ceiling: str = "", x_floor: str = "", rss: str = ""
+) -> None:
+    say(f"{stage:<10}{what:<46}{msgs:>9}{of_ceiling:>9}{x_floor:>9}{rss:>10}")
 
 
 def summary(
     sizes: Sizes,
+    message: breakdown.MessageSizes,
     ceiling_rate: float | None,
     floor_rate: float,
+    prepared: e2e.Prepared,
     runs: list[e2e.EndToEnd],
-    costs: breakdown.Breakdown,
+    clients: list[breakdown.TransportRun],
+    found: breakdown.Breakdown,
 ) -> None:
-    say("=" * 100)
-    what = "smtp-source -> smtp-sink (14 KB, 16 sessions)"
+    line = "=" * 93
+    say(line)
+    say(f"summary: N = {sizes.n:,}, {os.cpu_count()} CPUs; msg/s are noisy, read the ratios")
+    row("stage", "what", "msg/s", "/ceiling", "x floor", "peak RSS")
+    say("-" * 93)
+    kb = message.mailer / 1000
     if ceiling_rate is None:
-        row("ceiling", what, "not measured")
+        row("ceiling", f"smtp-source -> smtp-sink, {kb:.1f} KB, 16 sessions", "n/a")
     else:
-        row("ceiling", what, rate(ceiling_rate), f"(median of {sizes.ceiling_runs})")
-    floor_of = ratio(floor_rate, ceiling_rate)
+        row(
+            "ceiling",
+            f"smtp-source -> smtp-sink, {kb:.1f} KB, 16 sessions",
+            f"{ceiling_rate:,.0f}",
+            "1.00",
+        )
     row(
         "floor",
-        "naive Jinja + EmailMessage + smtplib, 1 conn",
-        rate(floor_rate),
-        f"{floor_of} of ceiling" if floor_of else "",
+        "Jinja + EmailMessage + smtplib, 1 conn",
+        f"{floor_rate:,.0f}",
+        fmt(ratio(floor_rate, ceiling_rate), ".3f"),
+        "1.0",
     )
+    default = default_connections()
     for run in runs:
-        of = ratio(run.rate, ceiling_rate)
-        parts = ([f"{of} of ceiling"] if of else []) + [f"{run.rate / floor_rate:.2f}x floor"]
-        row("mailer", f"end to end, SQLite, {run.n:,} recipients", rate(run.rate), ", ".join(parts))
-    if not runs:
-        say("=" * 100)
-        return
-    ns = " vs ".join(f"{r.n:,}" for r in runs)
-    mbs = " vs ".join(f"{r.peak_rss_mb:.0f} MB" for r in runs)
-    growth = " vs ".join(f"+{r.peak_rss_mb - r.baseline_rss_mb:.1f}" for r in runs)
-    row("memory", f"peak RSS of the send process, {ns} recipients", mbs, f"(growth {growth} MB)")
-    imports = " vs ".join(f"{r.import_per_1000_s * 1000:,.0f} ms" for r in runs)
-    row("import", f"CSV import per 1,000 rows, {ns} rows", imports)
-    last = runs[-1]
-    per_message = last.per_message_us(last.send_s)
-    compose, deliver = last.per_message_us(last.compose_s), last.per_message_us(last.deliver_s)
-    row(
-        "budget",
-        f"per message, end to end at {last.n:,} recipients",
-        f"{per_message:,.0f} µs",
-        f"= compose {compose:,.0f} + deliver {deliver:,.0f}"
-        f" + rest {per_message - compose - deliver:,.0f} (claim, record, loop)",
+        row(
+            "mailer",
+            "end to end, " + run.label(default),
+            f"{run.rate:,.0f}",
+            fmt(ratio(run.rate, ceiling_rate), ".3f"),
+            fmt(ratio(run.rate, floor_rate), ".1f"),
+            f"{run.peak_rss_mb:.0f} MB",
+        )
+    for client in clients:
+        row(
+            "client",
+            f"aiosmtplib alone, pre-composed, {client.connections} conn",
+            f"{client.rate:,.0f}",
+            fmt(ratio(client.rate, ceiling_rate), ".3f"),
+            fmt(ratio(client.rate, floor_rate), ".1f"),
+        )
+    say("-" * 93)
+    base = next((r for r in runs if r.connections == default and not r.dkim), None)
+    if base is not None:
+        us = base.per_message_us
+        sink = (
+            f", {us(base.receiver_cpu_s):,.0f} in the receiver"
+            if base.receiver_cpu_s is not None
+            else ""
+        )
+        say(
+            f"CPU per message, {base.label(default)}: {us(base.cpu_s):,.0f} µs in the send process"
+            f"{sink}; wall {us(base.send_s):,.0f} µs"
+        )
+        say(
+            f"  event-loop thread {us(base.loop_cpu_s):,.0f} µs:"
+            f" compose {us(base.compose_cpu_s):,.0f}"
+            f" + SMTP client, asyncio, engine {us(base.loop_cpu_s - base.compose_cpu_s):,.0f};"
+            f" database thread {us(base.db_cpu_s):,.0f} µs"
+        )
+        say(
+            f"  isolated: Jinja {found.us('render'):,.0f}, links + tokens {found.us('links'):,.0f},"
+            f" MIME {found.us('mime'):,.0f}, DKIM {found.us('dkim'):,.0f},"
+            f" aiosmtplib DATA regexes {found.us('smtp_data'):,.0f},"
+            f" 1-conn SMTP client CPU {clients[0].cpu_us:,.0f} of {clients[0].wall_us:,.0f} wall"
+        )
+        of = ratio(base.rate, ceiling_rate)
+        x_floor = base.rate / floor_rate
+        target = f"targets ({base.label(default)}): "
+        target += f"/ceiling >= {TARGET_OF_CEILING:.2f}: "
+        target += f"{met(of >= TARGET_OF_CEILING)} ({of:.3f})" if of is not None else "n/a"
+        target += f"; x floor >= {TARGET_X_FLOOR:.0f}: {met(x_floor >= TARGET_X_FLOOR)}"
+        target += f" ({x_floor:.1f})"
+        say(target)
+    say(
+        f"import: {prepared.import_per_1000_s * 1000:,.0f} ms per 1,000 rows;"
+        " memory at 200,000 recipients: python -m bench --memory"
     )
-    row(
-        "",
-        "  of compose: MIME build + as_bytes (isolated loop)",
-        f"{costs.us('mime'):,.0f} µs",
-        f"Jinja render {costs.us('render'):,.0f} µs, links + tokens {costs.us('links'):,.0f} µs",
+    say(line)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    say("=" * 100)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--memory", action="store_true", help="peak RSS of the send process at N and N/10"
+    )
+    mode.add_argument("--profile", action="store_true", help="one end-to-end send under cProfile")
+    parser.add_argument(
+        "--n",
+        type=int,
+        help="supporters: end to end (default 20,000), --memory (200,000), --profile (5,000)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    if args.n is not None:
+        if args.n < 10:
+            parser.error("--n must be at least 10")
+        sizes = replace(sizes, n=args.n, memory_n=args.n, profile_n=args.n)
+    started = time.perf_counter()
+    tools = header(sizes)
+    chosen: Callable[[Sizes, Tools | str, Path], None] = run_default
+    if args.memory:
+        chosen = run_memory
+    elif args.profile:
+        chosen = run_profile
+    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+        chosen(sizes, tools, Path(tmp))
+    say(f"(bench took {time.perf_counter() - started:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":

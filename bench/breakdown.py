@@ -1,8 +1,12 @@
-"""Per-message cost, in µs, of the steps a message goes through (no network).
+"""Per-message cost, in µs, of the steps a message goes through, each measured on its own.
 
 Each figure is a timing loop over a few thousand synthetic supporters, so
-per-call overhead is averaged out; the composer is built the way
-:func:`mailer.blasts.composer_for` builds it, over a real SQLite database.
+per-call overhead is averaged out; the composers are built the way
+:func:`mailer.blasts.composer_for` builds them, over a real SQLite database,
+with DKIM off and on. The SMTP client is measured separately against the
+receiver (:func:`transport`), with pre-composed messages, over one connection
+(how much of a message's time is its own CPU and how much is waiting for the
+server's replies) and over several (how fast the client alone could go).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from bench.common import (
     TEMPLATE,
@@ -25,8 +31,8 @@ from bench.e2e import BLAST, prepare
 from bench.floor import naive_message
 from mailer.blasts import composer_for, find_blast
 from mailer.compose import links
-from mailer.compose.alert import AlertComposer, Recipient
-from mailer.compose.message import build_message, new_message_id, to_bytes
+from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
+from mailer.compose.message import new_message_id
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.send.outcome import Verdict
 from mailer.send.transport import SmtpTransport
@@ -43,11 +49,18 @@ class Step:
 @dataclass(frozen=True)
 class Breakdown:
     steps: list[Step]
-    naive_bytes: int  # mean size of a floor message (2:1 en/es)
-    mailer_bytes: int  # mean size of a message the mailer composes (2:1 en/es)
 
     def us(self, key: str) -> float:
         return next(step.us for step in self.steps if step.key == key)
+
+
+@dataclass(frozen=True)
+class MessageSizes:
+    """Mean sizes in bytes over the 2:1 English/Spanish mix (3 consecutive supporters)."""
+
+    mailer: int  # what the mailer sends, DKIM off
+    mailer_dkim: int  # the same with its DKIM-Signature header
+    naive: int  # what the floor's naive loop sends
 
 
 def recipient(i: int) -> Recipient:
@@ -77,46 +90,110 @@ def _tracked(composer: AlertComposer, alert: RenderedAlert, delivery_id: int) ->
     )
 
 
-def _composer(folder: Path) -> tuple[Database, AlertComposer]:
-    """A blast's composer over a small real database in ``folder``, as send_now builds it."""
+def _composers(
+    folder: Path, dkim_key: Path | None
+) -> tuple[Database, AlertComposer, AlertComposer | None]:
+    """A blast's composers (DKIM off, and on when a key is given) over a small real database."""
     prepare(folder, 3)
     db = open_database(f"sqlite:///{folder}/bench.db")
     with db.session() as session:
         blast = find_blast(session, BLAST)
-    return db, composer_for(db, settings_for(port=0), blast)
+    plain = composer_for(db, settings_for(port=0), blast)
+    signed = None
+    if dkim_key is not None:
+        signed = composer_for(db, settings_for(port=0, dkim_key=dkim_key), blast)
+    return db, plain, signed
 
 
-def transport_us(port: int, n: int) -> tuple[float, int]:
-    """µs per message of :class:`SmtpTransport` delivering pre-composed messages, one connection.
+def _composed(composer: AlertComposer, count: int) -> list[OutgoingMessage]:
+    return [composer.compose(i + 1, recipient(i)).message for i in range(count)]
 
-    Returns the figure and how many of the ``n`` deliveries the receiver accepted.
+
+def message_sizes(dkim_key: Path) -> MessageSizes:
+    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+        db, plain, signed = _composers(Path(tmp), dkim_key)
+        assert signed is not None
+        mailer = [len(m.data) for m in _composed(plain, 3)]
+        mailer_dkim = [len(m.data) for m in _composed(signed, 3)]
+        db.dispose()
+    template = AlertTemplate(TEMPLATES, TEMPLATE)
+    naive = []
+    for i in range(3):
+        ctx = supporter_context(i)
+        alert = template.render(ctx, ctx["supporter"]["language"])
+        naive.append(len(naive_message(alert, ctx["supporter"]["email"]).as_bytes()))
+    return MessageSizes(
+        mailer=round(sum(mailer) / 3),
+        mailer_dkim=round(sum(mailer_dkim) / 3),
+        naive=round(sum(naive) / 3),
+    )
+
+
+@dataclass(frozen=True)
+class TransportRun:
+    connections: int
+    messages: int
+    accepted: int
+    seconds: float  # wall time
+    cpu_s: float  # CPU of this (single-threaded) process's thread over the same time
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    @property
+    def wall_us(self) -> float:
+        """Wall time per message; over one connection, the latency of one message."""
+        return self.seconds / self.messages * 1e6
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s / self.messages * 1e6
+
+
+def transport(port: int, n: int, connections: int) -> TransportRun:
+    """:class:`SmtpTransport` delivering ``n`` pre-composed messages over ``connections``.
+
+    Each connection is opened with one message of its own before the clock
+    starts, so the receiver gets ``n + connections`` messages.
     """
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        db, composer = _composer(Path(tmp))
-        composed = [composer.compose(i + 1, recipient(i)).message for i in range(3)]
+        db, composer, _ = _composers(Path(tmp), None)
+        composed = _composed(composer, 3)
         db.dispose()
     outgoing = [
-        replace(composed[i % 3], delivery_id=i + 1, recipient=f"s{i}@example.org") for i in range(n)
+        replace(composed[i % 3], delivery_id=i + 1, recipient=f"s{i}@example.org")
+        for i in range(n + connections)
     ]
+    smtp = settings_for(port).smtp
 
-    async def deliver_all() -> tuple[float, int]:
-        transport = SmtpTransport(settings_for(port).smtp)
+    async def deliver_all() -> TransportRun:
+        transports = [SmtpTransport(smtp) for _ in range(connections)]
         try:
-            await transport.deliver(outgoing[0])  # connect and greet outside the timing
-            start = time.perf_counter()
-            sent = 0
-            for message in outgoing:
-                outcome = await transport.deliver(message)
-                sent += outcome.verdict is Verdict.SENT
-            return time.perf_counter() - start, sent
+            warm = outgoing[n:]
+            await asyncio.gather(*(t.deliver(m) for t, m in zip(transports, warm, strict=True)))
+            queue = iter(outgoing[:n])
+
+            async def work(t: SmtpTransport) -> int:
+                accepted = 0
+                for message in queue:
+                    outcome = await t.deliver(message)
+                    accepted += outcome.verdict is Verdict.SENT
+                return accepted
+
+            cpu_before, start = time.thread_time(), time.perf_counter()
+            accepted = await asyncio.gather(*(work(t) for t in transports))
+            seconds = time.perf_counter() - start
+            cpu = time.thread_time() - cpu_before
+            return TransportRun(connections, n, sum(accepted), seconds, cpu)
         finally:
-            await transport.close()
+            for t in transports:
+                await t.close()
 
-    seconds, sent = asyncio.run(deliver_all())
-    return seconds / n * 1e6, sent
+    return asyncio.run(deliver_all())
 
 
-def measure(iterations: int = 2000) -> Breakdown:
+def measure(iterations: int, dkim_key: Path) -> Breakdown:
     """Each figure is the median of 3 loops; the ms-scale steps loop over half as many."""
     heavy = max(1, iterations // 2)
     template = AlertTemplate(TEMPLATES, TEMPLATE)
@@ -132,26 +209,28 @@ def measure(iterations: int = 2000) -> Breakdown:
 
     steps = [
         Step(
+            "naive_mime",
+            "floor's MIME: EmailMessage build + as_bytes",
+            per_call_us(naive_mime, heavy),
+        ),
+        Step(
             "render",
             "Jinja render of the alert (subject, preheader, HTML, text)",
             per_call_us(render, iterations * 2),
         ),
-        Step(
-            "naive_mime",
-            "naive EmailMessage build + as_bytes (the floor's MIME)",
-            per_call_us(naive_mime, heavy),
-        ),
     ]
 
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        db, composer = _composer(Path(tmp))
+        db, composer, signed = _composers(Path(tmp), dkim_key)
+        assert signed is not None and signed.dkim is not None
+        dkim = signed.dkim
         recipients = [recipient(i) for i in range(iterations)]
+        tokens = [composer.signer.unsubscribe(i + 1) for i in range(iterations)]
         alerts = [composer.template.render(c, c["supporter"]["language"]) for c in contexts[:3]]
         tracked = [_tracked(composer, a, 1) for a in alerts]
-        identity = composer.identity
-
-        def compose(i: int) -> object:
-            return composer.compose(i + 1, recipients[i])
+        plain = [m.data for m in _composed(composer, 3)]
+        stuffed = [m.data.replace(b"\r\n", b"\r\n.", 1) for m in _composed(composer, 3)]
+        # b"\r\n." above: one line starting with a dot, so dot-stuffing has work to do.
 
         def tokens_and_links(i: int) -> object:
             composer.signer.unsubscribe(i + 1)
@@ -159,34 +238,50 @@ def measure(iterations: int = 2000) -> Breakdown:
 
         def mime(i: int) -> object:
             r = recipients[i]
-            token = composer.signer.unsubscribe(i + 1)
-            msg = build_message(
+            return composer.builder.build(
                 tracked[i % 3],
-                identity=identity,
                 to_name=r.display_name,
                 to_address=r.email,
-                message_id=new_message_id(1, i + 1, identity.domain),
-                unsubscribe_url=f"{composer.base_url}/u/{token}",
-                unsubscribe_token=token,
+                message_id=new_message_id(1, i + 1, composer.identity.domain),
+                unsubscribe_url=f"{composer.base_url}/u/{tokens[i]}",
+                unsubscribe_token=tokens[i],
                 date=composer.clock(),
             )
-            return to_bytes(msg)
 
-        total = per_call_us(compose, heavy)
+        def sign(i: int) -> object:
+            return dkim.sign(plain[i % 3])
+
+        def smtp_data(i: int) -> object:
+            data = normalize_message_line_endings(stuffed[i % 3])
+            return PERIOD_REGEX.sub(b"..", data) + b".\r\n"
+
         steps += [
-            Step("compose", "mailer AlertComposer.compose, all of it", total),
             Step(
                 "links",
-                "  of which: tokens + link rewriting",
+                "links rewritten + tracking/unsubscribe tokens signed",
                 per_call_us(tokens_and_links, iterations),
             ),
+            Step("mime", "MIME: fastmime MessageBuilder.build", per_call_us(mime, iterations)),
             Step(
-                "mime",
-                "  of which: build_message + to_bytes (MIME)",
-                per_call_us(mime, heavy),
+                "dkim",
+                "DKIM sign, RSA-2048 (dkimpy canonicalization + OpenSSL)",
+                per_call_us(sign, heavy),
+            ),
+            Step(
+                "compose",
+                "AlertComposer.compose, all of it, DKIM off",
+                per_call_us(lambda i: composer.compose(i + 1, recipients[i]), heavy),
+            ),
+            Step(
+                "compose_dkim",
+                "AlertComposer.compose, all of it, DKIM on",
+                per_call_us(lambda i: signed.compose(i + 1, recipients[i]), heavy),
+            ),
+            Step(
+                "smtp_data",
+                "aiosmtplib DATA prep: line-ending + dot-stuffing regexes",
+                per_call_us(smtp_data, iterations),
             ),
         ]
-        sizes = [len(composer.compose(i + 1, recipients[i]).message.data) for i in range(3)]
         db.dispose()
-    naive_sizes = [len(naive_message(r, "s1@example.org").as_bytes()) for r in rendered]
-    return Breakdown(steps, round(sum(naive_sizes) / 3), round(sum(sizes) / 3))
+    return Breakdown(steps)

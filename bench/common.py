@@ -1,4 +1,4 @@
-"""What the bench's stages share: paths, settings, synthetic supporters, timing helpers."""
+"""What the bench's stages share: paths, settings, synthetic supporters, keys, timing helpers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mailer import config
 from mailer.compose.templates import sample_context
 from mailer.config import Settings
@@ -18,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 TEMPLATE = "executive-orders"
 SENDER = "alerts@example.org"
+DKIM_DOMAIN = "example.org"
+DKIM_SELECTOR = "bench"
 
 
 def language_of(i: int) -> str:
@@ -49,23 +54,73 @@ def write_supporters_csv(path: Path, n: int) -> None:
             )
 
 
-def settings_for(port: int) -> Settings:
-    return config.build(
-        {
-            "smtp": {"host": "127.0.0.1", "port": port},
-            "sender": {"name": "Bench", "address": SENDER},
-            "organization": {"name": "Bench Org", "postal_address": "1 Example Way"},
-            "web": {"base_url": "http://127.0.0.1:8000"},
-            "security": {"secret_key": "x" * 40},
-            "templates": {"dir": str(TEMPLATES)},
-        },
-        env={},
+def settings_for(
+    port: int, *, connections: int | None = None, dkim_key: Path | None = None
+) -> Settings:
+    """The bench's settings: the relay on 127.0.0.1:``port``, everything else default.
+
+    ``connections`` overrides ``[sending] connections`` (None keeps the default);
+    ``dkim_key`` turns DKIM on (``[dkim]``, domain example.org, selector "bench").
+    """
+    data: dict[str, dict[str, Any]] = {
+        "smtp": {"host": "127.0.0.1", "port": port},
+        "sender": {"name": "Bench", "address": SENDER},
+        "organization": {"name": "Bench Org", "postal_address": "1 Example Way"},
+        "web": {"base_url": "http://127.0.0.1:8000"},
+        "security": {"secret_key": "x" * 40},
+        "templates": {"dir": str(TEMPLATES)},
+    }
+    if connections is not None:
+        data["sending"] = {"connections": connections}
+    if dkim_key is not None:
+        data["dkim"] = {
+            "private_key_file": str(dkim_key),
+            "domain": DKIM_DOMAIN,
+            "selector": DKIM_SELECTOR,
+        }
+    return config.build(data, env={})
+
+
+def default_connections() -> int:
+    """``[sending] connections`` when the settings do not say."""
+    return settings_for(port=0).sending.connections
+
+
+def write_dkim_key(path: Path) -> Path:
+    """A fresh RSA-2048 private key, as unencrypted PKCS#8 PEM, at ``path``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return path
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB (ru_maxrss is in KiB on Linux)."""
+    """This process's own peak resident set size so far, in MB.
+
+    Linux's ``VmHWM`` (the high-water mark of this process's memory map), not
+    ``getrusage``'s ``ru_maxrss``: that one survives ``execve``, so a child
+    started by the bench would report the bench's own peak when it is larger.
+    ``ru_maxrss`` (KiB on Linux) is the fallback where there is no ``/proc``.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # "VmHWM:   81234 kB"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process has used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def per_call_us(fn: Callable[[int], object], iterations: int, repeats: int = 3) -> float:

@@ -1,37 +1,73 @@
-"""The mailer end to end: CSV import, blast, and the real sending path into smtp-sink.
+"""The mailer end to end: CSV import, blast, and the real sending path into the receiver.
 
-Two phases, each in a fresh process so that ``ru_maxrss`` (a high-water mark
-that never goes down) belongs to one phase only:
+Two phases, each in a fresh process so that the peak RSS (``VmHWM``, a
+high-water mark that never goes down) belongs to one phase only:
 
 ``python -m bench.e2e prepare DIR N``
     writes a CSV of N synthetic supporters, imports it into a new SQLite
     database in DIR and creates a draft blast; prints one JSON line.
-``python -m bench.e2e send DIR PORT``
-    sends that blast with :func:`mailer.blasts.send_now` into 127.0.0.1:PORT,
-    timing only the send; prints one JSON line with the rate and peak RSS.
-``python -m bench.e2e N PORT``
-    both of the above, each in its own subprocess, in a temporary folder.
+``python -m bench.e2e send DIR PORT [--connections K] [--dkim-key PEM] [--profile]``
+    sends that blast with :func:`mailer.blasts.send_now` into 127.0.0.1:PORT
+    with the default settings (``--connections`` overrides ``[sending]
+    connections``; ``--dkim-key`` turns DKIM on), timing only the send; prints
+    one JSON line with the rate, the CPU time of the process and of its
+    event-loop thread, and the peak RSS. ``--profile`` adds a CPU profile of
+    both threads (:mod:`bench.cpuprofile`), which slows the run down.
+
+A prepared database is sent from a fresh copy each time (:func:`send_copy`),
+so the variants of one run (DKIM off and on, 4 or 16 connections) send the
+same list from the same starting point without importing it again.
+
+Where the time goes, honestly
+=============================
+
+With several SMTP connections in flight at once, wall-clock stopwatches
+around ``SmtpTransport.deliver`` add up overlapping waits and say nothing
+about cost. What is measured instead, in the send process:
+
+* its CPU time (user + system, every thread) from ``getrusage``;
+* the CPU time of its event-loop thread (``time.thread_time`` around
+  ``send_now``, which runs the loop in the calling thread), the rest being
+  the engine's database thread;
+* the event-loop thread's CPU time inside ``AlertComposer.compose`` (it is
+  synchronous, so a thread-CPU stopwatch around it is exact);
+* by difference, the loop thread's CPU for everything else: aiosmtplib, the
+  socket writes and reads, asyncio, the engine's scheduling.
+
+The caller adds the receiver's own CPU time over the same interval.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, TEMPLATE, peak_rss_mb, settings_for, write_supporters_csv
+from bench.common import (
+    REPO,
+    TEMPLATE,
+    cpu_s,
+    peak_rss_mb,
+    settings_for,
+    write_supporters_csv,
+)
 
 BLAST = "bench"
 LIST = "bench"
+DB_FILE = "bench.db"
+SEND_TIMEOUT_S = 3600
 
 
 def _db_url(folder: Path) -> str:
-    return f"sqlite:///{folder.resolve()}/bench.db"
+    return f"sqlite:///{folder.resolve()}/{DB_FILE}"
 
 
 def prepare(folder: Path, n: int) -> dict[str, Any]:
@@ -48,6 +84,7 @@ def prepare(folder: Path, n: int) -> dict[str, Any]:
     import_s = time.perf_counter() - start
     blast = create_blast(db, settings, name=BLAST, template=TEMPLATE, list_names=[LIST])
     db.dispose()
+    csv_path.unlink()
     return {
         "n": n,
         "added": summary.added,
@@ -89,62 +126,69 @@ class Timeline:
         return first, second
 
 
-class Stopwatch:
-    """Seconds spent in AlertComposer.compose and SmtpTransport.deliver during the send.
+class ComposeClock:
+    """CPU seconds of the calling thread spent in ``AlertComposer.compose`` during the send.
 
-    Installed by wrapping the two methods in this (bench-only) process, at the
-    cost of two clock reads per call, so the real run shows where its time went.
+    ``compose`` is synchronous and runs on the event-loop thread, so
+    ``time.thread_time`` around it counts exactly its own CPU, even while
+    other connections' messages are on the wire.
     """
 
     def __init__(self) -> None:
-        self.compose_s = 0.0
-        self.deliver_s = 0.0
+        self.cpu_s = 0.0
 
     def install(self) -> None:
-        from mailer.compose.alert import AlertComposer, Composed, OutgoingMessage, Recipient
-        from mailer.send.outcome import Outcome
-        from mailer.send.transport import SmtpTransport
+        from mailer.compose.alert import AlertComposer, Composed, Recipient
 
-        compose, deliver = AlertComposer.compose, SmtpTransport.deliver
+        compose = AlertComposer.compose
 
         def timed_compose(composer: AlertComposer, delivery_id: int, r: Recipient) -> Composed:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 return compose(composer, delivery_id, r)
             finally:
-                self.compose_s += time.perf_counter() - start
-
-        async def timed_deliver(transport: SmtpTransport, message: OutgoingMessage) -> Outcome:
-            start = time.perf_counter()
-            try:
-                return await deliver(transport, message)
-            finally:
-                self.deliver_s += time.perf_counter() - start
+                self.cpu_s += time.thread_time() - start
 
         AlertComposer.compose = timed_compose  # type: ignore[method-assign,assignment]
-        SmtpTransport.deliver = timed_deliver  # type: ignore[method-assign,assignment]
 
 
-def send(folder: Path, port: int) -> dict[str, Any]:
+def send(
+    folder: Path,
+    port: int,
+    *,
+    connections: int | None = None,
+    dkim_key: Path | None = None,
+    profile: bool = False,
+) -> dict[str, Any]:
+    from bench.cpuprofile import ThreadProfiles, report
     from mailer.blasts import send_now
     from mailer.store import open_database
 
-    settings = settings_for(port)
+    settings = settings_for(port, connections=connections, dkim_key=dkim_key)
     db = open_database(_db_url(folder))
-    stopwatch = Stopwatch()
-    stopwatch.install()
+    clock = ComposeClock()
+    clock.install()
+    profiles = ThreadProfiles() if profile else None
+    if profiles is not None:
+        profiles.install()
     baseline = peak_rss_mb()
     timeline = Timeline()
+    cpu_before, loop_before = cpu_s(), time.thread_time()
     start = time.perf_counter()
-    result = send_now(db, settings, BLAST, progress=timeline)
+    with profiles if profiles is not None else contextlib.nullcontext():
+        result = send_now(db, settings, BLAST, progress=timeline)
     send_s = time.perf_counter() - start
+    loop_cpu_s, process_cpu_s = time.thread_time() - loop_before, cpu_s() - cpu_before
     first_half, second_half = timeline.halves()
     peak = peak_rss_mb()
     db.dispose()
-    return {
-        "compose_s": stopwatch.compose_s,
-        "deliver_s": stopwatch.deliver_s,
+    out: dict[str, Any] = {
+        "connections": settings.sending.connections,
+        "dkim": dkim_key is not None,
         "send_s": send_s,
+        "compose_cpu_s": clock.cpu_s,
+        "loop_cpu_s": loop_cpu_s,
+        "cpu_s": process_cpu_s,
         "counts": {k: v for k, v in result.counts.items() if v},
         "status": str(result.status),
         "error": result.error,
@@ -153,42 +197,86 @@ def send(folder: Path, port: int) -> dict[str, Any]:
         "first_half_rate": first_half,
         "second_half_rate": second_half,
     }
+    if profiles is not None:
+        found = report(profiles)
+        out["profile"] = {
+            "top": found.top,
+            "owners": found.owners,
+            "loop_cpu_s": found.loop_cpu_s,
+            "other_threads_cpu_s": found.other_threads_cpu_s,
+            "db_jobs": found.db_jobs,
+        }
+    return out
 
 
 @dataclass(frozen=True)
-class EndToEnd:
+class Prepared:
+    """A database holding one imported list and a draft blast, ready to be copied and sent."""
+
+    folder: Path
     n: int
+    added: int
     import_s: float
-    send_s: float
-    compose_s: float  # of send_s, spent in AlertComposer.compose
-    deliver_s: float  # of send_s, spent in SmtpTransport.deliver
-    sent: int
-    counts: dict[str, int]
-    error: str
-    baseline_rss_mb: float
-    peak_rss_mb: float
-    first_half_rate: float
-    second_half_rate: float
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.send_s if self.send_s else 0.0
-
-    def per_message_us(self, seconds: float) -> float:
-        return seconds / self.sent * 1e6 if self.sent else 0.0
+    import_peak_rss_mb: float
 
     @property
     def import_per_1000_s(self) -> float:
         return self.import_s / self.n * 1000
 
 
-def _child(*args: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Profile:
+    top: str
+    owners: list[tuple[str, float]]
+    loop_cpu_s: float
+    other_threads_cpu_s: float
+    db_jobs: list[tuple[str, int, float]]  # (what, calls, cumulative CPU s)
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    n: int
+    connections: int
+    dkim: bool
+    send_s: float
+    compose_cpu_s: float  # CPU of the event-loop thread inside AlertComposer.compose
+    loop_cpu_s: float  # CPU of the event-loop thread, all of it
+    cpu_s: float  # CPU of the send process, every thread
+    sent: int
+    counts: dict[str, int]
+    status: str
+    error: str
+    baseline_rss_mb: float
+    peak_rss_mb: float
+    first_half_rate: float
+    second_half_rate: float
+    receiver_cpu_s: float | None = None  # the receiver's CPU over the send, added by the caller
+    profile: Profile | None = field(default=None, repr=False)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.send_s if self.send_s else 0.0
+
+    @property
+    def db_cpu_s(self) -> float:
+        """CPU of the threads other than the event loop: the engine's database thread."""
+        return max(0.0, self.cpu_s - self.loop_cpu_s)
+
+    def per_message_us(self, seconds: float) -> float:
+        return seconds / self.sent * 1e6 if self.sent else 0.0
+
+    def label(self, default_connections: int) -> str:
+        default = " (default)" if self.connections == default_connections else ""
+        return f"{self.connections} conns{default}, DKIM {'on' if self.dkim else 'off'}"
+
+
+def _child(*args: str, timeout: float = SEND_TIMEOUT_S) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "bench.e2e", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
@@ -197,38 +285,111 @@ def _child(*args: str) -> dict[str, Any]:
     return result
 
 
-def run(n: int, port: int) -> EndToEnd:
-    """Prepare and send ``n`` recipients, each phase in a fresh subprocess."""
-    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        prepared = _child("prepare", tmp, str(n))
-        sent = _child("send", tmp, str(port))
-    counts: dict[str, int] = sent["counts"]
-    return EndToEnd(
+def prepare_list(parent: Path, n: int) -> Prepared:
+    """Import ``n`` supporters into a new database in a new folder under ``parent``."""
+    folder = Path(tempfile.mkdtemp(prefix=f"list-{n}-", dir=parent))
+    prepared = _child("prepare", str(folder), str(n))
+    return Prepared(
+        folder=folder,
         n=n,
+        added=prepared["added"],
         import_s=prepared["import_s"],
+        import_peak_rss_mb=prepared["import_peak_rss_mb"],
+    )
+
+
+def send_copy(
+    prepared: Prepared,
+    port: int,
+    *,
+    connections: int | None = None,
+    dkim_key: Path | None = None,
+    profile: bool = False,
+) -> EndToEnd:
+    """Send the blast of a fresh copy of ``prepared``'s database, in a subprocess."""
+    folder = Path(tempfile.mkdtemp(prefix="send-", dir=prepared.folder.parent))
+    try:
+        for path in prepared.folder.glob(DB_FILE + "*"):  # the database, and any -wal/-shm
+            shutil.copy2(path, folder / path.name)
+        args = ["send", str(folder), str(port)]
+        if connections is not None:
+            args += ["--connections", str(connections)]
+        if dkim_key is not None:
+            args += ["--dkim-key", str(dkim_key)]
+        if profile:
+            args.append("--profile")
+        sent = _child(*args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    counts: dict[str, int] = sent["counts"]
+    found = sent.get("profile")
+    return EndToEnd(
+        n=prepared.n,
+        connections=sent["connections"],
+        dkim=sent["dkim"],
         send_s=sent["send_s"],
-        compose_s=sent["compose_s"],
-        deliver_s=sent["deliver_s"],
+        compose_cpu_s=sent["compose_cpu_s"],
+        loop_cpu_s=sent["loop_cpu_s"],
+        cpu_s=sent["cpu_s"],
         sent=counts.get("sent", 0),
         counts=counts,
+        status=sent["status"],
         error=sent["error"],
         baseline_rss_mb=sent["baseline_rss_mb"],
         peak_rss_mb=sent["peak_rss_mb"],
         first_half_rate=sent["first_half_rate"],
         second_half_rate=sent["second_half_rate"],
+        profile=None
+        if found is None
+        else Profile(
+            top=found["top"],
+            owners=[(name, seconds) for name, seconds in found["owners"]],
+            loop_cpu_s=found["loop_cpu_s"],
+            other_threads_cpu_s=found["other_threads_cpu_s"],
+            db_jobs=[(name, calls, seconds) for name, calls, seconds in found["db_jobs"]],
+        ),
     )
 
 
+def run(n: int, port: int) -> EndToEnd:
+    """Prepare and send ``n`` recipients with the default settings, in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
+        return send_copy(prepare_list(Path(tmp), n), port)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[0] == "prepare":
-        print(json.dumps(prepare(Path(argv[1]), int(argv[2]))))
-    elif len(argv) == 3 and argv[0] == "send":
-        print(json.dumps(send(Path(argv[1]), int(argv[2]))))
-    elif len(argv) == 2:
-        print(json.dumps(asdict(run(int(argv[0]), int(argv[1])))))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    prep = commands.add_parser("prepare")
+    prep.add_argument("folder", type=Path)
+    prep.add_argument("n", type=int)
+    snd = commands.add_parser("send")
+    snd.add_argument("folder", type=Path)
+    snd.add_argument("port", type=int)
+    snd.add_argument("--connections", type=int)
+    snd.add_argument("--dkim-key", type=Path)
+    snd.add_argument("--profile", action="store_true")
+    both = commands.add_parser("run")
+    both.add_argument("n", type=int)
+    both.add_argument("port", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        print(json.dumps(prepare(args.folder, args.n)))
+    elif args.command == "send":
+        found = send(
+            args.folder,
+            args.port,
+            connections=args.connections,
+            dkim_key=args.dkim_key,
+            profile=args.profile,
+        )
+        print(json.dumps(found))
     else:
-        print(__doc__, file=sys.stderr)
-        return 2
+        print(json.dumps(asdict(run(args.n, args.port)), default=str))
     return 0
 
 

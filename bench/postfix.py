@@ -144,6 +144,17 @@ class Receiver:
         """Messages received so far, when the server reports it."""
         return None
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the server process has used so far; None if unknown."""
+        if self._proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # After "pid (comm)": state is field 3 of stat(5), utime 14 and stime 15.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:

@@ -27,6 +27,8 @@ def test_docs_link_to_files_that_exist() -> None:
         "docs/architecture.md",
         "docs/cli.md",
         "docs/templates.md",
+        "docs/service.md",
+        "docs/performance.md",
         "config.example.toml",
     ):
         assert target in readme
