@@ -235,7 +235,9 @@ class InboundSettings:
     port: int = field(default=2525, metadata=_doc("port `mailer inbound` listens on"))
     soft_bounce_limit: int = field(
         default=3,
-        metadata=_doc("soft bounces within soft_bounce_window_days that mark a supporter bounced"),
+        metadata=_doc(
+            "soft bounces within soft_bounce_window_days that mark a supporter bounced; 0 = never"
+        ),
     )
     soft_bounce_window_days: float = field(
         default=30.0, metadata=_doc("days over which soft bounces are counted")

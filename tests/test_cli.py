@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import subprocess
 import sys
 import time
@@ -266,3 +267,55 @@ def test_suppress_import_and_export(tmp_path: Path) -> None:
         ["a@example.org", "legacy"],
         ["b@example.org", "legacy"],
     ]
+
+
+def test_bounces_import_reads_a_mailbox(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    mailer(tmp_path, "init", config=config)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_text(
+        "From MAILER-DAEMON Sat Nov 28 09:00:00 2026\n"
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
+        "To: bounces@example.org\nSubject: Out of office\nAuto-Submitted: auto-replied\n\n"
+        "I am away.\n",
+        "utf-8",
+    )
+    done = mailer(tmp_path, "bounces", "import", str(mbox), config=config)
+    assert done.returncode == 0, done.stderr
+    assert "1 messages read from mbox" in done.stdout
+    broken = mailer(tmp_path, "bounces", "import", str(tmp_path), config=config)
+    assert broken.returncode == 1 and str(tmp_path) in broken.stderr
+
+
+def test_inbound_command_listens_and_answers(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 2525)
+    mailer(tmp_path, "init", config=config)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env["MAILER_CONFIG"] = str(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "inbound", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        with client:
+            refused = client.sendmail(
+                "MAILER-DAEMON@mx.example.net",
+                ["bounces+nothing@example.org"],
+                b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undeliverable\r\n\r\nhello\r\n",
+            )
+        assert refused == {}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -70,9 +70,33 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from mailer.cli import blast, check, demo, lists, log, preview, report, service, suppress, web
+    from mailer.cli import (
+        blast,
+        check,
+        demo,
+        inbound,
+        lists,
+        log,
+        preview,
+        report,
+        service,
+        suppress,
+        web,
+    )
 
-    for module in (lists, suppress, blast, preview, check, log, report, web, service, demo):
+    for module in (
+        lists,
+        suppress,
+        blast,
+        preview,
+        check,
+        log,
+        report,
+        web,
+        service,
+        inbound,
+        demo,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 

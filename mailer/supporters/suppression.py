@@ -28,10 +28,13 @@ UNSUBSCRIBED = "supporter.unsubscribed"
 
 
 def unsubscribe_delivery(session: Session, delivery: Delivery, *, via: str, now: datetime) -> bool:
-    """Unsubscribe the supporter ``delivery`` went to; False when they already were."""
+    """Unsubscribe the supporter ``delivery`` went to; False when nothing changes.
+
+    A supporter already unsubscribed, or who complained (a stronger no), stays as is.
+    """
     supporter = session.get(Supporter, delivery.supporter_id)
     assert supporter is not None
-    if supporter.status == SupporterStatus.UNSUBSCRIBED:
+    if supporter.status in (SupporterStatus.UNSUBSCRIBED, SupporterStatus.COMPLAINED):
         return False
     previous = supporter.status
     supporter.status = SupporterStatus.UNSUBSCRIBED

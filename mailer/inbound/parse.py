@@ -1,0 +1,314 @@
+"""What an inbound message is: :func:`classify`, a pure function that never raises.
+
+Shapes recognized, tried in this order:
+
+1. **ARF complaint** (RFC 5965): a ``message/feedback-report`` part, normally in
+   ``multipart/report; report-type=feedback-report``. Feedback-Type ``abuse``,
+   ``fraud``, ``virus`` and ``other`` are complaints; ``not-spam`` and
+   ``auth-failure`` (RFC 6591) say nothing against the supporter: unknown.
+2. **Delivery status notification** (RFC 3464): a ``message/delivery-status``
+   (or RFC 6533 ``message/global-delivery-status``) part, normally in
+   ``multipart/report; report-type=delivery-status``, also when an MTA wraps
+   it in ``multipart/mixed`` or encodes it (base64, quoted-printable). Each
+   per-recipient block is judged by ``Action``, ``Status`` and
+   ``Diagnostic-Code`` (see :mod:`.status`); the most severe recipient counts
+   (hard, then a failed soft, then a delay).
+   A report of success only (``delivered``/``relayed``/``expanded``) is unknown.
+3. **mailto: unsubscribe**: a Subject ``unsubscribe <token>``, as the mailto
+   target of every alert's ``List-Unsubscribe`` header writes it.
+4. **Prose bounces** from qmail, older Exim, Sendmail and the like (see
+   :mod:`.textbounce`), when the sender or the subject is a mail system's.
+5. **Auto-replies** (ignored): ``Auto-Submitted`` other than ``no``
+   (RFC 3834), ``X-Autoreply``/``X-Autorespond``, ``Precedence:
+   auto_reply|bulk|junk|list``, or an out-of-office subject.
+6. Anything else is **unknown** (ignored).
+
+Identifiers are collected whatever the shape: VERP tokens (``local+TOKEN@``)
+from the envelope recipient, the ``Delivered-To``/``X-Original-To``/
+``Envelope-To``/``To`` headers, an ARF ``Original-Mail-From`` and the original
+message's ``Return-Path``; the original ``Message-ID``; unsubscribe tokens from
+the subject (mailto) or the original's ``List-Unsubscribe``. None of them is
+trusted here: :mod:`mailer.inbound.apply` verifies them.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, replace
+from email.message import Message
+from email.policy import compat32
+from typing import Any
+
+from mailer.inbound.mime import (
+    MAX_PARTS,
+    body_text,
+    clean,
+    field_blocks,
+    header,
+    headers,
+    mime_parts,
+    original_of,
+    parse_headers,
+)
+from mailer.inbound.status import Kind, bounce_kind, reply_code, status_field
+from mailer.inbound.textbounce import (
+    bounce_subject,
+    from_mail_system,
+    read_text_bounce,
+    split_original,
+)
+
+log = logging.getLogger(__name__)
+
+_SIGNED = r"[A-Za-z0-9_-]{20,64}"  # a base64url token, checked later
+_END = r"(?![A-Za-z0-9_-])"
+_VERP = re.compile(rf"\+({_SIGNED}){_END}@")
+_SUBJECT_UNSUBSCRIBE = re.compile(rf"\bunsubscribe\s+({_SIGNED}){_END}", re.IGNORECASE)
+_LIST_UNSUBSCRIBE = re.compile(rf"(?:subject=unsubscribe(?:%20|\+)|/u/)({_SIGNED}){_END}")
+_MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
+    r"|autoreply|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica"
+    r"|fuera de la oficina|away from (?:the )?office|on vacation|vacation reply)",
+    re.IGNORECASE,
+)
+_COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other"})
+_DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+_EVIDENCE = (
+    *("kind", "shape", "note", "status", "action", "diagnostic", "reply_code", "reporter"),
+    *("remote_mta", "feedback_type", "original_recipient", "original_message_id"),
+    *("message_id", "subject", "sender"),
+)
+_SEVERITY = {("hard_bounce", "failed"): 3, ("soft_bounce", "failed"): 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one inbound message says, and what it names. Nothing here is verified."""
+
+    kind: Kind
+    shape: str = ""  # "arf", "rfc3464", "qmail", "exim", "sendmail", "text", "mailto", ...
+    note: str = ""  # why it was read this way (or ignored)
+    status: str = ""  # RFC 3463 enhanced status, e.g. "5.1.1"
+    action: str = ""  # DSN Action: "failed" or "delayed"
+    diagnostic: str = ""  # the remote server's words, e.g. "550 5.1.1 <x@y>: user unknown"
+    reply_code: int | None = None
+    reporter: str = ""  # DSN Reporting-MTA, or the ARF User-Agent
+    remote_mta: str = ""
+    feedback_type: str = ""  # ARF Feedback-Type
+    original_recipient: str = ""
+    original_message_id: str = ""
+    verp_tokens: tuple[str, ...] = ()
+    unsubscribe_tokens: tuple[str, ...] = ()
+    message_id: str = ""  # the inbound message's own Message-ID
+    subject: str = ""
+    sender: str = ""  # the inbound message's From
+    fingerprint: str = ""  # names this inbound message across deliveries and re-imports
+
+    def evidence(self) -> dict[str, Any]:
+        """The non-empty facts, for an audit event's detail (tokens left out)."""
+        facts = {name: getattr(self, name) for name in _EVIDENCE}
+        facts["kind"] = str(self.kind)
+        return {k: v for k, v in facts.items() if v not in ("", None)}
+
+
+def classify(data: bytes, *, envelope_to: str = "") -> Finding:
+    """What the message ``data`` is; ``envelope_to`` is its SMTP recipient when known."""
+    try:
+        return _classify(data, envelope_to)
+    except Exception as exc:  # the email package on hostile input; never lose the listener
+        log.warning("inbound message could not be parsed: %r", exc, exc_info=True)
+        return Finding(
+            Kind.UNKNOWN,
+            note=f"unparseable: {type(exc).__name__}",
+            fingerprint=hashlib.sha256(data).hexdigest()[:32],
+        )
+
+
+def _typed(value: str) -> str:
+    """``"smtp; 550 5.1.1 ..."`` -> ``"550 5.1.1 ..."`` (RFC 3464 typed fields)."""
+    kind, sep, rest = value.partition(";")
+    return rest.strip() if sep and " " not in kind.strip() else value.strip()
+
+
+def _message_id(value: str) -> str:
+    m = _MESSAGE_ID.search(value)
+    return m.group(0) if m else ""
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _fingerprint(msg: Message, data: bytes) -> str:
+    own_id = _message_id(header(msg, "Message-ID"))
+    if own_id:
+        basis = b"id:" + own_id.lower().encode("utf-8", "replace")
+    else:
+        # Without a Message-ID: the body and the sender's own headers, not the trace
+        # headers a delivery agent puts in front (so a Maildir copy matches the SMTP one).
+        body = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[-1]
+        own = "|".join(header(msg, name) for name in ("Date", "From", "Subject"))
+        basis = b"body:" + own.encode("utf-8", "replace") + b"|" + body
+    return hashlib.sha256(basis).hexdigest()[:32]
+
+
+def _auto_reply(msg: Message, subject: str) -> str:
+    auto = header(msg, "Auto-Submitted").lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponse"):
+        if msg.get(name) is not None:
+            return f"{name} header"
+    precedence = header(msg, "Precedence").lower()
+    if precedence in ("auto_reply", "bulk", "junk", "list"):
+        return f"Precedence: {precedence}"
+    if _AUTO_SUBJECT.search(subject):
+        return "out-of-office subject"
+    return ""
+
+
+def _arf(report: Message, original: Message | None) -> Finding:
+    blocks = field_blocks(report)
+    fields = blocks[0] if blocks else Message()
+    feedback_type = header(fields, "Feedback-Type").lower()
+    complaint = feedback_type in _COMPLAINT_TYPES
+    return Finding(
+        Kind.COMPLAINT if complaint else Kind.UNKNOWN,
+        shape="arf",
+        note="" if complaint else f"feedback report of type {feedback_type or '(none)'}",
+        feedback_type=feedback_type,
+        reporter=header(fields, "User-Agent"),
+        original_recipient=header(fields, "Original-Rcpt-To"),
+        verp_tokens=tuple(_VERP.findall(header(fields, "Original-Mail-From"))),
+        original_message_id=(
+            _message_id(header(original, "Message-ID")) if original is not None else ""
+        ),
+    )
+
+
+def _dsn(report: Message, original: Message | None) -> Finding:
+    blocks = field_blocks(report)
+    per_message = blocks[0] if blocks else Message()
+    recipients = blocks[1:]
+    if header(per_message, "Action") or header(per_message, "Final-Recipient"):
+        recipients = blocks  # no per-message block at all
+    best: Finding | None = None
+    seen: list[str] = []
+    for fields in recipients:
+        action = header(fields, "Action").lower()
+        diagnostic = _typed(header(fields, "Diagnostic-Code"))
+        status = status_field(header(fields, "Status"))
+        code = reply_code(diagnostic)
+        seen.append(action or "?")
+        kind = bounce_kind(action, status, code)
+        if kind is None:
+            continue
+        found = Finding(
+            kind,
+            shape="rfc3464",
+            status=status,
+            action=action or "failed",
+            diagnostic=diagnostic,
+            reply_code=code,
+            remote_mta=_typed(header(fields, "Remote-MTA")),
+            original_recipient=_typed(
+                header(fields, "Original-Recipient") or header(fields, "Final-Recipient")
+            ),
+        )
+        if best is None or _SEVERITY.get((found.kind, found.action), 1) > _SEVERITY.get(
+            (best.kind, best.action), 1
+        ):
+            best = found
+    if best is None:
+        best = Finding(
+            Kind.UNKNOWN,
+            shape="rfc3464",
+            note=f"no failed or delayed recipient (Action: {', '.join(seen) or 'none'})",
+        )
+    return replace(
+        best,
+        reporter=_typed(header(per_message, "Reporting-MTA")),
+        original_message_id=(
+            _message_id(header(original, "Message-ID")) if original is not None else ""
+        ),
+    )
+
+
+def _explanation(parts: list[Message]) -> tuple[str, Message]:
+    """The prose of a message without report parts, and the original it quotes
+    (an attached one, else the copy below the prose; empty when there is none)."""
+    texts = [body_text(p) for p in parts if p.get_content_type() == "text/plain"]
+    explanation, copied = split_original("\n".join(texts))
+    original = original_of(parts)
+    if original is None:
+        original = parse_headers(copied)
+    return explanation, original
+
+
+def _prose(parts: list[Message], subject: str) -> tuple[Finding | None, Message]:
+    """A prose bounce (see :mod:`.textbounce`), with the original it quotes."""
+    explanation, original = _explanation(parts)
+    bounce = read_text_bounce(explanation, subject)
+    if bounce is None:
+        return None, original
+    finding = Finding(
+        bounce.kind,
+        shape=bounce.shape,
+        status=bounce.status,
+        action=bounce.action,
+        diagnostic=bounce.diagnostic,
+        reply_code=bounce.reply_code,
+        original_recipient=bounce.recipient,
+        original_message_id=_message_id(header(original, "Message-ID")),
+    )
+    return finding, original
+
+
+def _classify(data: bytes, envelope_to: str) -> Finding:
+    msg = email.message_from_bytes(data, policy=compat32)
+    parts = list(mime_parts(msg))[:MAX_PARTS]
+    subject = header(msg, "Subject")
+    by_type = {p.get_content_type(): p for p in reversed(parts)}
+    original = original_of(parts)
+    finding: Finding | None = None
+    if "message/feedback-report" in by_type:
+        finding = _arf(by_type["message/feedback-report"], original)
+    elif report := next((by_type[t] for t in _DSN_TYPES if t in by_type), None):
+        finding = _dsn(report, original)
+    elif m := _SUBJECT_UNSUBSCRIBE.search(subject):
+        finding = Finding(Kind.UNSUBSCRIBE, shape="mailto", unsubscribe_tokens=(m.group(1),))
+    else:
+        from_system = from_mail_system(header(msg, "From"))
+        if from_system or (bounce_subject(subject) and not _AUTO_SUBJECT.search(subject)):
+            finding, original = _prose(parts, subject)
+            if finding is None and from_system:
+                finding = Finding(
+                    Kind.UNKNOWN, shape="text", note="from a mail system, but no status found"
+                )
+        if finding is None and (reason := _auto_reply(msg, subject)):
+            finding = Finding(Kind.AUTO_REPLY, shape="auto-reply", note=reason)
+    if finding is None:
+        finding = Finding(Kind.UNKNOWN, note="not a bounce, complaint or unsubscribe")
+    verp = [*_VERP.findall(envelope_to), *finding.verp_tokens]
+    for name in _ENVELOPE_HEADERS:
+        for value in headers(msg, name):
+            verp.extend(_VERP.findall(value))
+    unsubscribe = list(finding.unsubscribe_tokens)
+    if original is not None:
+        verp.extend(_VERP.findall(header(original, "Return-Path")))
+        unsubscribe.extend(_LIST_UNSUBSCRIBE.findall(header(original, "List-Unsubscribe")))
+    return replace(
+        finding,
+        verp_tokens=_unique(verp),
+        unsubscribe_tokens=_unique(unsubscribe),
+        diagnostic=clean(finding.diagnostic),
+        message_id=_message_id(header(msg, "Message-ID")),
+        subject=clean(subject, 200),
+        sender=clean(header(msg, "From"), 200),
+        fingerprint=_fingerprint(msg, data),
+    )

@@ -1,0 +1,172 @@
+"""Bounces written as prose: the non-standard shapes older MTAs still send.
+
+Recognized when the message comes from a mail system (``From:`` local part
+``MAILER-DAEMON``, ``postmaster``, ``double-bounce`` ..., or a display name
+like "Mail Delivery System") or carries a bounce subject ("failure notice",
+"Undelivered Mail Returned to Sender", "Mail delivery failed", "Delivery Status
+Notification", "Warning: message ... delayed" ...). Shapes this has been
+written against:
+
+- qmail (``qmail-send``): "Hi. This is the qmail-send program at ...",
+  ``<user@example.org>:`` then "Remote host said: 550 5.1.1 ...", the copy
+  after "--- Below this line is a copy of the message.";
+- Exim (before it sent RFC 3464 reports): "This message was created
+  automatically by mail delivery software", the address indented on its own
+  line, "SMTP error from remote mail server ...: 550 5.1.1 ...", the copy after
+  "------ This is a copy of the message, including all the headers. ------";
+  and its delay warnings ("has not yet been delivered ... Delivery attempts
+  will continue");
+- Sendmail-style transcripts (``<user@example.org>... User unknown``,
+  "----- Original message follows -----") and similar prose.
+
+The status is the first ``550 5.1.1`` pair, else a lone enhanced code, else a
+reply code quoted after "said:"/"error:", found in the explanation (the text
+before the copy of the original, so the alert's own text is never read as a
+status). Without any code the wording decides: mailbox full or over quota and
+delay notices are soft, "permanent error", "user unknown", "does not exist"
+and the like are hard. With neither, the message is not read as a bounce.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailer.inbound.status import Kind, bounce_kind, scan
+
+_DAEMON_LOCALS = frozenset(
+    {"mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster", "double-bounce"}
+)
+_DAEMON_NAME = re.compile(r"mail delivery (?:sub)?system|mailer[- ]daemon", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(
+    r"failure notice|undeliver|returned mail|returned to sender|non[- ]?delivery"
+    r"|delivery (?:status notification|failure|failed|problem|delayed|has failed|report)"
+    r"|mail delivery failed|could not be delivered|not delivered|delayed mail"
+    r"|warning: message \S+ delayed",
+    re.IGNORECASE,
+)
+# A line that opens the copy of the original message (compared after stripping
+# dashes, spaces and similar decoration, lowercased).
+_ORIGINAL_OPENERS = (
+    "below this line is a copy of the message",
+    "this is a copy of the message",
+    "original message",
+    "returned message",
+    "unsent message",
+    "undelivered message",
+    "message headers follow",
+    "the header of the original message",
+    "headers of the original message",
+)
+_FULL = re.compile(
+    r"mailbox\b[^\n]{0,60}?\bfull\b|over quota|quota exceeded|exceeded (?:the )?storage",
+    re.IGNORECASE,
+)
+_DELAYED = re.compile(
+    r"not yet been delivered|delivery attempts will continue|will (?:continue|keep) trying"
+    r"|will be retried|still trying|(?:is|been|delivery) delayed|warning: message \S+ delayed",
+    re.IGNORECASE,
+)
+_PERMANENT = re.compile(
+    r"permanent(?:ly)? (?:error|failure|fatal)|permanent fatal|user unknown|unknown user"
+    r"|no such (?:user|mailbox|recipient)|does(?: not|n't) exist|mailbox unavailable"
+    r"|address rejected|invalid recipient|recipient not found",
+    re.IGNORECASE,
+)
+_TEMPORARY = re.compile(
+    r"temporar(?:y|ily)|try again later|in the queue too long|timed? ?out", re.IGNORECASE
+)
+_RECIPIENT_LINES = (
+    re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$", re.MULTILINE),  # qmail
+    re.compile(r"^<?([^<>\s]+@[^<>\s]+?)>?\.\.\.", re.MULTILINE),  # sendmail
+    re.compile(r"^[ \t]+<?([^<>\s@]+@[^<>\s@]+?)>?\s*$", re.MULTILINE),  # exim, indented
+)
+
+
+@dataclass(frozen=True)
+class TextBounce:
+    kind: Kind
+    shape: str  # "qmail", "exim", "sendmail" or "text"
+    action: str  # "failed" or "delayed"
+    status: str
+    reply_code: int | None
+    diagnostic: str  # the line the status (or the deciding wording) was found on
+    recipient: str
+
+
+def from_mail_system(from_header: str) -> bool:
+    """Whether ``From:`` names a mail system rather than a person."""
+    address = from_header.rpartition("<")[2].rstrip("> ").strip()
+    local = address.rpartition("@")[0] if "@" in address else address
+    return local.lower() in _DAEMON_LOCALS or bool(_DAEMON_NAME.search(from_header))
+
+
+def bounce_subject(subject: str) -> bool:
+    return bool(_BOUNCE_SUBJECT.search(subject))
+
+
+def split_original(text: str) -> tuple[str, str]:
+    """(explanation, copy of the original) of a prose bounce; the copy may be empty."""
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        key = line.strip(" \t\r\n-=*_#").lower()
+        if key.startswith(_ORIGINAL_OPENERS):
+            return "".join(lines[:number]), "".join(lines[number + 1 :])
+    return text, ""
+
+
+def _shape(text: str) -> str:
+    lowered = text.lower()
+    if "qmail-send" in lowered or "below this line is a copy of the message" in lowered:
+        return "qmail"
+    if "mail delivery software" in lowered:
+        return "exim"
+    if "transcript of session" in lowered or re.search(r"^\S+@\S+\.\.\.", text, re.MULTILINE):
+        return "sendmail"
+    return "text"
+
+
+def _line_of(pattern: re.Pattern[str], text: str) -> str:
+    for line in text.splitlines():
+        if pattern.search(line):
+            return line.strip()
+    return ""
+
+
+def _recipient(text: str) -> str:
+    for pattern in _RECIPIENT_LINES:
+        m = pattern.search(text)
+        if m:
+            return m.group(1)
+    return ""
+
+
+def read_text_bounce(explanation: str, subject: str = "") -> TextBounce | None:
+    """The bounce that ``explanation`` (prose before the copied original) reports, if any."""
+    status, code, line = scan(explanation)
+    delayed = bool(_DELAYED.search(explanation) or _DELAYED.search(subject))
+    action = "delayed" if delayed else "failed"
+    kind: Kind | None
+    if status or code is not None:
+        kind = bounce_kind(action, status, code)
+    elif _FULL.search(explanation):
+        kind, line = Kind.SOFT_BOUNCE, _line_of(_FULL, explanation)
+    elif delayed:
+        kind, line = Kind.SOFT_BOUNCE, _line_of(_DELAYED, explanation) or subject
+    elif _PERMANENT.search(explanation):
+        kind, line = Kind.HARD_BOUNCE, _line_of(_PERMANENT, explanation)
+    elif _TEMPORARY.search(explanation):
+        kind, line = Kind.SOFT_BOUNCE, _line_of(_TEMPORARY, explanation)
+    else:
+        kind = None
+    if kind is None:
+        return None
+    return TextBounce(
+        kind=kind,
+        shape=_shape(explanation),
+        action=action,
+        status=status,
+        reply_code=code,
+        diagnostic=line,
+        recipient=_recipient(explanation),
+    )
