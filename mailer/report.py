@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, distinct, func
+from sqlalchemy import ScalarSelect, case, distinct, func
 from sqlmodel import col, select
 
 from mailer.blasts import blast_lists, find_blast
@@ -93,6 +93,8 @@ LOG_COLUMNS = (
     "sent_at",
     "next_attempt_at",
     "updated_at",
+    "clicks",
+    "clicks_flagged",
 )
 
 
@@ -103,7 +105,7 @@ def delivery_log(
     after = 0
     while True:
         query = (
-            select(Delivery, Supporter.email)
+            select(Delivery, Supporter.email, _clicks(flagged=False), _clicks(flagged=True))
             .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
             .where(Delivery.blast_id == blast_id, col(Delivery.id) > after)
             .order_by(col(Delivery.id))
@@ -115,7 +117,7 @@ def delivery_log(
             rows = session.exec(query).all()
         if not rows:
             return
-        for delivery, email in rows:
+        for delivery, email, clicks, flagged in rows:
             yield {
                 "delivery": delivery.id,
                 "email": email,
@@ -127,10 +129,22 @@ def delivery_log(
                 "sent_at": _iso(delivery.sent_at),
                 "next_attempt_at": _iso(delivery.next_attempt_at),
                 "updated_at": _iso(delivery.updated_at),
+                "clicks": clicks,
+                "clicks_flagged": flagged,
             }
         last = rows[-1][0].id
         assert last is not None
         after = last
+
+
+def _clicks(*, flagged: bool) -> ScalarSelect[int]:
+    """The number of (flagged or unflagged) clicks of the delivery in the outer query."""
+    return (
+        select(func.count())
+        .select_from(Click)
+        .where(col(Click.delivery_id) == Delivery.id, col(Click.suspected_bot).is_(flagged))
+        .scalar_subquery()
+    )
 
 
 def _iso(value: datetime | None) -> str:

@@ -14,7 +14,7 @@ from sqlmodel import func, select
 from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.devsmtp import free_port
-from mailer.report import blast_report, link_report
+from mailer.report import blast_report, delivery_log, link_report
 from mailer.store import Click, Database
 from mailer.web import app_for
 from mailer.web.app import truncate_ip
@@ -129,3 +129,15 @@ def test_no_pixel_by_default(db: Database, settings: Settings, smtp_server: Smtp
 )
 def test_ip_truncation(address: str, kept: str) -> None:
     assert truncate_ip(address) == kept
+
+
+def test_clicks_per_supporter_in_the_send_log(db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"scanner_window": 0.0})
+    paths = sent_links(db, settings, smtp_server, 2)
+    with serve(db, settings) as client:
+        client.get(paths[0], follow_redirects=False)
+        client.get(paths[0], follow_redirects=False)
+    rows = {row["email"]: row for row in delivery_log(db, blast_report(db, "t")["id"])}
+    first = smtp_server.handler.received[0].rcpt_tos[0]
+    assert rows[first]["clicks"] == 2 and rows[first]["clicks_flagged"] == 0
+    assert sum(row["clicks"] for row in rows.values()) == 2

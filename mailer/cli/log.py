@@ -24,7 +24,11 @@ from mailer.store import DeliveryState
 @click.option("--csv", "as_csv", is_flag=True, help="Write CSV (all columns) instead of a table.")
 @pass_app
 def log_command(app: AppContext, blast: str, state: str | None, as_csv: bool) -> None:
-    """List BLAST's deliveries: state, attempts, SMTP reply, times."""
+    """List BLAST's deliveries: state, attempts, SMTP reply, clicks, times.
+
+    Clicks are the recipient's own; clicks_flagged (in --csv) are link-scanner
+    clicks within tracking.scanner_window of sending.
+    """
     db = app.db()
     with db.session() as session:
         found = find_blast(session, blast)
@@ -38,12 +42,12 @@ def log_command(app: AppContext, blast: str, state: str | None, as_csv: bool) ->
     count = 0
     for row in rows:
         if count == 0:
-            click.echo(f"{'state':<9} {'tries':>5} {'code':>4}  {'email':<36} reply")
+            click.echo(f"{'state':<9} {'tries':>5} {'code':>4} {'clicks':>6}  {'email':<36} reply")
         count += 1
         code = row["reply_code"] if row["reply_code"] is not None else ""
         click.echo(
-            f"{row['state']:<9} {row['attempts']:>5} {code!s:>4}  {row['email']:<36} "
-            f"{row['reply_text']}"
+            f"{row['state']:<9} {row['attempts']:>5} {code!s:>4} {row['clicks']:>6}  "
+            f"{row['email']:<36} {row['reply_text']}"
         )
     if count == 0:
         click.echo("no deliveries" + (f" in state {state}" if state else ""))
