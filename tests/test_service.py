@@ -328,3 +328,13 @@ def test_unschedule_while_the_service_runs(work: Workdir) -> None:
     work.ok("blast", "unschedule", "1")
     time.sleep(7)
     assert work.smtp.handler.received == [] and work.status_of(1) == "draft"
+
+
+def test_rescheduling_while_the_service_runs(work: Workdir) -> None:
+    work.start_service()
+    work.schedule_in(120)
+    time.sleep(1.5)  # the service has set its job for two minutes from now
+    at = work.schedule_in(5)  # scheduling again moves it
+    wait_for(lambda: len(work.smtp.handler.received) >= 1)
+    assert abs((datetime.now(UTC) - at).total_seconds()) <= 2.5
+    wait_for(lambda: everyone_once(work.smtp))
