@@ -197,19 +197,7 @@ def send_test(
         try:
             for address in checked:
                 known = people.get(address.lower())
-                recipient = (
-                    Recipient(
-                        email=address,
-                        first_name=known.first_name,
-                        last_name=known.last_name,
-                        zip=known.zip,
-                        region=known.region,
-                        language=known.language,
-                        custom=dict(known.custom or {}),
-                    )
-                    if known
-                    else Recipient(email=address)
-                )
+                recipient = Recipient.of(known) if known else Recipient(email=address)
                 composed = composer.compose(0, recipient, test=True)
                 results.append((address, await transport.deliver(composed.message)))
         finally:

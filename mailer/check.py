@@ -85,17 +85,7 @@ def _sample(db: Database, blast_id: int) -> list[Recipient]:
                 .order_by(col(Supporter.id))
                 .limit(SAMPLE_PER_LANGUAGE)
             ).unique():
-                sample.append(
-                    Recipient(
-                        email=s.email,
-                        first_name=s.first_name,
-                        last_name=s.last_name,
-                        zip=s.zip,
-                        region=s.region,
-                        language=s.language,
-                        custom=dict(s.custom or {}),
-                    )
-                )
+                sample.append(Recipient.of(s))
     return sample
 
 

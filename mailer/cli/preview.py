@@ -48,15 +48,7 @@ def preview_command(app: AppContext, blast: str, address: str, out_dir: Path) ->
             )
         ).first()
     composer = composer_for(db, app.settings, found)
-    recipient = Recipient(
-        email=supporter.email,
-        first_name=supporter.first_name,
-        last_name=supporter.last_name,
-        zip=supporter.zip,
-        region=supporter.region,
-        language=supporter.language,
-        custom=dict(supporter.custom or {}),
-    )
+    recipient = Recipient.of(supporter)
     composed = composer.compose(delivery.id if delivery and delivery.id else 0, recipient)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"blast{found.id}-{supporter.id}"

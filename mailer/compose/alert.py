@@ -20,6 +20,18 @@ from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
 
 
+class SupporterData(Protocol):
+    """What a recipient is made from: a stored supporter, as far as templates see it."""
+
+    email: str
+    first_name: str
+    last_name: str
+    zip: str
+    region: str
+    language: str
+    custom: dict[str, Any]
+
+
 class LinkIds(Protocol):
     """Gives the id under which a blast's link is recorded (recording it when new)."""
 
@@ -37,6 +49,18 @@ class Recipient:
     region: str = ""
     language: str = "en"
     custom: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, supporter: SupporterData) -> Recipient:
+        return cls(
+            email=supporter.email,
+            first_name=supporter.first_name,
+            last_name=supporter.last_name,
+            zip=supporter.zip,
+            region=supporter.region,
+            language=supporter.language,
+            custom=dict(supporter.custom or {}),
+        )
 
     @property
     def display_name(self) -> str:

@@ -300,15 +300,7 @@ class BlastSender:
                 created_at=created_at,
                 status=s.status,
                 suppressed=bool(is_suppressed),
-                recipient=Recipient(
-                    email=s.email,
-                    first_name=s.first_name,
-                    last_name=s.last_name,
-                    zip=s.zip,
-                    region=s.region,
-                    language=s.language,
-                    custom=dict(s.custom or {}),
-                ),
+                recipient=Recipient.of(s),
             )
             for d_id, attempts, created_at, s, is_suppressed in rows
             if d_id is not None
