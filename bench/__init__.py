@@ -2,8 +2,9 @@
 
 Run with ``make bench`` (``.venv/bin/python -m bench``); ``--n N`` sets the
 list size (20,000), ``--quick`` makes a short smoke run, ``--memory`` measures
-the send process's peak memory at 200,000 recipients against 20,000, and
-``--profile`` profiles one send. It prints figures and never asserts timings:
+the send process's peak memory at 200,000 recipients against 20,000,
+``--profile`` profiles one send, and ``--clicks`` measures only the click
+endpoint under wrk. It prints figures and never asserts timings:
 a benchmark is a measurement, not a test, and belongs outside the test suite
 (DESIGN.md, "Performance, measured not assumed"). ``docs/performance.md``
 records a run and what it shows.
@@ -65,6 +66,21 @@ isolated loops
     (:mod:`bench.breakdown`): Jinja, links and tokens, the MIME builder, the
     DKIM signature, compose with DKIM off and on, aiosmtplib's per-message
     DATA preparation, and the floor's ``EmailMessage``.
+clicks
+    The click endpoint ``GET /c/<token>`` under load (:mod:`bench.clicks`,
+    also ``--clicks`` on its own): a blast "sent" to 5,000 synthetic
+    supporters, each delivery's message composed to collect its real click
+    paths; then ``wrk -t2 -c32 -d10s --latency`` cycling through those paths
+    against the mailer's app and, for the ceiling, against a bare Starlette
+    redirect with no database, each served by uvicorn in its own process
+    (:mod:`bench.clickserver`). Requests per second, p50/p99, the ratio of the
+    two, and the ``click`` rows stored during the run against the ``302``
+    responses wrk counted (lost clicks); the server's CPU per request by
+    thread and the click writer's commits. To see what limits it: the real
+    app again with its process kept on one CPU, the bare redirect with its
+    handler in the thread pool, the handler's steps in isolated loops, and
+    the app's click handler called directly from 1 and 32 threads. wrk is
+    installed with apt-get when missing.
 ``--memory``
     Peak RSS of the send process (default settings, DKIM off) for N/10 and N
     recipients (20,000 and 200,000), each list imported and sent in fresh

@@ -5,13 +5,20 @@ Modes (see the package docstring for the method):
 default
     ceiling, floor, the mailer end to end for ``--n`` supporters (20,000) with
     DKIM off and on, with the default ``[sending] connections`` and with 16,
-    the SMTP client alone, isolated per-message loops, and a summary table.
+    the SMTP client alone, isolated per-message loops, the click endpoint
+    under wrk (as ``--clicks``, 5,000 deliveries), and a summary table.
 ``--memory``
     peak RSS of the send process for ``--n`` supporters (200,000) and for a
     tenth of that, and their ratio.
 ``--profile``
     one end-to-end send of ``--n`` supporters (5,000) under cProfile (both
     threads, CPU time), split by owner, plus the top functions by tottime.
+``--clicks``
+    only the click-tracking stage (:mod:`bench.clicks`): ``GET /c/<token>`` of
+    the real app under wrk for ``--seconds`` (10) with valid tokens of ``--n``
+    deliveries (5,000), against a bare redirect of the same framework and
+    server; requests per second, p50/p99, the ratio, and stored clicks
+    against the 302s counted (lost clicks).
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
 """
@@ -31,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import breakdown, e2e
+from bench import breakdown, clicks, e2e
 from bench.common import default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
@@ -53,6 +60,8 @@ class Sizes:
     breakdown_iterations: int = 2_000
     memory_n: int = 200_000  # the larger list of --memory (the smaller is a tenth)
     profile_n: int = 5_000
+    clicks_n: int = 5_000  # deliveries whose click tokens wrk cycles through
+    clicks_seconds: int = 10  # each wrk run
 
 
 QUICK = Sizes(
@@ -62,6 +71,8 @@ QUICK = Sizes(
     breakdown_iterations=300,
     memory_n=5_000,
     profile_n=1_000,
+    clicks_n=1_000,
+    clicks_seconds=3,
 )
 
 
@@ -99,11 +110,13 @@ def receiver_for(tools: Tools | str, tmp: Path) -> Iterator[Receiver]:
         yield receiver
 
 
-def header(sizes: Sizes) -> Tools | str:
+def header(sizes: Sizes, *, smtp: bool = True) -> Tools | str:
     say(
         f"mailer bench: {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" {platform.platform(terse=True)}"
     )
+    if not smtp:
+        return "not needed"
     sending = settings_for(port=0).sending
     say(
         f"engine defaults: [sending] connections = {sending.connections},"
@@ -275,7 +288,9 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
         clients = client_alone(receiver, sizes)
     found = costs(sizes, key)
     say()
-    summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found)
+    click_result = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+    say()
+    summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found, click_result)
 
 
 def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
@@ -312,6 +327,17 @@ def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
             f"targets  peak < {TARGET_PEAK_MB:.0f} MB at 200,000: {below};"
             f" at most {TARGET_GROWTH:.2f}x the 20,000 figure: {met(growth <= TARGET_GROWTH)}"
         )
+    say("=" * 100)
+
+
+def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+    found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+    if found is None:
+        return
+    say()
+    say("=" * 100)
+    for line in found.summary_lines():
+        say(line)
     say("=" * 100)
 
 
@@ -365,6 +391,7 @@ def summary(
     runs: list[e2e.EndToEnd],
     clients: list[breakdown.TransportRun],
     found: breakdown.Breakdown,
+    click_result: clicks.Result | None = None,
 ) -> None:
     line = "=" * 93
     say(line)
@@ -443,6 +470,12 @@ def summary(
         f"import: {prepared.import_per_1000_s * 1000:,.0f} ms per 1,000 rows;"
         " memory at 200,000 recipients: python -m bench --memory"
     )
+    say("-" * 93)
+    if click_result is None:
+        say("clicks: not measured (no wrk)")
+    else:
+        for text in click_result.summary_lines():
+            say(text)
     say(line)
 
 
@@ -457,10 +490,19 @@ def main(argv: list[str]) -> int:
         "--memory", action="store_true", help="peak RSS of the send process at N and N/10"
     )
     mode.add_argument("--profile", action="store_true", help="one end-to-end send under cProfile")
+    mode.add_argument(
+        "--clicks",
+        action="store_true",
+        help="only the click endpoint under wrk, against a bare one",
+    )
     parser.add_argument(
         "--n",
         type=int,
-        help="supporters: end to end (default 20,000), --memory (200,000), --profile (5,000)",
+        help="supporters: end to end (default 20,000), --memory (200,000), --profile (5,000),"
+        " --clicks (5,000)",
+    )
+    parser.add_argument(
+        "--seconds", type=int, help="duration of each wrk run of the click stage (default 10)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
@@ -468,14 +510,23 @@ def main(argv: list[str]) -> int:
     if args.n is not None:
         if args.n < 10:
             parser.error("--n must be at least 10")
-        sizes = replace(sizes, n=args.n, memory_n=args.n, profile_n=args.n)
+        if args.clicks:
+            sizes = replace(sizes, clicks_n=args.n)
+        else:
+            sizes = replace(sizes, n=args.n, memory_n=args.n, profile_n=args.n)
+    if args.seconds is not None:
+        if args.seconds < 1:
+            parser.error("--seconds must be at least 1")
+        sizes = replace(sizes, clicks_seconds=args.seconds)
     started = time.perf_counter()
-    tools = header(sizes)
+    tools = header(sizes, smtp=not args.clicks)
     chosen: Callable[[Sizes, Tools | str, Path], None] = run_default
     if args.memory:
         chosen = run_memory
     elif args.profile:
         chosen = run_profile
+    elif args.clicks:
+        chosen = run_clicks
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         chosen(sizes, tools, Path(tmp))
     say(f"(bench took {time.perf_counter() - started:.0f} s)")
