@@ -37,14 +37,12 @@ real, kept on one CPU
     handing one GIL back and forth between cores.
 bare, handler in the thread pool
     the bare app again (half as long) with a plain-function handler, which
-    Starlette runs in its thread pool as it runs the real click handler: the
+    Starlette runs in its thread pool, as a sync click handler would run: the
     cost of that hop alone, without the database.
-steps and direct calls
+steps
     each step of the click path in a single-threaded loop (token, the
     session reading delivery and link, the ``Click`` row, a new SQLite
-    connection, a commit of 1 and of 10 clicks); then the app's own click
-    handler called directly, without HTTP or event loop, from 1 and from 32
-    threads with its group writer running.
+    connection, a commit of 1 and of 10 clicks).
 
 For each run it prints requests per second, p50/p99 latency, responses by
 status and socket errors, and the CPU the server's event-loop thread, its
@@ -68,7 +66,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -571,105 +568,6 @@ def handler_steps(prepared: Prepared, iterations: int) -> list[tuple[str, float]
     return steps
 
 
-@dataclass(frozen=True)
-class Direct:
-    """The real click handler called from threads, without HTTP or an event loop."""
-
-    threads: int
-    clicks: int  # 302 responses
-    seconds: float
-    user_s: float  # CPU of this process over the run
-    sys_s: float
-    commits: int  # the click writer's transactions
-
-    @property
-    def rate(self) -> float:
-        return self.clicks / self.seconds if self.seconds else 0.0
-
-    @property
-    def per_commit(self) -> float:
-        return self.clicks / self.commits if self.commits else 0.0
-
-    def per_click_us(self, seconds: float) -> float:
-        return seconds / self.clicks * 1e6 if self.clicks else 0.0
-
-
-def direct_handler(prepared: Prepared, threads: int, seconds: float) -> Direct:
-    """``threads`` threads calling the app's own ``/c/{token}`` handler for ``seconds``.
-
-    The handler is taken from the routes of :func:`mailer.web.app_for` and
-    given a bare request, in this process, with the app's group writer
-    running: the click path with neither uvicorn nor Starlette's thread pool.
-    """
-    import resource
-    from unittest import mock
-
-    from starlette.requests import Request
-    from starlette.routing import Route
-
-    from bench.clickserver import CountingDatabase
-    from bench.common import settings_for
-    from mailer.store import open_database
-    from mailer.web import app_for
-    from mailer.web.recorder import GroupWriter
-
-    db = open_database(f"sqlite:///{prepared.db_path.resolve()}")
-    counting = CountingDatabase(db)
-    writers: list[GroupWriter] = []
-
-    def counted_writer(_db: object) -> GroupWriter:
-        writers.append(GroupWriter(counting))
-        return writers[-1]
-
-    with mock.patch("mailer.web.app.GroupWriter", counted_writer):
-        app = app_for(db, settings_for(port=0))
-    endpoint = next(
-        r.endpoint for r in app.routes if isinstance(r, Route) and r.path == "/c/{token}"
-    )
-    (writer,) = writers
-    writer.start()
-    raw = [path.rsplit("/", 1)[1] for path in prepared.paths]
-    counts = [0] * threads
-    deadline = time.monotonic() + seconds
-
-    def work(k: int) -> None:
-        i = k * len(raw) // threads
-        while time.monotonic() < deadline:
-            token = raw[i % len(raw)]
-            i += 1
-            scope = {
-                "type": "http",
-                "method": "GET",
-                "path": f"/c/{token}",
-                "path_params": {"token": token},
-                "headers": [],
-                "query_string": b"",
-                "client": (HOST, 0),
-            }
-            if endpoint(Request(scope)).status_code == 302:
-                counts[k] += 1
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    writer.stop()
-    db.dispose()
-    return Direct(
-        threads=threads,
-        clicks=sum(counts),
-        seconds=elapsed,
-        user_s=after.ru_utime - before.ru_utime,
-        sys_s=after.ru_stime - before.ru_stime,
-        commits=len(counting.commits),
-    )
-
-
 # -- the stage ---------------------------------------------------------------------------
 
 
@@ -682,7 +580,6 @@ class Result:
     bare_sync: Run
     pinned: Run | None  # the real app again, its process kept on one CPU
     steps: list[tuple[str, float]]  # (what, µs per call) of the click path in isolation
-    direct: list[Direct]  # the handler called from 1 and from CONNECTIONS threads, no HTTP
 
     @property
     def ratio(self) -> float:
@@ -804,9 +701,7 @@ def measure(tmp: Path, n: int, seconds: int) -> Result | None:
         )
         pinned = run_real(wrk, script, prepared, short, folder, cpu=cpus[-1])
         report_real(pinned)
-    say(
-        f"bare redirect with its handler in the thread pool (as the click handler runs); -d{short}s"
-    )
+    say(f"bare redirect with its handler in the thread pool (a sync handler); -d{short}s")
     bare_sync = run_bare(wrk, script, prepared, short, folder, sync=True)
     report(bare_sync)
     iterations = 2_000
@@ -814,22 +709,7 @@ def measure(tmp: Path, n: int, seconds: int) -> Result | None:
     steps = handler_steps(prepared, iterations)
     for name, us in steps:
         say(f"  {name:<55} {us:8,.0f} µs")
-    direct_s = max(2.0, seconds / 4)
-    say(
-        f"the app's click handler called directly from threads for {direct_s:.0f} s each"
-        " (no HTTP, no event loop), with its group writer"
-    )
-    direct = []
-    for threads in (1, CONNECTIONS):
-        found = direct_handler(prepared, threads, direct_s)
-        per = found.per_click_us
-        say(
-            f"  {threads:>2} threads: {found.rate:,.0f} clicks/s; CPU per click"
-            f" {per(found.user_s + found.sys_s):,.0f} µs (user {per(found.user_s):,.0f},"
-            f" system {per(found.sys_s):,.0f}); {found.per_commit:.1f} clicks per commit"
-        )
-        direct.append(found)
-    result = Result(prepared, seconds, bare, real, bare_sync, pinned, steps, direct)
+    result = Result(prepared, seconds, bare, real, bare_sync, pinned, steps)
     pinned_ratio = (
         ""
         if pinned is None

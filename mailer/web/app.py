@@ -40,10 +40,10 @@ from starlette.routing import Route
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings, TrackingSettings
 from mailer.errors import TokenError
-from mailer.store import Click, Database, Delivery, Link, Open, Supporter, SupporterStatus
+from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
-from mailer.web.recorder import GroupWriter
+from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 _NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -93,6 +93,7 @@ def create_app(
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
     writer = GroupWriter(db)
+    clicks = ClickBatcher(db, tracking.scanner_window)
     pages = Environment(
         loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
     )
@@ -104,35 +105,18 @@ def create_app(
     def not_found() -> HTMLResponse:
         return page("not_found.html", status=404)
 
-    def click(request: Request) -> Response:
+    async def click(request: Request) -> Response:
         try:
             token = signer.read_click(request.path_params["token"])
         except TokenError:
             return not_found()
-        with db.session() as session:
-            delivery = session.get(Delivery, token.delivery_id)
-            link = session.get(Link, token.link_id)
-            if delivery is None or link is None or link.blast_id != delivery.blast_id:
-                return not_found()
-        now = clock()
-        scanner = (
-            delivery.sent_at is not None
-            and (now - delivery.sent_at).total_seconds() <= tracking.scanner_window
-        )
         ip = ""
         if tracking.store_ip == "truncated" and request.client is not None:
             ip = truncate_ip(request.client.host)
-        writer.submit(
-            Click(
-                blast_id=delivery.blast_id,
-                delivery_id=token.delivery_id,
-                link_id=token.link_id,
-                clicked_at=now,
-                suspected_bot=scanner,
-                ip=ip,
-            )
-        )
-        return RedirectResponse(link.url, status_code=302, headers=_NO_CACHE)
+        target = await clicks.record(token.delivery_id, token.link_id, clock(), ip)
+        if target is None:
+            return not_found()
+        return RedirectResponse(target, status_code=302, headers=_NO_CACHE)
 
     def pixel(request: Request) -> Response:
         try:
@@ -207,9 +191,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
+        clicks.start()
         try:
             yield
         finally:
+            clicks.stop()
             writer.stop()
 
     return Starlette(
