@@ -1,12 +1,15 @@
-"""Group commit for the click handler: many requests, one transaction.
+"""Group commit for the public endpoints: many requests, one transaction.
 
-Each request thread hands its row to :class:`GroupWriter` and waits; one
-writer thread takes everything waiting, stores it in a single transaction and
-then releases the waiters. A request is answered only after its row is
-committed (no click is ever lost to a crash after the redirect), yet under
-load a hundred clicks cost one commit instead of a hundred. On SQLite this is
-also the single writer that keeps the click handler from contending with
-itself for the write lock.
+One thread takes every item waiting and stores them together; each request
+is answered only after the transaction holding its row has committed, so a
+redirect never goes out for a click that a crash could lose, yet under load a
+hundred clicks cost one commit instead of a hundred. On SQLite this is also
+the single writer, so requests never contend for the write lock.
+
+- :class:`ClickBatcher` serves the async click handler: it checks the
+  batch's tokens against the database in one query and answers each request
+  with the URL to redirect to (or None).
+- :class:`GroupWriter` serves plain request threads (the open pixel).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import insert, select
 from sqlmodel import SQLModel
 
 from mailer.store import Click, Database, Delivery, Link
 
+T = TypeVar("T")
 MAX_BATCH = 500
 WAIT_SECONDS = 30.0
 
@@ -32,20 +37,24 @@ class _Pending:
     error: BaseException | None = None
 
 
-class GroupWriter:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._queue: list[_Pending] = []
+class _BatchThread(Generic[T]):
+    """One thread that takes every item waiting and handles them together."""
+
+    name = "mailer-batch"
+
+    def __init__(self) -> None:
+        self._queue: list[T] = []
         self._ready = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="mailer-click-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Handle what is queued, then end the thread."""
         with self._ready:
             self._stopping = True
             self._ready.notify()
@@ -53,18 +62,12 @@ class GroupWriter:
             self._thread.join(timeout=WAIT_SECONDS)
             self._thread = None
 
-    def submit(self, row: SQLModel) -> None:
-        """Store ``row``; return once it is committed (raise if it could not be)."""
+    def _put(self, item: T) -> None:
         if self._thread is None:
-            raise RuntimeError("the writer is not running")
-        pending = _Pending(row)
+            raise RuntimeError(f"{self.name} is not running")
         with self._ready:
-            self._queue.append(pending)
+            self._queue.append(item)
             self._ready.notify()
-        if not pending.done.wait(WAIT_SECONDS):
-            raise TimeoutError("the database did not store the row in time")
-        if pending.error is not None:
-            raise pending.error
 
     def _run(self) -> None:
         while True:
@@ -74,14 +77,39 @@ class GroupWriter:
                 if not self._queue and self._stopping:
                     return
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                with self.db.session() as session:
-                    session.add_all([p.row for p in batch])
-            except Exception as exc:  # every waiter learns why its row was not stored
-                for pending in batch:
-                    pending.error = exc
+            self._handle(batch)
+
+    def _handle(self, batch: list[T]) -> None:
+        raise NotImplementedError
+
+
+class GroupWriter(_BatchThread[_Pending]):
+    """Stores rows handed in by request threads, many per transaction."""
+
+    name = "mailer-row-writer"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+
+    def submit(self, row: SQLModel) -> None:
+        """Store ``row``; return once it is committed (raise if it could not be)."""
+        pending = _Pending(row)
+        self._put(pending)
+        if not pending.done.wait(WAIT_SECONDS):
+            raise TimeoutError("the database did not store the row in time")
+        if pending.error is not None:
+            raise pending.error
+
+    def _handle(self, batch: list[_Pending]) -> None:
+        try:
+            with self.db.session() as session:
+                session.add_all([p.row for p in batch])
+        except Exception as exc:  # every waiter learns why its row was not stored
             for pending in batch:
-                pending.done.set()
+                pending.error = exc
+        for pending in batch:
+            pending.done.set()
 
 
 @dataclass
@@ -94,7 +122,7 @@ class _Click:
     future: asyncio.Future[str | None]
 
 
-class ClickBatcher:
+class ClickBatcher(_BatchThread[_Click]):
     """Checks and stores clicks in batches for the async click handler.
 
     The handler awaits :meth:`record`; the writer thread takes every click
@@ -105,55 +133,30 @@ class ClickBatcher:
     blast. No thread is held per request while the database works.
     """
 
+    name = "mailer-click-writer"
+
     def __init__(self, db: Database, scanner_window: float) -> None:
+        super().__init__()
         self.db = db
         self.scanner_window = scanner_window
-        self._queue: list[_Click] = []
-        self._ready = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._links: dict[int, tuple[int, str]] = {}  # link id -> (blast id, url)
-
-    def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="mailer-clicks", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=WAIT_SECONDS)
-            self._thread = None
 
     async def record(self, delivery_id: int, link_id: int, at: datetime, ip: str) -> str | None:
         """Store the click; return where to redirect (None: not a link of that delivery)."""
-        if self._thread is None:
-            raise RuntimeError("the click writer is not running")
         loop = asyncio.get_running_loop()
         item = _Click(delivery_id, link_id, at, ip, loop, loop.create_future())
-        with self._ready:
-            self._queue.append(item)
-            self._ready.notify()
+        self._put(item)
         return await asyncio.wait_for(item.future, WAIT_SECONDS)
 
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while not self._queue and not self._stopping:
-                    self._ready.wait()
-                if not self._queue and self._stopping:
-                    return
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                answers = self._store(batch)
-            except Exception as exc:
-                for item in batch:
-                    item.loop.call_soon_threadsafe(_fail, item.future, exc)
-                continue
-            for item, answer in zip(batch, answers, strict=True):
-                item.loop.call_soon_threadsafe(_answer, item.future, answer)
+    def _handle(self, batch: list[_Click]) -> None:
+        try:
+            answers = self._store(batch)
+        except Exception as exc:
+            for item in batch:
+                item.loop.call_soon_threadsafe(_fail, item.future, exc)
+            return
+        for item, answer in zip(batch, answers, strict=True):
+            item.loop.call_soon_threadsafe(_answer, item.future, answer)
 
     def _store(self, batch: list[_Click]) -> list[str | None]:
         deliveries = Delivery.__table__.c  # type: ignore[attr-defined]
