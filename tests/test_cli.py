@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -17,6 +20,7 @@ from mailer.devsmtp import free_port
 from tests.conftest import REPO, TEST_SECRET
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
+T = TypeVar("T")
 SAMPLE = REPO / "lists" / "sample-supporters.csv"
 
 
@@ -60,6 +64,37 @@ def mailer(cwd: Path, *args: str, config: Path | None = None) -> subprocess.Comp
         timeout=120,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def running(cwd: Path, config: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A long-running `mailer` command as a process, terminated afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env["MAILER_CONFIG"] = str(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_for(process: subprocess.Popen[bytes], connect: Callable[[], T]) -> T:
+    """``connect()`` once the process listens (it raises a connection error until then)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return connect()
+        except (OSError, httpx.TransportError):
+            assert process.poll() is None, "the command exited"
+            assert time.monotonic() < deadline, "the command did not start listening"
+            time.sleep(0.1)
 
 
 def test_organizer_flow_import_create_preview_send_report(
@@ -226,30 +261,12 @@ def test_web_command_serves_the_app(tmp_path: Path) -> None:
     config = write_config(tmp_path, 2525)
     mailer(tmp_path, "init", config=config)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env["MAILER_CONFIG"] = str(config)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "web", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "mailer web exited"
-                assert time.monotonic() < deadline, "mailer web did not start"
-                time.sleep(0.1)
+    with running(tmp_path, config, "web", "--port", str(port)) as process:
+        response = wait_for(
+            process, lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        )
         assert response.text == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/c/forged", timeout=2).status_code == 404
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_suppress_import_and_export(tmp_path: Path) -> None:
@@ -291,24 +308,8 @@ def test_inbound_command_listens_and_answers(tmp_path: Path) -> None:
     config = write_config(tmp_path, 2525)
     mailer(tmp_path, "init", config=config)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env["MAILER_CONFIG"] = str(config)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "inbound", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+    with running(tmp_path, config, "inbound", "--port", str(port)) as process:
+        client = wait_for(process, lambda: smtplib.SMTP("127.0.0.1", port, timeout=5))
         with client:
             refused = client.sendmail(
                 "MAILER-DAEMON@mx.example.net",
@@ -316,6 +317,3 @@ def test_inbound_command_listens_and_answers(tmp_path: Path) -> None:
                 b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undeliverable\r\n\r\nhello\r\n",
             )
         assert refused == {}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

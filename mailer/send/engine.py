@@ -579,7 +579,8 @@ class _Run:
                 if room <= self.cfg.batch_size // 2:
                     await self.pause_a_moment(0.01)
                     continue
-                cap_room = await self.s._db(self.s._cap_room)
+                capped = self.cfg.hourly_limit > 0 or self.cfg.daily_limit > 0
+                cap_room = await self.s._db(self.s._cap_room) if capped else None
                 if cap_room is not None:
                     room = min(room, cap_room - self.scheduler.pending - self.scheduler.in_flight)
                     if room <= 0:
