@@ -5,19 +5,21 @@ Each test names the invariant of DESIGN.md it proves.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlmodel import select
 
-from mailer.blasts import create_blast, find_blast, send_now
+from mailer.blasts import composer_for, create_blast, find_blast, make_sender, send_now
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.send import control
-from mailer.send.engine import SendResult
+from mailer.send.engine import SendResult, _Run, _Stop, delivery_counts
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, TokenBucket
 from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter
@@ -210,6 +212,41 @@ def test_pause_stops_a_running_sender_and_resume_finishes(
     result = send_now(db, settings, blast_id)  # resume
     assert result.status is BlastStatus.DONE
     assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
+
+
+def test_outcomes_taken_for_writing_survive_a_cancelled_recorder(db: Database) -> None:
+    """Invariant 2: a recorded outcome is never dropped on the way to the database.
+
+    The recorder is cancelled when a run ends; if its write was still waiting for
+    the database thread then, the rows it had taken must be written all the same.
+    """
+    add_people(db, "members", people(3))
+    settings = make_settings()
+    blast_id = blast(db, settings)
+    sender = make_sender(db, settings)
+    sender.start(blast_id)
+    claimed = sender._claim(blast_id, 0, 10)
+    with db.session() as session:
+        composer = composer_for(db, settings, find_blast(session, blast_id))
+
+    async def scenario() -> None:
+        sender._executor = ThreadPoolExecutor(max_workers=1)
+        run = _Run(sender, blast_id, composer, _Stop(), None)
+        gate = threading.Event()
+        busy = asyncio.ensure_future(sender._db(gate.wait))  # the database thread is busy
+        for item in claimed:
+            run.add_outcome(sender.skipped_row(item))
+        recorder = asyncio.create_task(run.flush_outcomes())
+        await asyncio.sleep(0.05)
+        recorder.cancel()
+        gate.set()
+        await busy
+        await sender._db(lambda: None)  # everything queued before has run
+        sender._executor.shutdown(wait=True)
+
+    asyncio.run(scenario())
+    assert len(claimed) == 3
+    assert delivery_counts(db, blast_id)["skipped"] == 3
 
 
 def test_cancel_skips_what_is_not_sent(db: Database, smtp_server: SmtpTestServer) -> None:

@@ -724,9 +724,13 @@ class _Run:
     async def flush_outcomes(self) -> None:
         rows, self.outcomes = self.outcomes, []
         if rows:
-            await self.s._db(self.s._record, rows)
             if self.progress:
                 self.progress.advance(len(rows))
+            # Shielded: once taken from the list these rows must be written even if
+            # the recorder task is cancelled while the write waits its turn on the
+            # database thread (cancelling it there would drop the write, leaving
+            # sent messages marked ``sending``).
+            await asyncio.shield(self.s._db(self.s._record, rows))
 
     async def write_outcomes(self) -> None:
         last = time.monotonic()
