@@ -14,6 +14,8 @@ from mailer import config
 from mailer.store import Database, open_database
 from tests.smtpserver import SmtpTestServer
 
+pytest_plugins = ["tests.browser"]  # the browser and page fixtures
+
 PG_URL = os.environ.get("MAILER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -18,7 +18,7 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import insert, select
 from sqlmodel import SQLModel
@@ -67,7 +67,8 @@ class _BatchThread(Generic[T]):
             raise RuntimeError(f"{self.name} is not running")
         with self._ready:
             self._queue.append(item)
-            self._ready.notify()
+            if len(self._queue) == 1:  # the thread waits only on an empty queue
+                self._ready.notify()
 
     def _run(self) -> None:
         while True:
@@ -146,17 +147,22 @@ class ClickBatcher(_BatchThread[_Click]):
         loop = asyncio.get_running_loop()
         item = _Click(delivery_id, link_id, at, ip, loop, loop.create_future())
         self._put(item)
-        return await asyncio.wait_for(item.future, WAIT_SECONDS)
+        async with asyncio.timeout(WAIT_SECONDS):  # cheaper than wait_for: no extra future
+            return await item.future
 
     def _handle(self, batch: list[_Click]) -> None:
+        answers: list[str | BaseException | None]
         try:
-            answers = self._store(batch)
+            answers = list(self._store(batch))
         except Exception as exc:
-            for item in batch:
-                item.loop.call_soon_threadsafe(_fail, item.future, exc)
-            return
+            answers = [exc] * len(batch)
+        # One wake-up of each event loop for the whole batch, not one per click.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str | None], Any]]]
+        by_loop = {}
         for item, answer in zip(batch, answers, strict=True):
-            item.loop.call_soon_threadsafe(_answer, item.future, answer)
+            by_loop.setdefault(item.loop, []).append((item.future, answer))
+        for loop, pairs in by_loop.items():
+            loop.call_soon_threadsafe(_settle, pairs)
 
     def _store(self, batch: list[_Click]) -> list[str | None]:
         deliveries = Delivery.__table__.c  # type: ignore[attr-defined]
@@ -202,11 +208,12 @@ class ClickBatcher(_BatchThread[_Click]):
         return answers
 
 
-def _answer(future: asyncio.Future[str | None], answer: str | None) -> None:
-    if not future.done():
-        future.set_result(answer)
-
-
-def _fail(future: asyncio.Future[str | None], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _settle(pairs: list[tuple[asyncio.Future[str | None], Any]]) -> None:
+    """On the event loop: give each waiting handler its answer (or the error)."""
+    for future, answer in pairs:
+        if future.done():  # the handler gave up waiting
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
