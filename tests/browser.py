@@ -27,8 +27,11 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an asyncio loop running
+    # in the main thread while it is open, and tests after the browser tests call
+    # asyncio.run() there.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
