@@ -89,8 +89,22 @@ def mailer(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_sender_outlives_its_test() -> Iterator[None]:
+    """A failed assertion must not leave a sender running into the next test."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
 def start_sending(cwd: Path, command: str = "send") -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "mailer", "blast", command, "1"],
         cwd=cwd,
         env=env(),
@@ -98,6 +112,8 @@ def start_sending(cwd: Path, command: str = "send") -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    _STARTED.append(process)
+    return process
 
 
 def wait_until_received(server: SmtpTestServer, count: int, process: subprocess.Popen[str]) -> None:
@@ -151,6 +167,9 @@ def test_kill_9_then_resume_sends_everyone_once_except_the_reported_unknown(
 
 
 def test_pause_from_another_process_then_resume(workdir: Path, slow_server: SmtpTestServer) -> None:
+    # Slower, so the rest is still being sent when a command started under load
+    # (a new Python process: a second or more on a busy machine) arrives.
+    slow_server.handler.delay = 0.08
     sender = start_sending(workdir)
     wait_until_received(slow_server, 20, sender)
     paused = mailer(workdir, "blast", "pause", "1")
@@ -172,6 +191,9 @@ def test_pause_from_another_process_then_resume(workdir: Path, slow_server: Smtp
 def test_sigterm_drains_and_leaves_the_blast_resumable(
     workdir: Path, slow_server: SmtpTestServer
 ) -> None:
+    # Slower, so the rest is still being sent when a command started under load
+    # (a new Python process: a second or more on a busy machine) arrives.
+    slow_server.handler.delay = 0.08
     sender = start_sending(workdir)
     wait_until_received(slow_server, 20, sender)
     sender.send_signal(signal.SIGTERM)
