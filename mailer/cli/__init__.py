@@ -73,6 +73,7 @@ def _register() -> None:
     from mailer.cli import (
         blast,
         check,
+        db,
         demo,
         inbound,
         lists,
@@ -96,6 +97,7 @@ def _register() -> None:
         service,
         inbound,
         demo,
+        db,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from mailer.errors import ConfigError
 from mailer.store import models  # noqa: F401  (registers the tables)
@@ -43,8 +43,10 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     def create_schema(self) -> None:
-        """Create every missing table and index (existing ones are left alone)."""
-        SQLModel.metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (an empty database gets all of it)."""
+        from mailer.store.migrate import upgrade  # Alembic is loaded only when needed
+
+        upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -62,7 +64,7 @@ class Database:
 
 
 def open_database(url: str, *, create: bool = False) -> Database:
-    """Open the database at ``url``; with ``create``, also make its schema (and folder)."""
+    """Open the database at ``url``; with ``create``, also make or upgrade its schema."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
