@@ -35,7 +35,10 @@ class AppContext:
 
     def db(self, *, create: bool = False) -> Database:
         if self._db is None:
-            self._db = open_database(self.settings.database.url, create=create)
+            cfg = self.settings.database
+            self._db = open_database(
+                cfg.url, create=create, pool_size=cfg.pool_size, max_overflow=cfg.max_overflow
+            )
         return self._db
 
     def close(self) -> None:
@@ -79,6 +82,7 @@ def _register() -> None:
         lists,
         log,
         preview,
+        processes,
         report,
         service,
         suppress,
@@ -98,6 +102,7 @@ def _register() -> None:
         inbound,
         demo,
         db,
+        processes,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

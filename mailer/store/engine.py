@@ -63,7 +63,9 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, create: bool = False) -> Database:
+def open_database(
+    url: str, *, create: bool = False, pool_size: int = 5, max_overflow: int = 10
+) -> Database:
     """Open the database at ``url``; with ``create``, also make or upgrade its schema."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -76,7 +78,9 @@ def open_database(url: str, *, create: bool = False) -> Database:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgresql"):
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+        )
     else:
         raise ConfigError(
             "database.url",
