@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailer.store import Database, migrate
-from tests.conftest import PG_URL, REPO, TEST_SECRET
+from tests.conftest import REPO, TEST_SECRET, pg_schema
 
 LEGACY = Path(__file__).with_name("legacy")
 
@@ -66,16 +65,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema() as url:
+        yield url
 
 
 def run_ddl(engine: sa.Engine, dialect: str) -> None:
@@ -303,12 +294,8 @@ def test_the_models_differ_from_a_schema_missing_an_index(db: Database) -> None:
 def test_several_processes_upgrading_an_empty_postgresql_schema_at_once(
     tmp_path: Path,
 ) -> None:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        write_config(tmp_path, f"{PG_URL}?options=-csearch_path%3D{schema}")
+    with pg_schema() as url:
+        write_config(tmp_path, url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
         env["MAILER_CONFIG"] = str(tmp_path / "mailer.toml")
         processes = [
@@ -326,10 +313,6 @@ def test_several_processes_upgrading_an_empty_postgresql_schema_at_once(
         assert [p.returncode for p in processes] == [0, 0, 0], outputs
         upgraded = [out for out, _ in outputs if "upgraded from empty" in out]
         assert len(upgraded) == 1, outputs
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_a_new_revision_is_generated_from_a_model_change() -> None:

@@ -7,7 +7,6 @@ sends; a worker sends what schedulers start and drains on SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -15,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,25 +27,10 @@ from sqlmodel import func, select
 from mailer.schedule import planner
 from mailer.schedule.leader import scheduler_lock
 from mailer.store import Blast, Database, Delivery, Event, migrate, open_database
-from tests.conftest import PG_URL, REPO, TEST_SECRET
+from tests.conftest import REPO, TEST_SECRET, pg_schema
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL schema, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

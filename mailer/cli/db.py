@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from mailer.cli import AppContext, pass_app
-from mailer.store import migrate
 
 
 @click.group("db")
@@ -23,6 +22,8 @@ def upgrade_command(app: AppContext) -> None:
     upgraded from there; no row is touched by that. Safe to run again, and
     from several hosts at once on PostgreSQL.
     """
+    from mailer.store import migrate  # Alembic is imported only by the commands that use it
+
     result = migrate.upgrade(app.db().engine)
     if result.adopted:
         click.echo(f"database from before migrations: recorded at revision {migrate.FIRST}")
@@ -36,6 +37,8 @@ def upgrade_command(app: AppContext) -> None:
 @pass_app
 def current_command(app: AppContext) -> None:
     """Print the database's revision, and whether it is the newest this mailer knows."""
+    from mailer.store import migrate
+
     revision = migrate.current(app.db().engine)
     newest = migrate.head()
     if revision is None:

@@ -23,6 +23,7 @@ into ``versions/``, to be read and corrected by hand before it is committed.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ FIRST_TABLES = frozenset(
 )
 NOT_OURS = frozenset({"apscheduler_jobs", "alembic_version"})
 _PG_UPGRADE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mailer.migrate:' || current_schema()))"
+
+
+# Alembic tells at INFO which database it found and each step it runs; the mailer
+# logs at INFO too, and those lines are noise there. Warnings still come through.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class MigrationError(MailerError):
