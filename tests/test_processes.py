@@ -301,3 +301,21 @@ def test_the_organizer_commands_work_on_postgresql(
             assert site.blast().status == "done"
         finally:
             site.close()
+
+
+def test_pool_settings_reach_the_postgresql_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer.cli import AppContext
+
+    with pg_schema() as pg_url:
+        (tmp_path / "mailer.toml").write_text(f'[database]\nurl = "{pg_url}"\n', "utf-8")
+        monkeypatch.setenv("MAILER_DATABASE_POOL_SIZE", "2")
+        monkeypatch.setenv("MAILER_DATABASE_MAX_OVERFLOW", "1")
+        app = AppContext(tmp_path / "mailer.toml")
+        try:
+            pool = app.db(create=True).engine.pool
+            assert isinstance(pool, sa.QueuePool)
+            assert (pool.size(), pool._max_overflow) == (2, 1)
+        finally:
+            app.close()
