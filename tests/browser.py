@@ -27,7 +27,10 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while sync_playwright() is open, the main thread
+# has a running event loop, and any later asyncio.run() (send_now, the inbound
+# listener) fails with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
