@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo test lint format bench docs migration clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,6 +40,12 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m mailer.config > config.example.toml
 	$(BIN)/python -m mailer.cli.reference > docs/cli.md
+
+# After a change to mailer/store/models.py: writes the next revision into
+# mailer/store/migrations/versions/ (read it and correct it before committing).
+migration: $(STAMP)
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changed"'; exit 1; }
+	$(BIN)/python -m mailer.store.migrate revision "$(MSG)"
 
 clean:
 	rm -rf var preview $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

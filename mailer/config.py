@@ -42,6 +42,14 @@ class DatabaseSettings:
         default="sqlite:///mailer.db",
         metadata=_doc("SQLAlchemy URL: sqlite:///PATH (embedded) or postgresql+psycopg://..."),
     )
+    pool_size: int = field(
+        default=5,
+        metadata=_doc("PostgreSQL: connections each process keeps open (see docs/deployment.md)"),
+    )
+    max_overflow: int = field(
+        default=10,
+        metadata=_doc("PostgreSQL: connections a process may open beyond pool_size when busy"),
+    )
 
 
 @dataclass(frozen=True)

@@ -55,13 +55,11 @@ def codes(db: Database, settings: Settings, ref: int) -> dict[str, str]:
     return {p.code: p.severity for p in check_blast(db, settings, ref)}
 
 
-def test_every_listed_problem_is_caught(sqlite_db: Database, broken: Settings) -> None:
-    add_people(
-        sqlite_db, "members", [Person("a@example.org", "Ann"), Person("b@example.org", "Bo", "es")]
-    )
-    blast = create_blast(sqlite_db, broken, name="b", template="broken", list_names=["members"])
+def test_every_listed_problem_is_caught(db: Database, broken: Settings) -> None:
+    add_people(db, "members", [Person("a@example.org", "Ann"), Person("b@example.org", "Bo", "es")])
+    blast = create_blast(db, broken, name="b", template="broken", list_names=["members"])
     assert blast.id is not None
-    found = codes(sqlite_db, broken, blast.id)
+    found = codes(db, broken, blast.id)
     assert found == {
         "cta-missing": "error",
         "link-not-absolute": "error",
@@ -77,55 +75,51 @@ def test_every_listed_problem_is_caught(sqlite_db: Database, broken: Settings) -
 
 
 def test_a_data_dependent_template_error_is_found_with_real_recipients(
-    sqlite_db: Database, broken: Settings
+    db: Database, broken: Settings
 ) -> None:
-    add_people(sqlite_db, "members", [Person("zip9@example.org", "Zed")])
-    with sqlite_db.session() as session:
+    add_people(db, "members", [Person("zip9@example.org", "Zed")])
+    with db.session() as session:
         supporter = session.exec(select(Supporter)).one()
         supporter.zip = "94110"  # the template reads supporter.custom.county for 9xxxx ZIPs
         session.add(supporter)
-    blast = create_blast(sqlite_db, broken, name="b", template="broken", list_names=["members"])
+    blast = create_blast(db, broken, name="b", template="broken", list_names=["members"])
     assert blast.id is not None
-    problems = [p for p in check_blast(sqlite_db, broken, blast.id) if p.code == "template"]
+    problems = [p for p in check_blast(db, broken, blast.id) if p.code == "template"]
     assert (
         problems and "county" in problems[0].message and "zip9@example.org" in problems[0].message
     )
 
 
-def test_the_shipped_alert_is_clean(sqlite_db: Database) -> None:
+def test_the_shipped_alert_is_clean(db: Database) -> None:
     settings = make_settings()
-    add_people(
-        sqlite_db, "members", [Person("a@example.org", "Ann"), Person("c@example.org", "", "es")]
-    )
+    add_people(db, "members", [Person("a@example.org", "Ann"), Person("c@example.org", "", "es")])
     blast = create_blast(
-        sqlite_db, settings, name="eo", template="executive-orders", list_names=["members"]
+        db, settings, name="eo", template="executive-orders", list_names=["members"]
     )
     assert blast.id is not None
-    assert check_blast(sqlite_db, settings, blast.id) == []
+    assert check_blast(db, settings, blast.id) == []
 
 
-def test_an_empty_audience_is_a_warning(sqlite_db: Database) -> None:
+def test_an_empty_audience_is_a_warning(db: Database) -> None:
     settings = make_settings()
-    add_people(sqlite_db, "members", [])
+    add_people(db, "members", [])
     blast = create_blast(
-        sqlite_db, settings, name="eo", template="executive-orders", list_names=["members"]
+        db, settings, name="eo", template="executive-orders", list_names=["members"]
     )
     assert blast.id is not None
-    assert codes(sqlite_db, settings, blast.id) == {"audience-empty": "warning"}
+    assert codes(db, settings, blast.id) == {"audience-empty": "warning"}
 
 
-def test_sending_a_failing_blast_is_refused_unless_forced(
-    sqlite_db: Database, broken: Settings
-) -> None:
-    add_people(sqlite_db, "members", [Person("a@example.org", "Ann")])
-    blast = create_blast(sqlite_db, broken, name="b", template="broken", list_names=["members"])
+def test_sending_a_failing_blast_is_refused_unless_forced(db: Database, broken: Settings) -> None:
+    add_people(db, "members", [Person("a@example.org", "Ann")])
+    blast = create_blast(db, broken, name="b", template="broken", list_names=["members"])
     assert blast.id is not None
     with pytest.raises(InvalidState, match=r"fails its pre-flight check.*--force"):
-        gate(sqlite_db, broken, blast.id, force=False, actor="test")
-    gate(sqlite_db, broken, blast.id, force=True, actor="test")
-    with sqlite_db.session() as session:
+        gate(db, broken, blast.id, force=False, actor="test")
+    gate(db, broken, blast.id, force=True, actor="test")
+    with db.session() as session:
         stored = session.get(Blast, blast.id)
         assert stored is not None and stored.checks_overridden
         event = session.exec(select(Event).where(Event.action == "blast.checks_overridden")).one()
         assert any("too-big" in e for e in event.detail["errors"])
-    gate(sqlite_db, broken, blast.id, force=False, actor="test")  # forced once: it passes now
+    gate(db, broken, blast.id, force=False, actor="test")  # forced once: it passes now

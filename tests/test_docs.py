@@ -28,6 +28,7 @@ def test_docs_link_to_files_that_exist() -> None:
         "docs/cli.md",
         "docs/templates.md",
         "docs/service.md",
+        "docs/deployment.md",
         "docs/performance.md",
         "config.example.toml",
     ):

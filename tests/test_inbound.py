@@ -105,14 +105,6 @@ def sent(db: Database, verp_settings: Settings, smtp_server: SmtpTestServer) -> 
     return send_blast(db, verp_settings, smtp_server)
 
 
-@pytest.fixture
-def sent_sqlite(
-    sqlite_db: Database, verp_settings: Settings, smtp_server: SmtpTestServer
-) -> dict[str, Sent]:
-    add_people(sqlite_db, "members", people(2))
-    return send_blast(sqlite_db, verp_settings, smtp_server)
-
-
 def deliver(server: InboundServer, data: bytes, rcpt: str, mail_from: str = "") -> tuple[int, str]:
     """Hand ``data`` to the inbound listener over SMTP; (reply code, text) after DATA."""
     with smtplib.SMTP(server.host, server.port, timeout=10) as client:
@@ -584,20 +576,20 @@ def test_a_stronger_status_is_never_weakened(
 
 
 def test_a_database_failure_answers_451_so_the_sender_retries(
-    sqlite_db: Database, sent_sqlite: dict[str, Sent], verp_settings: Settings
+    db: Database, sent: dict[str, Sent], verp_settings: Settings
 ) -> None:
-    p1 = sent_sqlite["p1@example.org"]
+    p1 = sent["p1@example.org"]
     report = dsn(to=p1.return_path, recipient=p1.email)
-    with InboundServer(sqlite_db, verp_settings, port=0) as server:
-        with sqlite_db.engine.begin() as conn:
+    with InboundServer(db, verp_settings, port=0) as server:
+        with db.engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE event RENAME TO event_away"))
         code, text = deliver(server, report, p1.return_path)
         assert code == 451 and text.startswith("4.3.0")
-        assert state_of(sqlite_db, p1) == (DeliveryState.SENT, SupporterStatus.ACTIVE)
-        with sqlite_db.engine.begin() as conn:
+        assert state_of(db, p1) == (DeliveryState.SENT, SupporterStatus.ACTIVE)
+        with db.engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE event_away RENAME TO event"))
         assert deliver(server, report, p1.return_path) == (250, "2.0.0 Recorded: bounced")
-    assert state_of(sqlite_db, p1) == (DeliveryState.BOUNCED, SupporterStatus.BOUNCED)
+    assert state_of(db, p1) == (DeliveryState.BOUNCED, SupporterStatus.BOUNCED)
 
 
 def test_messages_over_the_size_limit_are_refused(sqlite_db: Database) -> None:
@@ -612,12 +604,11 @@ def test_messages_over_the_size_limit_are_refused(sqlite_db: Database) -> None:
 
 
 def test_soft_bounces_outside_the_window_do_not_count(
-    sqlite_db: Database, verp_settings: Settings, smtp_server: SmtpTestServer
+    db: Database, verp_settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
-    add_people(sqlite_db, "members", people(1))
+    add_people(db, "members", people(1))
     items = [
-        send_blast(sqlite_db, verp_settings, smtp_server, f"a{n}")["p0@example.org"]
-        for n in range(4)
+        send_blast(db, verp_settings, smtp_server, f"a{n}")["p0@example.org"] for n in range(4)
     ]
     signer = TokenSigner(TEST_SECRET)
     start = utcnow()
@@ -631,7 +622,7 @@ def test_soft_bounces_outside_the_window_do_not_count(
             report_id=f"<{n}@mx>",
         )
         decision = apply(
-            sqlite_db,
+            db,
             classify(report, envelope_to=item.return_path),
             signer=signer,
             settings=verp_settings.inbound,
@@ -640,7 +631,7 @@ def test_soft_bounces_outside_the_window_do_not_count(
         assert decision.outcome is Outcome.SOFT_BOUNCE
         expected = SupporterStatus.BOUNCED if day == 45 else SupporterStatus.ACTIVE
         assert decision.supporter_status == expected
-    assert [e.detail["count"] for e in events(sqlite_db, "supporter.soft_bounce")] == [1, 1, 2, 3]
+    assert [e.detail["count"] for e in events(db, "supporter.soft_bounce")] == [1, 1, 2, 3]
 
 
 # -- mailboxes -----------------------------------------------------------------------------

@@ -35,7 +35,10 @@ class AppContext:
 
     def db(self, *, create: bool = False) -> Database:
         if self._db is None:
-            self._db = open_database(self.settings.database.url, create=create)
+            cfg = self.settings.database
+            self._db = open_database(
+                cfg.url, create=create, pool_size=cfg.pool_size, max_overflow=cfg.max_overflow
+            )
         return self._db
 
     def close(self) -> None:
@@ -73,11 +76,13 @@ def _register() -> None:
     from mailer.cli import (
         blast,
         check,
+        db,
         demo,
         inbound,
         lists,
         log,
         preview,
+        processes,
         report,
         service,
         suppress,
@@ -96,6 +101,8 @@ def _register() -> None:
         service,
         inbound,
         demo,
+        db,
+        processes,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

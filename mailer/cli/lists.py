@@ -13,7 +13,7 @@ from mailer.supporters.importer import ImportSummary, import_csv
 @click.command("init")
 @pass_app
 def init_command(app: AppContext) -> None:
-    """Create the database and its tables (safe to run again)."""
+    """Create the database and its tables, or upgrade them (safe to run again)."""
     app.db(create=True)
     click.echo(f"database ready: {app.settings.database.url}")
 

@@ -72,9 +72,9 @@ def status_command(app: AppContext) -> None:
     live = [s for s in services if is_live(s, now, settings.schedule.poll_interval)]
     if live:
         for service in live:
+            web = f", web app {service.web_url}" if service.web_url else ""
             click.echo(
-                f"service {service.name} running since {show(service.started_at, zone)}, "
-                f"web app {service.web_url}"
+                f"service {service.name} running since {show(service.started_at, zone)}{web}"
             )
             if service.last_error:
                 click.echo(f"  last error: {service.last_error}")

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mailer.errors import InvalidState
+from mailer.send.audience import snapshot_audience
 from mailer.store import Blast, BlastStatus, Event
 
 _SCHEDULABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
@@ -68,6 +69,43 @@ def claim_start(session: Session, blast_id: int) -> bool:
         .values(status=BlastStatus.SENDING)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def start_due(session: Session, blast_id: int, *, now: datetime, dialect: str, actor: str) -> bool:
+    """Start a due blast for workers to send: ``scheduled`` → ``sending`` with its audience.
+
+    What a scheduler that does not send (``mailer scheduler``) does when a
+    blast is due: the conditional update (one winner), then the audience
+    snapshot, in one transaction. A worker (``mailer worker``) picks the blast
+    up from there. False if someone else started it.
+    """
+    if not claim_start(session, blast_id):
+        return False
+    blast = session.get(Blast, blast_id)
+    assert blast is not None
+    added = 0
+    if blast.started_at is None:
+        added = snapshot_audience(
+            session,
+            blast_id,
+            now,
+            dialect=dialect,
+            segment=blast.segment,
+            follow_up_of=blast.follow_up_of,
+        )
+        blast.started_at = now
+    blast.last_error = ""
+    session.add(blast)
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action="blast.started",
+            blast_id=blast_id,
+            detail={"recipients": added, "by": "scheduler"},
+        )
+    )
+    return True
 
 
 def mark_missed(session: Session, blast_id: int, reason: str, *, now: datetime) -> bool:

@@ -1,5 +1,9 @@
 """`mailer run`: the scheduler, the sender and the HTTP app in one process.
 
+The same class runs each part alone, by its roles: ``mailer scheduler``
+(scheduling only), ``mailer worker`` (sending only); ``mailer web`` serves
+the HTTP app by itself. See docs/deployment.md.
+
 Every ``schedule.poll_interval`` seconds the service
 
 - mirrors scheduled blasts (the ``blast`` table is the truth; organizers change
@@ -17,6 +21,12 @@ is not run: the blast is marked ``missed`` with the reason.
 SIGTERM or Ctrl-C stop the service gracefully: senders finish and record what
 is in flight and leave their blasts ``sending`` (to resume on the next start),
 the HTTP app finishes its requests, and the service says goodbye in the log.
+
+Only one scheduler acts at a time (:mod:`mailer.schedule.leader`): a process
+with the scheduler role that cannot take the lock waits as a standby and
+tries again every poll, so it takes over within seconds when the active one
+dies. A scheduler without the worker role does not send: when a blast is due
+it takes the audience snapshot and leaves the blast ``sending`` for a worker.
 
 Several services on one database (by mistake, or on purpose) never send a
 message twice: they share the sending of a blast the way several senders do
@@ -41,6 +51,7 @@ import uvicorn
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from mailer.blasts import composer_for, make_sender
@@ -48,6 +59,7 @@ from mailer.check import gate
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
 from mailer.schedule import planner
+from mailer.schedule.leader import scheduler_lock
 from mailer.schedule.times import show
 from mailer.send.engine import BlastSender, SendResult
 from mailer.store import Blast, BlastStatus, Database, Event, ServiceInstance
@@ -57,6 +69,8 @@ from mailer.web import app_for
 log = logging.getLogger("mailer.service")
 
 JOBS_TABLE = "apscheduler_jobs"
+SCHEDULER, WORKER, WEB = "scheduler", "worker", "web"
+ALL_ROLES = frozenset({SCHEDULER, WORKER, WEB})
 _current: Service | None = None
 
 
@@ -132,8 +146,10 @@ class Service:
         host: str,
         port: int,
         clock: Callable[[], datetime] = utcnow,
+        roles: frozenset[str] = ALL_ROLES,
     ) -> None:
         self.db = db
+        self.roles = roles
         self.settings = settings
         self.host = host
         self.port = port
@@ -142,7 +158,9 @@ class Service:
         self.grace = settings.schedule.misfire_grace
         self.known: dict[int, datetime] = {}  # blast id -> time its job is set for
         self.running: dict[int, _Running] = {}
-        self.scheduler: AsyncIOScheduler | None = None
+        self.scheduler: AsyncIOScheduler | None = None  # set while this is the active scheduler
+        self.lock = scheduler_lock(db.engine) if SCHEDULER in roles else None
+        self._said_standby = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -154,29 +172,25 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         self._register()
-        self.scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
-            job_defaults={"misfire_grace_time": max(1, int(self.grace)), "coalesce": True},
-            timezone=UTC,
-        )
-        self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        self.scheduler.start()
         self._tick()
-        app = app_for(self.db, self.settings)
-        web = _Web(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
-        web_task = asyncio.create_task(web.serve(), name="web")
+        web: _Web | None = None
+        web_task: asyncio.Task[None] | None = None
+        if WEB in self.roles:
+            app = app_for(self.db, self.settings)
+            web = _Web(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
+            web_task = asyncio.create_task(web.serve(), name="web")
         log.info(
-            "service %s started; web app on http://%s:%d",
+            "service %s started (%s)%s",
             self.name,
-            self.host,
-            self.port,
-            extra={"event": "service.started"},
+            ", ".join(sorted(self.roles)),
+            f"; web app on http://{self.host}:{self.port}" if web else "",
+            extra={"event": "service.started", "roles": sorted(self.roles)},
         )
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.schedule.poll_interval)
-                if web_task.done():
+                if web_task is not None and web_task.done():
                     web_task.result()  # the web app died: let the error out
                     break
                 if not stop.is_set():
@@ -186,9 +200,12 @@ class Service:
             for running in list(self.running.values()):
                 running.sender.request_stop("the service is stopping", pause_blast=False)
             await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
-            self.scheduler.shutdown(wait=False)
-            web.should_exit = True
-            await asyncio.gather(web_task, return_exceptions=True)
+            self._step_down()
+            if self.lock is not None:
+                self.lock.release()
+            if web is not None and web_task is not None:
+                web.should_exit = True
+                await asyncio.gather(web_task, return_exceptions=True)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             self._unregister()
@@ -199,11 +216,57 @@ class Service:
         """One look at the database: schedules, follow-ups, blasts to send, heartbeat."""
         try:
             self._heartbeat()
-            self._mirror_schedules()
-            self._resume_sending()
+            if self.lock is not None and self._lead():
+                self._mirror_schedules()
+            if WORKER in self.roles:
+                self._resume_sending()
         except (MailerError, ConfigError) as exc:
             log.error("%s", exc, extra={"event": "service.error"})
             self._heartbeat(error=str(exc))
+
+    # -- one active scheduler -------------------------------------------------------------
+
+    def _lead(self) -> bool:
+        """Be the active scheduler if the lock allows; False while standing by."""
+        assert self.lock is not None
+        if self.scheduler is not None:
+            if self.lock.held():
+                return True
+            log.error(
+                "lost the scheduler lock (database connection gone); standing by",
+                extra={"event": "scheduler.lost"},
+            )
+            self._step_down()
+            return False
+        try:
+            acquired = self.lock.acquire()
+        except (DBAPIError, OSError) as exc:  # the database is unreachable: next poll again
+            log.error("cannot take the scheduler lock: %s", exc, extra={"event": "service.error"})
+            return False
+        if not acquired:
+            if not self._said_standby:
+                self._said_standby = True
+                log.info(
+                    "another scheduler is active; standing by",
+                    extra={"event": "scheduler.standby"},
+                )
+            return False
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
+            job_defaults={"misfire_grace_time": max(1, int(self.grace)), "coalesce": True},
+            timezone=UTC,
+        )
+        self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        self.scheduler.start()
+        log.info("this is the active scheduler", extra={"event": "scheduler.active"})
+        return True
+
+    def _step_down(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.known.clear()
+        self._said_standby = False
 
     # -- schedules -----------------------------------------------------------------------
 
@@ -265,6 +328,9 @@ class Service:
         self.known.pop(blast_id, None)
 
     async def start_scheduled(self, blast_id: int) -> None:
+        if WORKER not in self.roles:
+            self._start_for_workers(blast_id)
+            return
         with self.db.session() as session:
             won = planner.claim_start(session, blast_id)
             if won:
@@ -281,6 +347,25 @@ class Service:
             log.info("blast %d was started elsewhere", blast_id, extra={"blast": blast_id})
             return
         self._start_sender(blast_id)
+
+    def _start_for_workers(self, blast_id: int) -> None:
+        with self.db.session() as session:
+            won = planner.start_due(
+                session,
+                blast_id,
+                now=self.clock(),
+                dialect=self.db.engine.dialect.name,
+                actor=f"scheduler:{self.name}",
+            )
+        self.known.pop(blast_id, None)
+        if won:
+            log.info(
+                "blast %d started; waiting for a worker to send it",
+                blast_id,
+                extra={"event": "blast.started", "blast": blast_id},
+            )
+        else:
+            log.info("blast %d was started elsewhere", blast_id, extra={"blast": blast_id})
 
     # -- sending ------------------------------------------------------------------------
 
@@ -370,7 +455,7 @@ class Service:
                     name=self.name,
                     host=socket.gethostname(),
                     pid=os.getpid(),
-                    web_url=f"http://{self.host}:{self.port}",
+                    web_url=f"http://{self.host}:{self.port}" if WEB in self.roles else "",
                     started_at=now,
                     heartbeat_at=now,
                 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from mailer.errors import ConfigError
 from mailer.store import models  # noqa: F401  (registers the tables)
@@ -43,8 +43,10 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     def create_schema(self) -> None:
-        """Create every missing table and index (existing ones are left alone)."""
-        SQLModel.metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (an empty database gets all of it)."""
+        from mailer.store.migrate import upgrade  # Alembic is loaded only when needed
+
+        upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -61,8 +63,10 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, create: bool = False) -> Database:
-    """Open the database at ``url``; with ``create``, also make its schema (and folder)."""
+def open_database(
+    url: str, *, create: bool = False, pool_size: int = 5, max_overflow: int = 10
+) -> Database:
+    """Open the database at ``url``; with ``create``, also make or upgrade its schema."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -74,7 +78,9 @@ def open_database(url: str, *, create: bool = False) -> Database:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgresql"):
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+        )
     else:
         raise ConfigError(
             "database.url",

@@ -1,0 +1,321 @@
+"""`mailer scheduler` and `mailer worker` as real processes, on SQLite and PostgreSQL.
+
+Two schedulers: one acts, the other stands by; ``kill -9`` the active one and
+the other takes over and starts the next blast once. A scheduler alone never
+sends; a worker sends what schedulers start and drains on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import func, select
+
+from mailer.schedule import planner
+from mailer.schedule.leader import scheduler_lock
+from mailer.store import Blast, Database, Delivery, Event, migrate, open_database
+from tests.conftest import REPO, TEST_SECRET, pg_schema
+from tests.smtpserver import SmtpTestServer
+
+PEOPLE = 12
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    with pg_schema() as pg_url:
+        yield pg_url
+
+
+class Site:
+    """A folder with settings, supporters and one draft blast; processes started from it."""
+
+    def __init__(self, path: Path, url: str, smtp: SmtpTestServer) -> None:
+        self.path = path
+        self.url = url
+        self.smtp = smtp
+        self.processes: list[tuple[subprocess.Popen[str], IO[str]]] = []
+        (path / "mailer.toml").write_text(
+            f"""
+[database]
+url = "{url}"
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+[sender]
+address = "alerts@example.org"
+[organization]
+postal_address = "1 Example Way"
+[web]
+base_url = "https://act.example.org"
+[security]
+secret_key = "{TEST_SECRET}"
+[templates]
+dir = "{(REPO / "templates").as_posix()}"
+[schedule]
+poll_interval = 0.5
+misfire_grace = 30
+[sending]
+control_interval = 0.2
+retry_base = 0.1
+""",
+            "utf-8",
+        )
+        with (path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["email", "first_name"])
+            for i in range(PEOPLE):
+                writer.writerow([f"p{i}@example.org", f"P{i}"])
+        self.ok("import", "people.csv", "--list", "all")
+        assert self.ok("blast", "create", "b", "-t", "executive-orders", "-l", "all").strip() == "1"
+        self.db = open_database(url)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env["MAILER_CONFIG"] = str(self.path / "mailer.toml")
+        return env
+
+    def ok(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailer", *args],
+            cwd=self.path,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self, command: str) -> subprocess.Popen[str]:
+        log = (self.path / f"{command}-{len(self.processes)}.log").open("w+", encoding="utf-8")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailer", command, "--json-logs"],
+            cwd=self.path,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        self.processes.append((process, log))
+        return process
+
+    def events(self, process: subprocess.Popen[str]) -> list[str]:
+        log = next(lg for p, lg in self.processes if p is process)
+        text = Path(log.name).read_text("utf-8")
+        return [
+            json.loads(line).get("event", "") for line in text.splitlines() if line.startswith("{")
+        ]
+
+    def stop(self, process: subprocess.Popen[str]) -> None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        assert process.returncode == 0, self.events(process)
+
+    def close(self) -> None:
+        for process, log in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            log.close()
+        self.db.dispose()
+
+    def blast(self) -> Blast:
+        with self.db.session() as session:
+            blast = session.get(Blast, 1)
+            assert blast is not None
+            return blast
+
+    def count(self, model: Any, *where: Any) -> int:
+        with self.db.session() as session:
+            found: int = session.exec(select(func.count()).select_from(model).where(*where)).one()
+            return found
+
+
+@pytest.fixture
+def site(tmp_path: Path, url: str, smtp_server: SmtpTestServer) -> Iterator[Site]:
+    site = Site(tmp_path, url, smtp_server)
+    yield site
+    site.close()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> float:
+    """Wait until ``condition``; return how long it took."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, "condition not reached in time"
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def received(server: SmtpTestServer) -> Counter[str]:
+    return Counter(r.rcpt_tos[0] for r in server.handler.received)
+
+
+def test_a_standby_scheduler_takes_over_after_kill_9_and_starts_the_blast_once(
+    site: Site,
+) -> None:
+    first = site.start("scheduler")
+    wait_for(lambda: "scheduler.active" in site.events(first))
+    second = site.start("scheduler")
+    wait_for(lambda: "scheduler.standby" in site.events(second))
+
+    at = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    site.ok("blast", "schedule", "1", "--at", at.isoformat())
+    wait_for(lambda: "blast.job_set" in site.events(first))
+    assert "blast.job_set" not in site.events(second)  # the standby does nothing
+
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    took = wait_for(lambda: "scheduler.active" in site.events(second), seconds=10)
+    assert took < 3.0, f"took over after {took:.1f} s"
+    assert datetime.now(UTC) < at, "the takeover must happen before the blast is due"
+
+    wait_for(lambda: site.blast().status == "sending")
+    started = site.blast().started_at
+    assert started is not None and abs((started - at).total_seconds()) <= 2.0
+    assert site.count(Delivery, Delivery.blast_id == 1) == PEOPLE
+    assert site.count(Event, Event.action == "blast.started") == 1
+    time.sleep(1.0)
+    assert site.smtp.handler.received == []  # schedulers never send
+
+    worker = site.start("worker")
+    wait_for(lambda: site.blast().status == "done")
+    counts = received(site.smtp)
+    assert len(counts) == PEOPLE and set(counts.values()) == {1}
+    assert site.count(Event, Event.action == "blast.started") == 1
+    site.stop(worker)
+    site.stop(second)
+
+
+def test_a_worker_drains_on_sigterm_and_another_finishes_the_blast(site: Site) -> None:
+    site.smtp.handler.delay = 0.15  # slow enough to stop the worker midway
+    later = datetime.now(UTC) + timedelta(hours=1)
+    site.ok("blast", "schedule", "1", "--at", later.isoformat(timespec="seconds"))
+    with site.db.session() as session:  # what a scheduler does when the blast is due
+        assert planner.start_due(
+            session, 1, now=datetime.now(UTC), dialect=site.db.engine.dialect.name, actor="test"
+        )
+    worker = site.start("worker")
+    wait_for(lambda: len(site.smtp.handler.received) >= 2)
+    site.stop(worker)
+    assert "blast.sending" in site.events(worker)
+    sent_first = len(site.smtp.handler.received)
+    assert 2 <= sent_first < PEOPLE
+    assert site.blast().status == "sending"  # left for the next worker, not paused
+    assert site.count(Delivery, Delivery.state == "sending") == 0
+    assert site.count(Delivery, Delivery.state == "sent") == sent_first
+
+    site.smtp.handler.delay = 0.0
+    again = site.start("worker")
+    wait_for(lambda: site.blast().status == "done")
+    counts = received(site.smtp)
+    assert len(counts) == PEOPLE and set(counts.values()) == {1}
+    site.stop(again)
+
+
+def test_one_lock_holder_per_database(url: str) -> None:
+    db = open_database(url, create=True)
+    try:
+        first, second = scheduler_lock(db.engine), scheduler_lock(db.engine)
+        assert first.acquire() and first.held()
+        assert not second.acquire() and not second.held()
+        first.release()
+        assert not first.held()
+        assert second.acquire()
+        second.release()
+    finally:
+        db.dispose()
+
+
+def test_locks_of_different_postgresql_schemas_are_independent(pg_db: Database) -> None:
+    with pg_schema() as other_url:
+        other = open_database(other_url)
+        try:
+            mine, theirs = scheduler_lock(pg_db.engine), scheduler_lock(other.engine)
+            assert mine.acquire() and theirs.acquire()
+            mine.release()
+            theirs.release()
+        finally:
+            other.dispose()
+
+
+def test_the_scheduler_steps_down_when_its_lock_connection_dies(pg_db: Database) -> None:
+    lock = scheduler_lock(pg_db.engine)
+    assert lock.acquire()
+    with pg_db.engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = 1835100524 AND granted"
+                " AND objid::int = hashtext(current_schema())"
+            )
+        )
+    assert not lock.held()
+    other = scheduler_lock(pg_db.engine)
+    assert wait_for(lambda: other.acquire(), seconds=5) < 5
+    other.release()
+    lock.release()
+
+
+def test_the_organizer_commands_work_on_postgresql(
+    tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    """The CLI suite runs on SQLite; here every data command once more on PostgreSQL."""
+    with pg_schema() as pg_url:
+        site = Site(tmp_path, pg_url, smtp_server)  # init (on import), import, blast create
+        try:
+            (tmp_path / "blocked.csv").write_text("email\np1@example.org\n", "utf-8")
+            site.ok("suppress", "import", "blocked.csv", "--reason", "asked")
+            assert "p1@example.org" in site.ok("suppress", "export")
+            assert site.ok("db", "current").strip() == f"{migrate.head()} (newest)"
+            site.ok("check", "1")
+            assert "List-Unsubscribe" in site.ok("preview", "1", "--to", "p0@example.org")
+            site.ok("blast", "test", "1", "--to", "seed@example.org")
+            later = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
+            site.ok("blast", "schedule", "1", "--at", later)
+            assert "scheduled" in site.ok("blast", "list")
+            site.ok("blast", "unschedule", "1")
+            assert f"{PEOPLE - 1} sent" in site.ok("blast", "send", "1")
+            report = json.loads(site.ok("report", "1", "--json"))
+            assert (report["recipients"], report["sent"]) == (PEOPLE - 1, PEOPLE - 1)
+            assert len(site.ok("log", "1", "--csv").splitlines()) == PEOPLE
+            assert site.ok("blast", "follow-up", "1", "--after", "1h").strip() == "2"
+            assert "blast 2 scheduled" in site.ok("status")
+            assert site.blast().status == "done"
+        finally:
+            site.close()
+
+
+def test_pool_settings_reach_the_postgresql_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer.cli import AppContext
+
+    with pg_schema() as pg_url:
+        (tmp_path / "mailer.toml").write_text(f'[database]\nurl = "{pg_url}"\n', "utf-8")
+        monkeypatch.setenv("MAILER_DATABASE_POOL_SIZE", "2")
+        monkeypatch.setenv("MAILER_DATABASE_MAX_OVERFLOW", "1")
+        app = AppContext(tmp_path / "mailer.toml")
+        try:
+            pool = app.db(create=True).engine.pool
+            assert isinstance(pool, sa.QueuePool)
+            assert (pool.size(), pool._max_overflow) == (2, 1)
+        finally:
+            app.close()
