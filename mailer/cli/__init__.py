@@ -77,6 +77,7 @@ def _register() -> None:
         inbound,
         lists,
         log,
+        petition,
         preview,
         report,
         service,
@@ -96,6 +97,7 @@ def _register() -> None:
         service,
         inbound,
         demo,
+        petition,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -23,7 +24,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import insert, select
 from sqlmodel import SQLModel
 
-from mailer.store import Click, Database, Delivery, Link
+from mailer.store import Blast, Click, Database, Delivery, Link
 
 T = TypeVar("T")
 MAX_BATCH = 500
@@ -132,15 +133,26 @@ class ClickBatcher(_BatchThread[_Click]):
     statement and transaction, and only then tells each handler the URL to
     redirect to, or None for a token naming no delivery or a link of another
     blast. No thread is held per request while the database works.
+
+    The call-to-action link of a blast linked to a petition answers instead
+    the recipient's own action page, made by ``action_path(delivery id,
+    petition id)`` from the stored ids alone (never from the request).
     """
 
     name = "mailer-click-writer"
 
-    def __init__(self, db: Database, scanner_window: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        scanner_window: float,
+        action_path: Callable[[int, int], str] | None = None,
+    ) -> None:
         super().__init__()
         self.db = db
         self.scanner_window = scanner_window
-        self._links: dict[int, tuple[int, str]] = {}  # link id -> (blast id, url)
+        self.action_path = action_path
+        # link id -> (blast id, url, petition id when the link leads to the action page)
+        self._links: dict[int, tuple[int, str, int | None]] = {}
 
     async def record(self, delivery_id: int, link_id: int, at: datetime, ip: str) -> str | None:
         """Store the click; return where to redirect (None: not a link of that delivery)."""
@@ -178,10 +190,14 @@ class ClickBatcher(_BatchThread[_Click]):
             missing = {c.link_id for c in batch} - set(self._links)
             if missing:
                 links = Link.__table__.c  # type: ignore[attr-defined]
+                blasts = Blast.__table__.c  # type: ignore[attr-defined]
                 for row in conn.execute(
-                    select(links.id, links.blast_id, links.url).where(links.id.in_(missing))
+                    select(links.id, links.blast_id, links.url, links.is_cta, blasts.petition_id)
+                    .join(Blast.__table__, blasts.id == links.blast_id)  # type: ignore[attr-defined]
+                    .where(links.id.in_(missing))
                 ):
-                    self._links[row.id] = (row.blast_id, row.url)
+                    petition = row.petition_id if row.is_cta else None
+                    self._links[row.id] = (row.blast_id, row.url, petition)
             rows: list[dict[str, object]] = []
             answers: list[str | None] = []
             for c in batch:
@@ -202,7 +218,11 @@ class ClickBatcher(_BatchThread[_Click]):
                         "ip": c.ip,
                     }
                 )
-                answers.append(link[1])
+                petition_id = link[2]
+                if petition_id is not None and self.action_path is not None:
+                    answers.append(self.action_path(c.delivery_id, petition_id))
+                else:
+                    answers.append(link[1])
             if rows:
                 conn.execute(insert(Click.__table__), rows)  # type: ignore[attr-defined]
         return answers
