@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
+from rich.console import Console
+from rich.table import Table
 
 from mailer.cli import AppContext, pass_app
+from mailer.petitions.export import delivery_document, write_csv
+from mailer.petitions.report import petition_report
 from mailer.petitions.store import create_petition, list_petitions, refresh_texts
 
 
@@ -86,6 +94,89 @@ def list_command(app: AppContext) -> None:
             f"{row['id']:>4}  {row['signatures']:>10}  {row['goal']:>8}  "
             f"{row['slug']:<24} {row['name']}"
         )
+
+
+@petition_group.command("report")
+@click.argument("petition")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@pass_app
+def report_command(app: AppContext, petition: str, as_json: bool) -> None:
+    """Show PETITION's signatures: over time (UTC days), by language, region and source,
+    per linked blast, and new opt-ins."""
+    report = petition_report(app.db(), petition)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(
+        f"Petition {report['id']}: {report['petition']} — {report['signatures']} of "
+        f"{report['goal']} signatures ({report['percent']}%), {report['opt_ins']} new opt-ins"
+    )
+    console = Console()
+    days = Table("day (UTC)", "signatures", "total", title="Over time")
+    for row in report["by_day"]:
+        days.add_row(row["day"], str(row["signatures"]), str(row["total"]))
+    console.print(days)
+    for key, title in (
+        ("by_language", "By language"),
+        ("by_region", "By region"),
+        ("by_source", "By source"),
+        ("by_blast", "By blast (actions)"),
+    ):
+        table = Table("", "signatures", title=title)
+        for name, count in report[key].items():
+            table.add_row(str(name), str(count))
+        console.print(table)
+
+
+@petition_group.command("export")
+@click.argument("petition")
+@click.option("--csv", "fmt", flag_value="csv", default=True, help="CSV, one row per signer.")
+@click.option(
+    "--html", "fmt", flag_value="html", help="A printable delivery document (print it to PDF)."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write. Default: standard output.",
+)
+@click.option(
+    "--with-email", is_flag=True, help="CSV only: add signers' addresses (for your own records)."
+)
+@click.option("--language", default="en", show_default=True, help="HTML: language of the title.")
+@pass_app
+def export_command(
+    app: AppContext,
+    petition: str,
+    fmt: str,
+    output: Path | None,
+    with_email: bool,
+    language: str,
+) -> None:
+    """Export PETITION's signatures for delivery: names, cities/ZIPs and messages.
+
+    --csv (the default) writes one row per signer; --html a document listing
+    them under the petition's text, ready to print to PDF. Addresses are left
+    out unless --with-email is given.
+    """
+    if fmt == "html":
+        if with_email:
+            raise click.UsageError("--with-email is for the CSV only")
+        document = delivery_document(
+            app.db(), petition, organization_name=app.settings.organization.name, language=language
+        )
+        if output is None:
+            click.echo(document)
+        else:
+            output.write_text(document, "utf-8")
+        return
+    if output is None:
+        count = write_csv(app.db(), petition, sys.stdout, with_email=with_email)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as out:
+            count = write_csv(app.db(), petition, out, with_email=with_email)
+    click.echo(f"{count} signatures", err=True)
 
 
 COMMANDS = [petition_group]
