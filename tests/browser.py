@@ -27,8 +27,14 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for the tests of one module.
+
+    Not for the whole session: while Playwright's sync API runs, its event loop
+    is the running loop of the main thread, so every later test that calls
+    ``asyncio.run`` (sending a blast) would fail.
+    """
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
