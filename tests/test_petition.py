@@ -183,6 +183,42 @@ def test_cli_create_list_and_link(tmp_path: Path, smtp_server: SmtpTestServer) -
         config=config,
     )
     assert wrong.returncode == 1 and "no petition 'nope'" in wrong.stderr
+    follow_up = mailer(
+        tmp_path,
+        "blast",
+        "follow-up",
+        "eo",
+        "--after",
+        "48h",
+        "--audience",
+        "no-action",
+        config=config,
+    )
+    assert follow_up.returncode == 0, follow_up.stderr
+    plain = mailer(
+        tmp_path,
+        "blast",
+        "create",
+        "plain",
+        "-t",
+        "executive-orders",
+        "-l",
+        "members",
+        config=config,
+    )
+    assert plain.returncode == 0
+    refused = mailer(
+        tmp_path,
+        "blast",
+        "follow-up",
+        "plain",
+        "--after",
+        "1h",
+        "--audience",
+        "no-action",
+        config=config,
+    )
+    assert refused.returncode == 1 and "not linked to a petition" in refused.stderr
     bad_goal = mailer(tmp_path, "petition", "create", "other", "--goal", "0", config=config)
     assert bad_goal.returncode == 1 and "--goal" in bad_goal.stderr
     report = mailer(tmp_path, "report", "eo", "--json", config=config)
