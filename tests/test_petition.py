@@ -18,7 +18,7 @@ from mailer.errors import InvalidState, NotFound, TemplateProblem
 from mailer.petitions.export import delivery_document, write_csv
 from mailer.petitions.report import petition_report
 from mailer.petitions.signing import sign
-from mailer.petitions.store import create_petition, slugify
+from mailer.petitions.store import create_petition, refresh_texts, slugify
 from mailer.report import blast_report
 from mailer.store import Blast, Database, Delivery, Supporter, open_database
 from mailer.store.models import Petition, Signature
@@ -94,6 +94,19 @@ def test_a_broken_petition_file_is_named_with_its_language(db: Database, tmp_pat
     path.write_text('[languages.en]\ntitle = "T"\nintro = "I"\n', "utf-8")
     with pytest.raises(TemplateProblem, match=r"petition\.toml: \[languages\.en\] needs a non"):
         petition_in(db, make_settings(templates=tmp_path / "templates"))
+
+
+def test_refresh_reads_the_edited_texts(db: Database, tmp_path: Path) -> None:
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    settings = make_settings(templates=tmp_path / "templates")
+    petition_in(db, settings)
+    path = tmp_path / "templates" / "executive-orders" / "petition.toml"
+    path.write_text('[languages.en]\ntitle = "T2"\nintro = "I2"\nmessage = "M2"\n', "utf-8")
+    refreshed = refresh_texts(db, settings, "executive-orders")
+    assert refreshed.texts == {"en": {"title": "T2", "intro": "I2", "message": "M2"}}
+    with db.session() as session:
+        stored = session.exec(select(Petition)).one()
+    assert stored.texts == refreshed.texts
 
 
 def test_names_and_slugs_are_unique(db: Database) -> None:
