@@ -106,6 +106,7 @@ def test_sign_then_thank_you_with_the_target_and_the_message(
     thanks = client.post(path, data=form)
     assert thanks.status_code == 200, thanks.text
     assert f'href="{TARGET}"' in thanks.text
+    assert "Open the contact form of the White House" in thanks.text
     assert "Withdraw these orders.\nImmigrants are welcome." in thanks.text
     assert '<strong class="count">1</strong>' in thanks.text
     [signature] = signatures(db)

@@ -8,6 +8,7 @@
     title = "Tell the White House: ..."
     intro = "One or two sentences above the form."
     message = \"\"\"The suggested message, which each signer may edit.\"\"\"
+    target = "the White House"        # optional: who the thank-you page hands signers on to
 
     [languages.es]
     ...
@@ -25,6 +26,7 @@ from mailer.errors import TemplateProblem
 
 PETITION_FILE = "petition.toml"
 KEYS = ("title", "intro", "message")
+OPTIONAL_KEYS = ("target",)
 MAX_TEXT = 5000
 
 
@@ -59,6 +61,14 @@ def load_texts(root: Path, template: str) -> dict[str, dict[str, str]]:
                     f"{path}: [languages.{lang}] {key} is longer than {MAX_TEXT} characters"
                 )
             entry[key] = value.strip()
+        for key in OPTIONAL_KEYS:
+            value = table.get(key, "")
+            if not isinstance(value, str) or len(value) > 200:
+                raise TemplateProblem(
+                    f"{path}: [languages.{lang}] {key} must be a string of at most 200 characters"
+                )
+            if value.strip():
+                entry[key] = value.strip()
         texts[str(lang)] = entry
     return texts
 
