@@ -28,7 +28,9 @@ from mailer.send.outcome import Outcome
 from mailer.send.transport import SmtpTransport
 from mailer.store import Blast, BlastList, BlastStatus, Database, Event, MailingList, Supporter
 from mailer.store.links import BlastLinks
-from mailer.store.models import utcnow
+from mailer.store.models import Petition, utcnow
+
+FOLLOW_UP_AUDIENCES = ("no-click", "no-action")  # did not click / did not sign the petition
 
 
 def find_blast(session: Session, ref: str | int) -> Blast:
@@ -74,18 +76,45 @@ def create_blast(
     actor: str = "cli",
     now: Callable[[], datetime] = utcnow,
     follow_up: tuple[Blast, timedelta] | None = None,
+    petition: str | None = None,
+    follow_up_audience: str = "no-click",
 ) -> Blast:
     """Create a draft blast after checking its template renders in every language.
 
     With ``follow_up`` (original, delay) the blast is a follow-up: scheduled
     ``delay`` after the original finishes, to those of its recipients who did
-    not click (see :func:`mailer.send.audience.snapshot_audience`).
+    not click, or with ``follow_up_audience="no-action"`` who did not sign the
+    original's petition (see :func:`mailer.send.audience.snapshot_audience`).
+
+    With ``petition`` (name or slug) the blast is linked to it: its call to
+    action (by default the petition's target) leads each recipient, through
+    the tracked click, to their own action page ``/a/<token>``.
     """
     name = name.strip()
     if not name:
         raise InvalidState("a blast needs a name")
     check_template(AlertTemplate(settings.templates_path(), template))
-    cta = check_url(cta_url or settings.blast.default_cta_url, "the call-to-action URL")
+    if follow_up_audience not in FOLLOW_UP_AUDIENCES:
+        raise InvalidState(
+            f"follow-up audience {follow_up_audience!r} is not one of "
+            + ", ".join(FOLLOW_UP_AUDIENCES)
+        )
+    with db.session() as session:
+        linked = None
+        if petition is not None:
+            linked = session.exec(
+                select(Petition).where(
+                    (col(Petition.name) == petition.strip())
+                    | (col(Petition.slug) == petition.strip())
+                )
+            ).first()
+            if linked is None:
+                raise NotFound(
+                    f"no petition {petition!r}; create it first "
+                    f"(`mailer petition create {petition} --goal N`)"
+                )
+    default_cta = linked.target_url if linked is not None else settings.blast.default_cta_url
+    cta = check_url(cta_url or default_cta, "the call-to-action URL")
     with db.session() as session:
         if session.exec(select(Blast).where(Blast.name == name)).first() is not None:
             raise InvalidState(f"a blast named {name!r} exists already; choose another name")
@@ -108,11 +137,13 @@ def create_blast(
             sender_address=settings.sender.address,
             segment=segment,
             created_at=now(),
+            petition_id=linked.id if linked is not None else None,
         )
         if follow_up is not None:
             original, delay = follow_up
             blast.follow_up_of = original.id
             blast.follow_up_after = int(delay.total_seconds())
+            blast.follow_up_audience = follow_up_audience
             blast.status = BlastStatus.SCHEDULED
             if original.finished_at is not None:
                 blast.scheduled_at = max(original.finished_at + delay, now())
@@ -133,6 +164,7 @@ def create_blast(
                     "template": template,
                     "lists": [lst.name for lst in lists],
                     "cta_url": cta,
+                    "petition": linked.name if linked is not None else None,
                 },
             )
         )
@@ -148,14 +180,22 @@ def create_follow_up(
     template: str | None = None,
     name: str | None = None,
     actor: str = "cli",
+    audience: str = "no-click",
 ) -> Blast:
-    """A follow-up of ``original_ref`` to those who got it and did not click."""
+    """A follow-up of ``original_ref`` to those who got it and did not click
+    (``audience="no-click"``) or did not sign its petition (``"no-action"``)."""
     with db.session() as session:
         original = find_blast(session, original_ref)
         assert original.id is not None
         lists = [lst.name for lst in blast_lists(session, original.id)]
+        petition = session.get(Petition, original.petition_id) if original.petition_id else None
     if original.status in (BlastStatus.CANCELLED, BlastStatus.MISSED):
         raise InvalidState(f"blast {original.name!r} is {original.status}; nothing to follow up")
+    if audience == "no-action" and petition is None:
+        raise InvalidState(
+            f"blast {original.name!r} is not linked to a petition, so nobody can act on it; "
+            "follow up those who did not click instead"
+        )
     return create_blast(
         db,
         settings,
@@ -166,6 +206,8 @@ def create_follow_up(
         segment=original.segment,
         actor=actor,
         follow_up=(original, after),
+        petition=petition.name if petition is not None else None,
+        follow_up_audience=audience,
     )
 
 

@@ -268,6 +268,19 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class PetitionsSettings:
+    rate_limit: str = field(
+        default="10/minute",
+        metadata=_doc(
+            'most signature submissions one client address may make, e.g. "10/minute", "50/hour"'
+        ),
+    )
+    max_message_chars: int = field(
+        default=2000, metadata=_doc("longest message a signer may write, in characters")
+    )
+
+
+@dataclass(frozen=True)
 class TemplatesSettings:
     dir: str = field(default="templates", metadata=_doc("folder holding the email templates"))
 
@@ -288,6 +301,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
+    petitions: PetitionsSettings = field(default_factory=PetitionsSettings)
     source: str = field(default="", metadata={"internal": "1"})
 
     def require(self, *keys: str) -> None:

@@ -15,6 +15,12 @@ Definitions (the same everywhere they are shown):
 - ``opens_unique`` / ``opens_total``: pixel fetches (only with ``tracking.opens``;
   unreliable: many clients block images, some fetch them for every message).
 - ``unsubscribed``: supporters who unsubscribed through this blast's link.
+- ``petition``: the petition the blast is linked to (None when none).
+- ``actions``: recipients who signed the petition on their action page
+  reached from this blast (a signature is credited to the blast it first came
+  through; a second submission updates it and counts once).
+- ``action_rate``: ``actions / recipients`` (0 when there are no recipients).
+- ``actions_per_click``: ``actions / clicks_unique`` (0 when nobody clicked).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from sqlmodel import col, select
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
 from mailer.store import Click, Database, Delivery, DeliveryState, Event, Link, Open, Supporter
+from mailer.store.models import Petition, Signature
 
 UNSUBSCRIBE_ACTION = "supporter.unsubscribed"
 
@@ -58,8 +65,13 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
                 Event.blast_id == blast.id, Event.action == UNSUBSCRIBE_ACTION
             )
         ).one()
+        actions = session.exec(
+            select(func.count()).select_from(Signature).where(Signature.blast_id == blast.id)
+        ).one()
+        petition = session.get(Petition, blast.petition_id) if blast.petition_id else None
     counts = delivery_counts(db, blast.id)
     sent = counts["sent"]
+    recipients = sum(counts.values())
     return {
         "blast": blast.name,
         "id": blast.id,
@@ -69,7 +81,7 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         "cta_url": blast.cta_url,
         "started_at": blast.started_at.isoformat() if blast.started_at else None,
         "finished_at": blast.finished_at.isoformat() if blast.finished_at else None,
-        "recipients": sum(counts.values()),
+        "recipients": recipients,
         **counts,
         "clicks_unique": clicks_unique,
         "clicks_total": clicks_total,
@@ -78,6 +90,10 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         "unsubscribed": unsubscribed,
         "opens_unique": opens_unique,
         "opens_total": opens_total,
+        "petition": petition.name if petition is not None else None,
+        "actions": actions,
+        "action_rate": round(actions / recipients, 4) if recipients else 0.0,
+        "actions_per_click": round(actions / clicks_unique, 4) if clicks_unique else 0.0,
         "last_error": blast.last_error,
     }
 

@@ -92,3 +92,48 @@ def test_bounce_token_round_trip_and_fits_a_local_part(delivery_id: int) -> None
     assert len("bounces+" + token) <= 64  # RFC 5321 4.5.3.1.1: local part at most 64 octets
     with pytest.raises(TokenError):
         signer.read_unsubscribe(token)
+
+
+petition_ids = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@given(ids, petition_ids)
+def test_action_token_round_trip(delivery_id: int, petition_id: int) -> None:
+    token = signer.action(delivery_id, petition_id)
+    assert token.isascii() and len(token) == 40
+    got = signer.read_action(token)
+    assert (got.delivery_id, got.petition_id) == (delivery_id, petition_id)
+
+
+@given(ids, petition_ids, st.integers(min_value=0, max_value=29 * 8 - 1))
+def test_an_action_token_cannot_be_moved_to_another_delivery_or_petition(
+    delivery_id: int, petition_id: int, bit: int
+) -> None:
+    # Any change of the signed bytes (the delivery, hence the blast; the petition;
+    # the purpose; the version) or of the tag is refused.
+    raw = bytearray(base64.urlsafe_b64decode(signer.action(delivery_id, petition_id) + "=="))
+    raw[bit // 8 % len(raw)] ^= 1 << (bit % 8)
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        signer.read_action(forged)
+
+
+@given(ids, petition_ids)
+def test_action_tokens_and_other_purposes_never_cross(delivery_id: int, petition_id: int) -> None:
+    action = signer.action(delivery_id, petition_id)
+    # Same layout as a click token (delivery + 4-byte id), different purpose and key.
+    with pytest.raises(TokenError):
+        signer.read_click(action)
+    with pytest.raises(TokenError):
+        signer.read_action(signer.click(delivery_id, petition_id))
+    for other in (signer.unsubscribe, signer.open, signer.bounce):
+        with pytest.raises(TokenError):
+            signer.read_action(other(delivery_id))
+    with pytest.raises(TokenError):
+        TokenSigner("another-secret-" + "y" * 40).read_action(action)
+
+
+@given(st.text(max_size=80))
+def test_arbitrary_text_is_never_an_action_token(text: str) -> None:
+    with pytest.raises(TokenError):
+        signer.read_action(text)

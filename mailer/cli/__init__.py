@@ -81,6 +81,7 @@ def _register() -> None:
         inbound,
         lists,
         log,
+        petition,
         preview,
         processes,
         report,
@@ -102,6 +103,7 @@ def _register() -> None:
         inbound,
         demo,
         db,
+        petition,
         processes,
     ):
         for command in module.COMMANDS:

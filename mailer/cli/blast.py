@@ -50,6 +50,11 @@ def blast_group() -> None:
     help="Narrow the audience: language=es, region=CA, custom.FIELD=VALUE. Repeatable; "
     "values of one key are alternatives, different keys must all match.",
 )
+@click.option(
+    "--petition",
+    default=None,
+    help="Link to this petition: the call to action leads to each recipient's action page.",
+)
 @pass_app
 def create_command(
     app: AppContext,
@@ -58,11 +63,14 @@ def create_command(
     lists: tuple[str, ...],
     cta_url: str | None,
     segment: tuple[str, ...],
+    petition: str | None,
 ) -> None:
     """Create a draft blast NAME and print its id.
 
     The template is rendered in each of its languages first, so a template
-    error is reported now rather than halfway through sending.
+    error is reported now rather than halfway through sending. With
+    --petition, a click on the call to action (default: the petition's
+    target) is recorded and then leads to the recipient's own action page.
     """
     blast = create_blast(
         app.db(),
@@ -72,6 +80,7 @@ def create_command(
         list_names=list(lists),
         cta_url=cta_url,
         segment=parse_segment(list(segment)),
+        petition=petition,
     )
     click.echo(blast.id)
 
@@ -230,17 +239,32 @@ def unschedule_command(app: AppContext, blast: str) -> None:
 @click.option("--after", required=True, help="Delay after BLAST finishes: 48h, 90m, 2d.")
 @click.option("--template", "-t", default=None, help="Template of the follow-up. Default: BLAST's.")
 @click.option("--name", default=None, help='Name of the follow-up. Default: "<BLAST> (follow-up)".')
+@click.option(
+    "--audience",
+    type=click.Choice(["no-click", "no-action"]),
+    default="no-click",
+    show_default=True,
+    help="Who gets it: recipients who did not click, or who did not sign BLAST's petition.",
+)
 @pass_app
 def follow_up_command(
-    app: AppContext, blast: str, after: str, template: str | None, name: str | None
+    app: AppContext, blast: str, after: str, template: str | None, name: str | None, audience: str
 ) -> None:
-    """Create a follow-up to BLAST's recipients who did not click it.
+    """Create a follow-up to BLAST's recipients who did not click it (or did not act).
 
     It is scheduled AFTER the original finishes; its audience (sent the
     original, no click, not unsubscribed since) is computed when it starts.
+    With --audience no-action it is those who have not signed BLAST's
+    petition (through any alert or the public page), clicked or not.
     """
     created = create_follow_up(
-        app.db(), app.settings, blast, after=parse_duration(after), template=template, name=name
+        app.db(),
+        app.settings,
+        blast,
+        after=parse_duration(after),
+        template=template,
+        name=name,
+        audience=audience,
     )
     when = (
         show(created.scheduled_at, app.settings.schedule.timezone) or f"{after} after it finishes"

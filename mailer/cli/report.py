@@ -26,7 +26,11 @@ ROWS = [
     ("click_rate", "Click-through rate"),
     ("unsubscribed", "Unsubscribed"),
     ("opens_unique", "Opens (unique, unreliable)"),
+    ("actions", "Actions (petition signed)"),
+    ("action_rate", "Action rate (of recipients)"),
+    ("actions_per_click", "Actions per click"),
 ]
+RATES = ("click_rate", "action_rate", "actions_per_click")
 
 
 def render_table(report: dict[str, Any]) -> Table:
@@ -34,8 +38,10 @@ def render_table(report: dict[str, Any]) -> Table:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, label in ROWS:
+        if key.startswith("action") and not report.get("petition"):
+            continue  # no petition, nothing to act on
         value = report[key]
-        table.add_row(label, f"{value:.1%}" if key == "click_rate" else str(value))
+        table.add_row(label, f"{value:.1%}" if key in RATES else str(value))
     return table
 
 
@@ -50,6 +56,9 @@ def heading(report: dict[str, Any]) -> str:
 @pass_app
 def report_command(app: AppContext, blast: str, as_json: bool, links: bool) -> None:
     """Show BLAST's figures: recipients, sent, failed, clicks, click-through rate, unsubscribes.
+
+    For a blast linked to a petition also actions (signatures through its
+    alert), the action rate (actions / recipients) and actions per click.
 
     Unique clicks leave out clicks that came within tracking.scanner_window
     seconds of sending (link scanners); the total keeps every click.

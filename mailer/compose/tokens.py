@@ -9,9 +9,11 @@ the configured secret.
 
 Layout before base64url (no padding)::
 
-    version:1  purpose:1  delivery_id:8  [link_id:4 for clicks]  tag:16
+    version:1  purpose:1  delivery_id:8  [link_id:4 for clicks | petition_id:4 for actions]  tag:16
 
-That is 26 or 30 bytes: 35 or 40 characters in a URL.
+That is 26 or 30 bytes: 35 or 40 characters in a URL. An action token names
+the petition as well as the delivery, so the page checks both against the
+delivery's blast.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Purpose(IntEnum):
     UNSUBSCRIBE = 2  # /u/<token>: unsubscribe the delivery's supporter
     BOUNCE = 3  # <local>+<token>@domain: the envelope sender, so a bounce names its delivery
     OPEN = 4  # /o/<token>: the open-tracking pixel
+    ACTION = 5  # /a/<token>: the delivery's supporter's page of the blast's petition
 
 
 _BODY = {
@@ -42,6 +45,7 @@ _BODY = {
     Purpose.UNSUBSCRIBE: struct.Struct(">BBQ"),
     Purpose.BOUNCE: struct.Struct(">BBQ"),
     Purpose.OPEN: struct.Struct(">BBQ"),
+    Purpose.ACTION: struct.Struct(">BBQI"),
 }
 
 
@@ -49,6 +53,12 @@ _BODY = {
 class ClickToken:
     delivery_id: int
     link_id: int
+
+
+@dataclass(frozen=True)
+class ActionToken:
+    delivery_id: int
+    petition_id: int
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,16 @@ class TokenSigner:
         return self._seal(
             Purpose.OPEN, _BODY[Purpose.OPEN].pack(VERSION, Purpose.OPEN, delivery_id)
         )
+
+    def action(self, delivery_id: int, petition_id: int) -> str:
+        return self._seal(
+            Purpose.ACTION,
+            _BODY[Purpose.ACTION].pack(VERSION, Purpose.ACTION, delivery_id, petition_id),
+        )
+
+    def read_action(self, token: str) -> ActionToken:
+        delivery_id, petition_id = self._open(token, Purpose.ACTION)
+        return ActionToken(delivery_id, petition_id)
 
     def read_open(self, token: str) -> int:
         (delivery_id,) = self._open(token, Purpose.OPEN)

@@ -36,6 +36,7 @@ from mailer.store.models import (
     Delivery,
     DeliveryState,
     Membership,
+    Signature,
     Supporter,
     SupporterStatus,
     Suppression,
@@ -98,13 +99,17 @@ def snapshot_audience(
     dialect: str,
     segment: dict[str, Any] | None = None,
     follow_up_of: int | None = None,
+    not_acted_on: int | None = None,
 ) -> int:
     """Create the queued deliveries of ``blast_id``; return how many were added.
 
     A follow-up's audience is the original's recipients who were sent the alert
-    and have not clicked it, computed now (at the follow-up's start); like
-    every audience it holds active supporters only, so whoever unsubscribed
-    since is left out.
+    and have not clicked it, computed now (at the follow-up's start); with
+    ``not_acted_on`` (a petition id) it is instead those who have not signed
+    that petition, by any route (their alert's action page or the public page,
+    matched by supporter or address), whether they clicked or not. Like every
+    audience it holds active supporters only, so whoever unsubscribed since is
+    left out.
     """
     columns = (
         literal(blast_id).label("blast_id"),
@@ -127,13 +132,25 @@ def snapshot_audience(
         clicked = (
             sa_select(col(Click.id)).where(col(Click.delivery_id) == col(original.id)).exists()
         )
+        if not_acted_on is not None:
+            left_out = (
+                sa_select(col(Signature.id))
+                .where(
+                    col(Signature.petition_id) == not_acted_on,
+                    (col(Signature.supporter_id) == Supporter.id)
+                    | (col(Signature.email) == Supporter.email),
+                )
+                .exists()
+            )
+        else:
+            left_out = clicked
         audience = (
             sa_select(*columns)
             .join(original, col(original.supporter_id) == Supporter.id)
             .where(
                 col(original.blast_id) == follow_up_of,
                 col(original.state) == DeliveryState.SENT,
-                ~clicked,
+                ~left_out,
             )
         )
     audience = audience.where(

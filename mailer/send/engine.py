@@ -186,6 +186,9 @@ class BlastSender:
                     dialect=self.db.engine.dialect.name,
                     segment=blast.segment,
                     follow_up_of=blast.follow_up_of,
+                    not_acted_on=(
+                        blast.petition_id if blast.follow_up_audience == "no-action" else None
+                    ),
                 )
                 blast.started_at = now
                 action = "blast.started"

@@ -119,25 +119,51 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Any, revision: str = "head") -> Upgraded:
     """Bring the database of ``engine`` to ``revision`` (default: the newest)."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # One upgrader at a time per schema; the others wait, then find nothing to do.
-            conn.execute(text(_PG_UPGRADE_LOCK))
-        tables = set(inspect(conn).get_table_names())
-        before = current_revision(conn) if "alembic_version" in tables else None
-        adopted = False
-        if before is None and tables & FIRST_TABLES:
-            missing = FIRST_TABLES - tables
-            if missing:
-                raise MigrationError(
-                    "the database has some of the mailer's tables but not "
-                    f"{', '.join(sorted(missing))}, and no alembic_version table; "
-                    "it was made by a version older than the first release and cannot be upgraded"
-                )
-            command.stamp(config(conn), FIRST)
-            before, adopted = FIRST, True
-        command.upgrade(config(conn), revision)
-        after = current_revision(conn)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild SQLite tables (copy, drop, rename). SQLite's own
+            # procedure for that turns foreign-key enforcement off around the change
+            # (it cannot be switched inside a transaction) and checks the keys before
+            # committing, so a table others refer to can be rebuilt.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                done = _upgrade(conn, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise MigrationError(
+                            f"the upgrade would leave {len(broken)} rows whose foreign keys "
+                            f"point nowhere (first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+    return done
+
+
+def _upgrade(conn: Connection, revision: str) -> Upgraded:
+    if conn.dialect.name == "postgresql":
+        # One upgrader at a time per schema; the others wait, then find nothing to do.
+        conn.execute(text(_PG_UPGRADE_LOCK))
+    tables = set(inspect(conn).get_table_names())
+    before = current_revision(conn) if "alembic_version" in tables else None
+    adopted = False
+    if before is None and tables & FIRST_TABLES:
+        missing = FIRST_TABLES - tables
+        if missing:
+            raise MigrationError(
+                "the database has some of the mailer's tables but not "
+                f"{', '.join(sorted(missing))}, and no alembic_version table; "
+                "it was made by a version older than the first release and cannot be upgraded"
+            )
+        command.stamp(config(conn), FIRST)
+        before, adopted = FIRST, True
+    command.upgrade(config(conn), revision)
+    after = current_revision(conn)
     assert after is not None
     return Upgraded(before, after, adopted)
 

@@ -145,6 +145,8 @@ class Blast(SQLModel, table=True):
     follow_up_of: int | None = Field(default=None, foreign_key="blast.id")  # the original blast
     follow_up_after: int | None = None  # seconds after the original's finish
     checks_overridden: bool = False  # sent or scheduled with --force despite check errors
+    petition_id: int | None = Field(default=None, foreign_key="petition.id", index=True)
+    follow_up_audience: str = Field(default="", max_length=16)  # "" or "no-click"; "no-action"
 
 
 class BlastList(SQLModel, table=True):
@@ -246,3 +248,55 @@ class Event(SQLModel, table=True):
     supporter_id: int | None = Field(default=None, foreign_key="supporter.id", index=True)
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Petition(SQLModel, table=True):
+    """An action supporters take: their name and message, counted toward a goal.
+
+    ``texts`` holds, per language, the title, introduction and suggested
+    message read from the alert template's ``petition.toml`` when the petition
+    was created (or refreshed), so the web app needs no template files.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    slug: str = Field(unique=True, max_length=100)  # the public page is /p/<slug>
+    template: str = Field(max_length=200)  # the alert template folder holding petition.toml
+    target_url: str  # where signers are handed on to (the White House contact page)
+    goal: int = 0
+    texts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    default_language: str = Field(default="en", max_length=16)
+    opt_in_list: str = Field(default="", max_length=200)  # where public opt-ins are put
+    created_at: datetime | None = _time()
+
+
+class Signature(SQLModel, table=True):
+    """One person's signature of a petition: one per address per petition.
+
+    Signed from an alert (``source = "alert"``: supporter, blast and delivery
+    set) or from the public page (``"public"``: a supporter only when they
+    ticked the opt-in box). A second submission updates the row.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("petition_id", "email", name="uq_signature_petition_email"),
+        Index("ix_signature_petition_created", "petition_id", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    petition_id: int = Field(foreign_key="petition.id")
+    email: str = Field(max_length=320)  # normalized like Supporter.email
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    zip: str = Field(default="", max_length=20)
+    city: str = Field(default="", max_length=100)
+    region: str = Field(default="", max_length=100)
+    language: str = Field(default="en", max_length=16)
+    message: str = ""  # plain text as typed; escaped wherever it is shown
+    source: str = Field(default="public", max_length=16)  # "alert" or "public"
+    supporter_id: int | None = Field(default=None, foreign_key="supporter.id", index=True)
+    blast_id: int | None = Field(default=None, foreign_key="blast.id", index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
+    opted_in: bool = False  # ticked "send me future alerts" on the public page
+    ip: str = Field(default="", max_length=64)  # only with tracking.store_ip, and truncated
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()

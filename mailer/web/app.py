@@ -16,6 +16,9 @@
   ``List-Unsubscribe=One-Click``), answered ``200`` with no redirect as the RFC
   asks.
 - ``GET /healthz``: ``ok`` when the database answers.
+- ``/a/<token>`` and ``/p/<slug>``: petition action pages
+  (:mod:`mailer.web.actions`); a click on the call to action of a blast
+  linked to a petition is redirected to the recipient's ``/a/<token>``.
 
 Handlers are plain functions, which Starlette runs in its thread pool, so a
 database write never blocks the event loop.
@@ -38,11 +41,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from mailer.compose.tokens import TokenSigner
-from mailer.config import Settings, TrackingSettings
+from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.errors import TokenError
 from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
+from mailer.web.actions import ActionPages
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -79,6 +83,7 @@ def app_for(db: Database, settings: Settings) -> Starlette:
         settings.security.secret_key,
         organization_name=settings.organization.name,
         tracking=settings.tracking,
+        petitions=settings.petitions,
     )
 
 
@@ -89,11 +94,20 @@ def create_app(
     organization_name: str = "",
     tracking: TrackingSettings | None = None,
     clock: Callable[[], datetime] = utcnow,
+    petitions: PetitionsSettings | None = None,
 ) -> Starlette:
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
     writer = GroupWriter(db)
-    clicks = ClickBatcher(db, tracking.scanner_window)
+    actions = ActionPages(
+        db,
+        secret_key,
+        organization_name=organization_name,
+        tracking=tracking,
+        petitions=petitions,
+        clock=clock,
+    )
+    clicks = ClickBatcher(db, tracking.scanner_window, action_path=actions.action_path)
     pages = Environment(
         loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
     )
@@ -206,5 +220,6 @@ def create_app(
             Route("/u/{token}", unsubscribe_page, methods=["GET"]),
             Route("/u/{token}", unsubscribe_post, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            *actions.routes(),
         ],
     )

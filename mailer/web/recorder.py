@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import DateTime, Dialect, select
 from sqlmodel import SQLModel
 
-from mailer.store import Database, Link
+from mailer.store import Blast, Database, Link
 
 T = TypeVar("T")
 MAX_BATCH = 500
@@ -133,15 +133,26 @@ class ClickBatcher(_BatchThread[_Click]):
     statement and transaction, and only then tells each handler the URL to
     redirect to, or None for a token naming no delivery or a link of another
     blast. No thread is held per request while the database works.
+
+    The call-to-action link of a blast linked to a petition answers instead
+    the recipient's own action page, made by ``action_path(delivery id,
+    petition id)`` from the stored ids alone (never from the request).
     """
 
     name = "mailer-click-writer"
 
-    def __init__(self, db: Database, scanner_window: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        scanner_window: float,
+        action_path: Callable[[int, int], str] | None = None,
+    ) -> None:
         super().__init__()
         self.db = db
         self.scanner_window = scanner_window
-        self._links: dict[int, tuple[int, str]] = {}  # link id -> (blast id, url)
+        self.action_path = action_path
+        # link id -> (blast id, url, petition id when the link leads to the action page)
+        self._links: dict[int, tuple[int, str, int | None]] = {}
         self._prepared: _ClickSql | None = None
 
     async def record(self, delivery_id: int, link_id: int, at: datetime, ip: str) -> str | None:
@@ -187,10 +198,14 @@ class ClickBatcher(_BatchThread[_Click]):
             missing = {c.link_id for c in batch} - set(self._links)
             if missing:
                 links = Link.__table__.c  # type: ignore[attr-defined]
+                blasts = Blast.__table__.c  # type: ignore[attr-defined]
                 for row in conn.execute(
-                    select(links.id, links.blast_id, links.url).where(links.id.in_(missing))
+                    select(links.id, links.blast_id, links.url, links.is_cta, blasts.petition_id)
+                    .join(Blast.__table__, blasts.id == links.blast_id)  # type: ignore[attr-defined]
+                    .where(links.id.in_(missing))
                 ):
-                    self._links[row.id] = (row.blast_id, row.url)
+                    petition = row.petition_id if row.is_cta else None
+                    self._links[row.id] = (row.blast_id, row.url, petition)
             rows: list[tuple[object, ...]] = []
             answers: list[str | None] = []
             for c in batch:
@@ -205,7 +220,11 @@ class ClickBatcher(_BatchThread[_Click]):
                 )
                 at = c.at.astimezone(UTC).replace(tzinfo=None)
                 rows.append((delivery[0], c.delivery_id, c.link_id, sql.write_time(at), bot, c.ip))
-                answers.append(link[1])
+                petition_id = link[2]
+                if petition_id is not None and self.action_path is not None:
+                    answers.append(self.action_path(c.delivery_id, petition_id))
+                else:
+                    answers.append(link[1])
             if rows:
                 conn.exec_driver_sql(sql.insert, rows)
         return answers

@@ -1,0 +1,244 @@
+"""A submitted petition form: checked, then stored as one signature per address.
+
+:func:`clean_form` turns the raw form into clean values or a set of problems
+(named by field, with a code the pages translate). :func:`sign` stores the
+signature with one ``INSERT ... ON CONFLICT DO UPDATE`` on the unique
+(petition, email) pair, so a second submission updates the first and two
+submissions at once can never count twice. Messages are kept as the plain
+text typed (line ends normalized, control characters removed); the pages
+escape them wherever they are shown.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import zipcodes
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from mailer.store import Event, MailingList, Membership, Supporter, SupporterStatus
+from mailer.store.models import Petition, Signature, Suppression
+
+MAX_NAME = 100
+_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The cleaned values of one form."""
+
+    first_name: str
+    last_name: str
+    message: str
+    email: str = ""
+    zip: str = ""
+    opt_in: bool = False
+
+
+def clean_line(text: str) -> str:
+    """One line of text: control and format characters dropped, spaces collapsed."""
+    kept = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
+    return " ".join(kept.split())
+
+
+def clean_message(text: str) -> str:
+    """Multi-line text: CRLF/CR become LF, other control characters are dropped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    kept = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
+    )
+    return kept.strip()
+
+
+def clean_form(
+    form: Mapping[str, str], *, public: bool, max_message: int, require_message: bool
+) -> tuple[Signer | None, dict[str, str]]:
+    """The signer the form describes, or the problems by field (codes, see the pages)."""
+    problems: dict[str, str] = {}
+    first = clean_line(form.get("first_name", ""))
+    last = clean_line(form.get("last_name", ""))
+    if not first:
+        problems["first_name"] = "missing"
+    elif len(first) > MAX_NAME:
+        problems["first_name"] = "too_long"
+    if len(last) > MAX_NAME:
+        problems["last_name"] = "too_long"
+    message = clean_message(form.get("message", ""))
+    if len(message) > max_message:
+        problems["message"] = "too_long"
+    elif require_message and not message:
+        problems["message"] = "missing"
+    email = zip_code = ""
+    if public:
+        raw = form.get("email", "").strip()
+        if not raw:
+            problems["email"] = "missing"
+        else:
+            try:
+                email = validate_email(raw, check_deliverability=False).normalized.lower()
+            except EmailNotValidError:
+                problems["email"] = "invalid"
+        found = _ZIP.match(form.get("zip", "").strip())
+        if found is None:
+            problems["zip"] = "invalid"
+        else:
+            zip_code = found.group(1)
+    if problems:
+        return None, problems
+    return (
+        Signer(
+            first_name=first,
+            last_name=last,
+            message=message,
+            email=email,
+            zip=zip_code,
+            opt_in=public and form.get("opt_in") == "1",
+        ),
+        {},
+    )
+
+
+def place_of(zip_code: str) -> tuple[str, str]:
+    """(city, state) of a US ZIP code, or ("", "") when it is not a known ZIP."""
+    found = _ZIP.match(zip_code.strip())
+    if found is None:
+        return "", ""
+    try:
+        matches = zipcodes.matching(found.group(1))  # type: ignore[no-untyped-call]
+    except (TypeError, ValueError):
+        return "", ""
+    if not matches:
+        return "", ""
+    return str(matches[0]["city"]), str(matches[0]["state"])
+
+
+def sign(
+    session: Session,
+    petition: Petition,
+    *,
+    email: str,
+    first_name: str,
+    last_name: str,
+    zip_code: str,
+    region: str,
+    language: str,
+    message: str,
+    source: str,
+    now: datetime,
+    supporter_id: int | None = None,
+    blast_id: int | None = None,
+    delivery_id: int | None = None,
+    opted_in: bool = False,
+    ip: str = "",
+) -> bool:
+    """Store or update the signature of ``email``; True when it is new.
+
+    An update changes the name, place and message and keeps the first
+    signature's time, source and blast (the action is credited once); once
+    opted in, a signer stays opted in.
+    """
+    assert petition.id is not None
+    city, zip_region = place_of(zip_code)
+    values = {
+        "petition_id": petition.id,
+        "email": email,
+        "first_name": first_name,
+        "last_name": last_name,
+        "zip": zip_code[:20],
+        "city": city,
+        "region": region or zip_region,
+        "language": language,
+        "message": message,
+        "source": source,
+        "supporter_id": supporter_id,
+        "blast_id": blast_id,
+        "delivery_id": delivery_id,
+        "opted_in": opted_in,
+        "ip": ip,
+        "created_at": now,
+        "updated_at": now,
+    }
+    existed = session.exec(
+        select(Signature.id).where(Signature.petition_id == petition.id, Signature.email == email)
+    ).first()
+    table = Signature.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    stmt = insert(table).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["petition_id", "email"],
+        set_={
+            "first_name": stmt.excluded.first_name,
+            "last_name": stmt.excluded.last_name,
+            "zip": stmt.excluded.zip,
+            "city": stmt.excluded.city,
+            "region": stmt.excluded.region,
+            "language": stmt.excluded.language,
+            "message": stmt.excluded.message,
+            "opted_in": table.c.opted_in | stmt.excluded.opted_in,
+            "supporter_id": func.coalesce(table.c.supporter_id, stmt.excluded.supporter_id),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    session.execute(stmt)
+    return existed is None
+
+
+def opt_in(
+    session: Session, petition: Petition, signer: Signer, *, language: str, now: datetime
+) -> int | None:
+    """Make a public signer who ticked the box a supporter on the petition's opt-in list.
+
+    A new address becomes an active supporter; an existing supporter is added
+    to the list with their status unchanged (an unsubscribed person is not
+    resubscribed by a form anyone could fill in). An address on the
+    suppression list is left alone. Returns the supporter's id, or None.
+    """
+    if session.exec(select(Suppression).where(Suppression.email == signer.email)).first():
+        return None
+    supporter = session.exec(select(Supporter).where(Supporter.email == signer.email)).first()
+    created = supporter is None
+    if supporter is None:
+        _, region = place_of(signer.zip)
+        supporter = Supporter(
+            email=signer.email,
+            first_name=signer.first_name,
+            last_name=signer.last_name,
+            zip=signer.zip,
+            region=region,
+            language=language,
+            status=SupporterStatus.ACTIVE,
+            status_changed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(supporter)
+        session.flush()
+    assert supporter.id is not None
+    listed = session.exec(
+        select(MailingList).where(MailingList.name == petition.opt_in_list)
+    ).first()
+    if listed is None:
+        listed = MailingList(name=petition.opt_in_list, created_at=now)
+        session.add(listed)
+        session.flush()
+    assert listed.id is not None
+    if session.get(Membership, (listed.id, supporter.id)) is None:
+        session.add(Membership(list_id=listed.id, supporter_id=supporter.id, added_at=now))
+    session.add(
+        Event(
+            at=now,
+            actor="web:signer",
+            action="petition.opted_in",
+            supporter_id=supporter.id,
+            detail={"petition": petition.id, "new_supporter": created, "list": listed.name},
+        )
+    )
+    return supporter.id

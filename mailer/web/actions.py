@@ -1,0 +1,440 @@
+"""Action pages: supporters sign the petition an alert asks for.
+
+- ``GET /a/<token>``: the action page of one recipient of one alert, reached
+  through the alert's tracked call-to-action link (the click is recorded, then
+  redirected here: see :class:`mailer.web.recorder.ClickBatcher`). In the
+  supporter's language, with their first name and the suggested message
+  filled in; their address is never shown.
+- ``POST /a/<token>``: sign (or update the signature), then a thank-you page
+  that hands the signer on to the petition's target with their message ready
+  to copy, since the target's own form cannot be filled in for them.
+- ``GET /p/<slug>`` and ``POST /p/<slug>``: the same petition for anyone the
+  alert was forwarded to: name, email, ZIP, optional message and an unticked
+  box to receive future alerts.
+
+Every POST is checked in this order: per-client rate limit (``429``), CSRF
+token (``403``), honeypot (a filled-in hidden field gets a thank-you page and
+nothing is stored), then the fields (``400`` with the form again). One
+signature per address per petition: a second submission updates the first.
+No IP address is kept unless ``tracking.store_ip`` asks, and then truncated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from limits import parse as parse_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from mailer.compose.tokens import TokenSigner
+from mailer.config import PetitionsSettings, TrackingSettings
+from mailer.errors import ConfigError, TokenError
+from mailer.petitions.signing import Signer, clean_form, opt_in, sign
+from mailer.petitions.store import signature_count
+from mailer.petitions.texts import texts_for
+from mailer.store import Blast, Database, Delivery, Supporter
+from mailer.store.models import Petition, Signature, utcnow
+from mailer.web.csrf import FIELD as CSRF_FIELD
+from mailer.web.csrf import Csrf
+
+LANGUAGES = ("en", "es")
+HONEYPOT = "website"  # hidden from people by CSS; bots fill in every field
+MAX_BODY_BYTES = 64 * 1024
+_NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+# What the pages say about a field's problem, by language, field and code.
+PROBLEMS: dict[str, dict[str, str]] = {
+    "en": {
+        "first_name.missing": "Please enter your first name.",
+        "first_name.too_long": "Your first name is too long.",
+        "last_name.too_long": "Your last name is too long.",
+        "email.missing": "Please enter your email address.",
+        "email.invalid": "This does not look like an email address.",
+        "zip.invalid": "Please enter a 5-digit ZIP code.",
+        "message.missing": "Please write a message.",
+        "message.too_long": "Your message is too long (at most {max} characters).",
+    },
+    "es": {
+        "first_name.missing": "Escribe tu nombre.",
+        "first_name.too_long": "Tu nombre es demasiado largo.",
+        "last_name.too_long": "Tu apellido es demasiado largo.",
+        "email.missing": "Escribe tu correo electrónico.",
+        "email.invalid": "Esto no parece un correo electrónico.",
+        "zip.invalid": "Escribe un código postal de 5 dígitos.",
+        "message.missing": "Escribe un mensaje.",
+        "message.too_long": "Tu mensaje es demasiado largo (como máximo {max} caracteres).",
+    },
+}
+
+
+def language_of(request: Request) -> str:
+    """``?lang=`` when the pages speak it, else the browser's first language we speak."""
+    asked = request.query_params.get("lang", "")
+    if asked in LANGUAGES:
+        return asked
+    for part in request.headers.get("accept-language", "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in LANGUAGES:
+            return code
+    return "en"
+
+
+@dataclass(frozen=True)
+class _Alert:
+    """An action token's recipient, as the page needs them."""
+
+    petition: Petition
+    supporter: Supporter
+    blast_id: int
+    delivery_id: int
+
+
+class ActionPages:
+    """The petition pages; :meth:`routes` are mounted in the public app."""
+
+    def __init__(
+        self,
+        db: Database,
+        secret_key: str,
+        *,
+        organization_name: str = "",
+        tracking: TrackingSettings | None = None,
+        petitions: PetitionsSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.signer = TokenSigner(secret_key)
+        self.csrf = Csrf(secret_key)
+        self.tracking = tracking or TrackingSettings()
+        self.settings = petitions or PetitionsSettings()
+        self.clock = clock
+        self.organization_name = organization_name
+        try:
+            self.rate = parse_limit(self.settings.rate_limit)
+        except ValueError:
+            raise ConfigError(
+                "petitions.rate_limit",
+                f'must look like "10/minute" or "50 per hour", got {self.settings.rate_limit!r}',
+            ) from None
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.pages = Environment(
+            loader=PackageLoader("mailer.web", "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
+
+    def action_path(self, delivery_id: int, petition_id: int) -> str:
+        """Where a click on a petition blast's call to action goes (built from ids only)."""
+        return f"/a/{self.signer.action(delivery_id, petition_id)}"
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/a/{token}", self.alert_page, methods=["GET"]),
+            Route("/a/{token}", self.alert_submit, methods=["POST"]),
+            Route("/p/{slug}", self.public_page, methods=["GET"]),
+            Route("/p/{slug}", self.public_submit, methods=["POST"]),
+        ]
+
+    # -- rendering ----------------------------------------------------------
+
+    def _render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.pages.get_template(name).render(
+            organization_name=self.organization_name, **context
+        )
+        return HTMLResponse(html, status_code=status, headers=_NO_CACHE)
+
+    def _message_page(self, status: int, lang: str, kind: str) -> HTMLResponse:
+        return self._render("petition_message.html", status, lang=lang, kind=kind)
+
+    def _counter(self, petition: Petition) -> dict[str, Any]:
+        assert petition.id is not None
+        with self.db.session() as session:
+            count = signature_count(session, petition.id)
+        goal = max(petition.goal, 1)
+        return {"count": count, "goal": petition.goal, "percent": min(100, count * 100 // goal)}
+
+    def _form(
+        self,
+        request: Request,
+        petition: Petition,
+        lang: str,
+        *,
+        public: bool,
+        values: dict[str, Any],
+        problems: dict[str, str] | None = None,
+        status: int = 200,
+        already_signed: bool = False,
+    ) -> Response:
+        cookie, token = self.csrf.issue(request)
+        words = PROBLEMS[lang]
+        shown = {
+            field: words[f"{field}.{code}"].format(max=self.settings.max_message_chars)
+            for field, code in (problems or {}).items()
+        }
+        response = self._render(
+            "action.html",
+            status,
+            lang=lang,
+            texts=texts_for(petition.texts, lang, petition.default_language),
+            public=public,
+            values=values,
+            problems=shown,
+            csrf_field=CSRF_FIELD,
+            csrf_token=token,
+            honeypot=HONEYPOT,
+            max_message=self.settings.max_message_chars,
+            form_action=request.url.path,
+            already_signed=already_signed,
+            **self._counter(petition),
+        )
+        self.csrf.set_cookie(response, request, cookie)
+        return response
+
+    def _thanks(
+        self, petition: Petition, lang: str, first_name: str, message: str, *, new: bool
+    ) -> Response:
+        return self._render(
+            "thanks.html",
+            lang=lang,
+            texts=texts_for(petition.texts, lang, petition.default_language),
+            first_name=first_name,
+            message=message,
+            target_url=petition.target_url,
+            new=new,
+            **self._counter(petition),
+        )
+
+    # -- the alert's action page ------------------------------------------
+
+    def _alert(self, raw: str) -> _Alert | None:
+        try:
+            token = self.signer.read_action(raw)
+        except TokenError:
+            return None
+        with self.db.session() as session:
+            delivery = session.get(Delivery, token.delivery_id)
+            if delivery is None:
+                return None
+            blast = session.get(Blast, delivery.blast_id)
+            if blast is None or blast.petition_id != token.petition_id:
+                return None
+            petition = session.get(Petition, token.petition_id)
+            supporter = session.get(Supporter, delivery.supporter_id)
+            if petition is None or supporter is None:
+                return None
+            assert delivery.id is not None
+            return _Alert(petition, supporter, delivery.blast_id, delivery.id)
+
+    def _not_found(self) -> Response:
+        return self._render("not_found.html", 404)
+
+    def _signature(self, petition: Petition, email: str) -> Signature | None:
+        with self.db.session() as session:
+            return session.exec(
+                select(Signature).where(
+                    Signature.petition_id == petition.id, Signature.email == email
+                )
+            ).first()
+
+    def alert_page(self, request: Request) -> Response:
+        found = self._alert(request.path_params["token"])
+        if found is None:
+            return self._not_found()
+        lang = _page_language(found.supporter.language)
+        texts = texts_for(found.petition.texts, lang, found.petition.default_language)
+        signed = self._signature(found.petition, found.supporter.email)
+        values = {
+            "first_name": signed.first_name if signed else found.supporter.first_name,
+            "last_name": signed.last_name if signed else found.supporter.last_name,
+            "message": signed.message if signed else texts["message"],
+        }
+        return self._form(
+            request,
+            found.petition,
+            lang,
+            public=False,
+            values=values,
+            already_signed=signed is not None,
+        )
+
+    async def alert_submit(self, request: Request) -> Response:
+        form = await _read_form(request)
+        if isinstance(form, Response):
+            return form
+        return await run_in_threadpool(self._alert_submit, request, form)
+
+    def _alert_submit(self, request: Request, form: dict[str, str]) -> Response:
+        found = self._alert(request.path_params["token"])
+        if found is None:
+            return self._not_found()
+        lang = _page_language(found.supporter.language)
+        refused = self._refused(request, form, lang)
+        if refused is not None:
+            return refused
+        if form.get(HONEYPOT):
+            return self._thanks(found.petition, lang, "", "", new=False)
+        signer, problems = clean_form(
+            form,
+            public=False,
+            max_message=self.settings.max_message_chars,
+            require_message=True,
+        )
+        if signer is None:
+            values = {k: form.get(k, "") for k in ("first_name", "last_name", "message")}
+            return self._form(
+                request,
+                found.petition,
+                lang,
+                public=False,
+                values=values,
+                problems=problems,
+                status=400,
+            )
+        supporter = found.supporter
+        with self.db.session() as session:
+            new = sign(
+                session,
+                found.petition,
+                email=supporter.email,
+                first_name=signer.first_name,
+                last_name=signer.last_name,
+                zip_code=supporter.zip,
+                region=supporter.region,
+                language=lang,
+                message=signer.message,
+                source="alert",
+                now=self.clock(),
+                supporter_id=supporter.id,
+                blast_id=found.blast_id,
+                delivery_id=found.delivery_id,
+                ip=self._ip(request),
+            )
+        return self._thanks(found.petition, lang, signer.first_name, signer.message, new=new)
+
+    # -- the public page ----------------------------------------------------
+
+    def _petition(self, slug: str) -> Petition | None:
+        with self.db.session() as session:
+            return session.exec(select(Petition).where(Petition.slug == slug)).first()
+
+    def public_page(self, request: Request) -> Response:
+        petition = self._petition(request.path_params["slug"])
+        if petition is None:
+            return self._not_found()
+        lang = language_of(request)
+        texts = texts_for(petition.texts, lang, petition.default_language)
+        values = {"message": texts["message"], "opt_in": False}
+        return self._form(request, petition, lang, public=True, values=values)
+
+    async def public_submit(self, request: Request) -> Response:
+        form = await _read_form(request)
+        if isinstance(form, Response):
+            return form
+        return await run_in_threadpool(self._public_submit, request, form)
+
+    def _public_submit(self, request: Request, form: dict[str, str]) -> Response:
+        petition = self._petition(request.path_params["slug"])
+        if petition is None:
+            return self._not_found()
+        lang = form.get("lang", "") if form.get("lang") in LANGUAGES else language_of(request)
+        refused = self._refused(request, form, lang)
+        if refused is not None:
+            return refused
+        if form.get(HONEYPOT):
+            return self._thanks(petition, lang, "", "", new=False)
+        signer, problems = clean_form(
+            form,
+            public=True,
+            max_message=self.settings.max_message_chars,
+            require_message=False,
+        )
+        if signer is None:
+            values: dict[str, Any] = {
+                k: form.get(k, "") for k in ("first_name", "last_name", "email", "zip", "message")
+            }
+            values["opt_in"] = form.get("opt_in") == "1"
+            return self._form(
+                request, petition, lang, public=True, values=values, problems=problems, status=400
+            )
+        new = self._store_public(request, petition, signer, lang)
+        return self._thanks(petition, lang, signer.first_name, signer.message, new=new)
+
+    def _store_public(
+        self, request: Request, petition: Petition, signer: Signer, lang: str
+    ) -> bool:
+        now = self.clock()
+        with self.db.session() as session:
+            supporter_id = None
+            if signer.opt_in:
+                supporter_id = opt_in(session, petition, signer, language=lang, now=now)
+            return sign(
+                session,
+                petition,
+                email=signer.email,
+                first_name=signer.first_name,
+                last_name=signer.last_name,
+                zip_code=signer.zip,
+                region="",
+                language=lang,
+                message=signer.message,
+                source="public",
+                now=now,
+                supporter_id=supporter_id,
+                opted_in=signer.opt_in,
+                ip=self._ip(request),
+            )
+
+    # -- checks shared by both forms --------------------------------------
+
+    def _refused(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
+        client = request.client.host if request.client is not None else "unknown"
+        if not self.limiter.hit(self.rate, "sign", client):
+            response = self._message_page(429, lang, "rate_limited")
+            stats = self.limiter.get_window_stats(self.rate, "sign", client)
+            wait = max(1, math.ceil(stats.reset_time - time.time()))
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if not self.csrf.valid(request, form.get(CSRF_FIELD, "")):
+            return self._message_page(403, lang, "csrf")
+        return None
+
+    def _ip(self, request: Request) -> str:
+        if self.tracking.store_ip != "truncated" or request.client is None:
+            return ""
+        from mailer.web.app import truncate_ip  # the same cut as for clicks
+
+        return truncate_ip(request.client.host)
+
+
+def _page_language(language: str) -> str:
+    return language if language in LANGUAGES else "en"
+
+
+async def _read_form(request: Request) -> dict[str, str] | Response:
+    """The urlencoded form of a POST (first value of each field), bounded in size."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return PlainTextResponse("request body too large", status_code=413)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return PlainTextResponse("the form is not UTF-8", status_code=400)
+    try:
+        parsed = parse_qs(text, keep_blank_values=True, max_num_fields=50, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        return PlainTextResponse("the form could not be read", status_code=400)
+    return {key: values[0] for key, values in parsed.items()}
