@@ -189,6 +189,7 @@ class SenderWorker(SQLModel, table=True):
     blast_id: int | None = Field(default=None, foreign_key="blast.id")
     started_at: datetime | None = _time()
     heartbeat_at: datetime | None = _time()
+    lease_until: datetime | None = _time()  # after this, what it holds may be taken back
 
 
 class ServiceInstance(SQLModel, table=True):
@@ -246,3 +247,17 @@ class Event(SQLModel, table=True):
     supporter_id: int | None = Field(default=None, foreign_key="supporter.id", index=True)
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class SendRate(SQLModel, table=True):
+    """A token bucket shared by every sender of a blast (the rate, or one domain's rate).
+
+    Refilled by the time passed since ``stamp`` (seconds, the database's clock)
+    and taken from by one ``UPDATE … RETURNING`` per grant.
+    """
+
+    __tablename__ = "send_rate"
+    key: str = Field(primary_key=True, max_length=300)  # "blast:<id>" or "blast:<id>:<domain>"
+    tokens: float = 0.0
+    stamp: float = 0.0
+    granted: int = 0  # the last grant, for RETURNING
