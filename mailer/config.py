@@ -192,7 +192,8 @@ class SendingSettings:
     lease_seconds: float = field(
         default=10.0,
         metadata=_doc(
-            "seconds a sender's claim outlives its last heartbeat; then other senders take it back"
+            "seconds a sender's claim outlives its last heartbeat (at least 3 control "
+            "intervals); then other senders take back what it held"
         ),
     )
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -76,22 +77,27 @@ dir = "{(REPO / "templates").as_posix()}"
 
 
 def prepare(
-    cwd: Path, db: Database, port: int, recipients: int = RECIPIENTS, **sending: object
+    cwd: Path,
+    db: Database,
+    port: int,
+    recipients: int = RECIPIENTS,
+    domains: int = DOMAINS,
+    **sending: object,
 ) -> None:
     write_config(cwd, db, port, **sending)
     with (cwd / "people.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["email", "first_name"])
         for i in range(recipients):
-            writer.writerow([address(i), f"R{i}"])
+            writer.writerow([address(i, domains), f"R{i}"])
     imported = mailer(cwd, "import", "people.csv", "--list", "all")
     assert imported.returncode == 0, imported.stderr
     created = mailer(cwd, "blast", "create", "b", "-t", "executive-orders", "-l", "all")
     assert created.stdout.strip() == "1", created.stderr
 
 
-def address(i: int) -> str:
-    return f"r{i}@d{i % DOMAINS}.example.org"
+def address(i: int, domains: int = DOMAINS) -> str:
+    return f"r{i}@d{i % domains}.example.org"
 
 
 def env() -> dict[str, str]:
@@ -246,3 +252,79 @@ def test_the_rate_limit_holds_for_the_sum_of_the_senders(
     for start in arrivals:  # in no 2-second window more than 2 seconds' worth and a grant each
         window = sum(1 for t in arrivals if start <= t < start + 2.0)
         assert window <= 2 * rate + 4 * shared_rate.grant_size(rate), window
+
+
+def test_the_domain_rate_holds_for_the_sum_of_the_senders(
+    tmp_path: Path, pg_db: Database, server: SmtpTestServer
+) -> None:
+    domain_rate = 10.0
+    recipients = 120  # 60 to each of two domains
+    server.handler.delay = 0.0
+    prepare(tmp_path, pg_db, server.port, recipients, 2, domain_rate=domain_rate)
+    for code, _, err in finish(start_senders(tmp_path, 3)):
+        assert code == 0, err
+    assert per_recipient(server) == {address(i, 2): 1 for i in range(recipients)}
+    by_domain: dict[str, list[float]] = {}
+    for r in server.handler.received:
+        by_domain.setdefault(r.rcpt_tos[0].rpartition("@")[2], []).append(r.at)
+    assert sorted(by_domain) == ["d0.example.org", "d1.example.org"]
+    for domain, times in by_domain.items():
+        paced = len(times) - shared_rate.grant_size(domain_rate)
+        measured = paced / (max(times) - min(times))
+        assert domain_rate * 0.6 <= measured <= domain_rate * 1.1, (domain, measured)
+
+
+def test_the_domain_concurrency_is_divided_among_the_senders(
+    tmp_path: Path, pg_db: Database, server: SmtpTestServer
+) -> None:
+    recipients = 150  # all to one domain
+    server.handler.delay = 0.1
+    prepare(tmp_path, pg_db, server.port, recipients, 1, connections=3, domain_concurrency=3)
+    senders = start_senders(tmp_path, 3)
+    deadline = time.monotonic() + 30
+    while actions(pg_db)["blast.joined"] < 2:  # shared once the senders know of each other
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # a watcher tick or two
+    server.handler.max_in_data.clear()
+    for code, _, err in finish(senders):
+        assert code == 0, err
+    assert per_recipient(server) == {address(i, 1): 1 for i in range(recipients)}
+    # Three senders with three connections each would have nine in flight at once.
+    assert 1 <= server.handler.max_in_data["d0.example.org"] <= 3
+
+
+@pytest.mark.parametrize("rate", [7.0, 40.0])
+def test_shared_bucket_grants_no_more_than_the_rate(db: Database, rate: float) -> None:
+    dialect = db.engine.dialect.name
+    size = shared_rate.grant_size(rate)
+    with db.session() as session:
+        got, wait = shared_rate.take(session, "blast:1", rate=rate, want=100, dialect=dialect)
+    assert got == size and wait == 0.0  # a new bucket starts full: one grant's worth
+    with db.session() as session:
+        got, wait = shared_rate.take(session, "blast:1", rate=rate, want=100, dialect=dialect)
+    assert got == 0 and 0 < wait <= 1 / rate
+    # Four threads taking as fast as they can, each in its own transactions.
+    stop = time.monotonic() + 1.5
+    totals: list[int] = []
+
+    def taker() -> None:
+        total = 0
+        while time.monotonic() < stop:
+            with db.session() as session:
+                total += shared_rate.take(session, "blast:1", rate=rate, want=2, dialect=dialect)[0]
+        totals.append(total)
+
+    threads = [threading.Thread(target=taker) for _ in range(4 if dialect != "sqlite" else 1)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert sum(totals) <= rate * elapsed + 1
+    assert sum(totals) >= rate * (elapsed - 0.3) - size
+    with db.session() as session:
+        shared_rate.forget(session, 1)
+        got, _ = shared_rate.take(session, "blast:1", rate=rate, want=100, dialect=dialect)
+    assert got == size  # forgotten: a fresh, full bucket

@@ -195,7 +195,8 @@ class BlastSender:
         self.cfg = sending or SendingSettings()
         self.clock = clock
         self.worker = workers.new_worker_name()
-        self.lease = timedelta(seconds=self.cfg.lease_seconds)
+        # Renewed every control interval: shorter than a few of them, it would lapse.
+        self.lease = timedelta(seconds=max(self.cfg.lease_seconds, 3 * self.cfg.control_interval))
         self._executor: ThreadPoolExecutor | None = None
         self._grants: ThreadPoolExecutor | None = None  # shared-rate grants, off the writer
         self._stop: _Stop | None = None
@@ -496,6 +497,10 @@ class BlastSender:
             status = session.exec(select(Blast.status).where(Blast.id == blast_id)).one()
         return BlastStatus(status), kept, senders
 
+    def _senders(self, blast_id: int) -> int:
+        with self.db.session() as session:
+            return len(workers.live_on(session, blast_id, self.clock()))
+
     def _take_tokens(self, blast_id: int, domain: str | None, want: int) -> tuple[int, float]:
         rate = self.cfg.rate if domain is None else self.cfg.domain_rate
         key = shared_rate.blast_key(blast_id, domain)
@@ -664,6 +669,7 @@ class _Run:
         self.mark_task: asyncio.Task[None] | None = None
 
     async def execute(self) -> None:
+        self.scheduler.share(await self.s._db(self.s._senders, self.blast_id))
         transports = [self.s.transport_factory() for _ in range(max(1, self.cfg.connections))]
         tasks = [asyncio.create_task(self.produce(), name="producer")]
         tasks += [
