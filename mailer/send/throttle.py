@@ -72,6 +72,11 @@ class TokenBucket:
             self.tokens -= 1
 
 
+def _paced(rate: float) -> float:
+    """The burst of a sender's own bucket when the rate is shared: 20 ms' worth, at least 1."""
+    return max(1.0, rate / 50)
+
+
 def is_throttling(outcome: Outcome) -> bool:
     """Does this reply ask us to slow down (421, or a 4.7.x policy status)?"""
     return outcome.verdict is Verdict.RETRY and (
@@ -102,8 +107,8 @@ class DomainScheduler(Generic[T]):
         self.limit = concurrency if concurrency > 0 else 1 << 30  # 0: no limit
         self.concurrency = self.limit
         self.domain_rate = domain_rate
-        # Sharing a rate, this sender spaces its own messages evenly (no saved-up burst).
-        self.overall = TokenBucket(rate, burst=1.0 if grants else None, clock=clock)
+        # Sharing a rate, this sender spaces its own messages (bursts of 20 ms' worth at most).
+        self.overall = TokenBucket(rate, burst=_paced(rate) if grants else None, clock=clock)
         self.clock = clock
         self.grants = grants
         self._domains: dict[str, _Domain[T]] = {}
@@ -123,9 +128,8 @@ class DomainScheduler(Generic[T]):
         if entry is None:
             bucket = quota = None
             if self.domain_rate > 0:
-                bucket = TokenBucket(
-                    self.domain_rate, burst=1.0 if self.grants else None, clock=self.clock
-                )
+                burst = _paced(self.domain_rate) if self.grants else None
+                bucket = TokenBucket(self.domain_rate, burst=burst, clock=self.clock)
                 if self.grants is not None:
                     quota = Quota(
                         self._domain_grant(domain), grant_size(self.domain_rate), self._changed.set
