@@ -233,6 +233,22 @@ def test_a_stalled_sender_loses_its_lease_and_sends_nothing_more(
         assert counts[address(i)] in expected, address(i)
 
 
+def test_sigterm_stops_one_sender_and_the_others_finish_the_blast(
+    tmp_path: Path, pg_db: Database, server: SmtpTestServer
+) -> None:
+    prepare(tmp_path, pg_db, server.port)
+    senders = start_senders(tmp_path, 2)
+    wait_until_received(server, RECIPIENTS // 4)
+    senders[0].send_signal(signal.SIGTERM)
+    results = finish(senders)
+    for code, _, err in results:
+        assert code == 0, err  # the stopped one did not pause the blast: no error
+    assert blast_status(pg_db) is BlastStatus.DONE
+    assert actions(pg_db)["blast.paused"] == 0
+    assert unknown_addresses(tmp_path) == set()  # in-flight mail was finished and recorded
+    assert per_recipient(server) == {address(i): 1 for i in range(RECIPIENTS)}
+
+
 def test_the_rate_limit_holds_for_the_sum_of_the_senders(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer
 ) -> None:

@@ -225,9 +225,10 @@ class BlastSender:
                 raise InvalidState(
                     f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
                 )
+            released, in_doubt = workers.recover_dead(session, blast_id, now)
             action = "blast.resumed"
-            if blast.status is BlastStatus.SENDING and blast.started_at is not None:
-                action = "blast.joined"
+            if blast.status is BlastStatus.SENDING and workers.live_on(session, blast_id, now):
+                action = "blast.joined"  # other senders are at work on it
             if blast.started_at is None:  # first start: take the audience snapshot
                 added = snapshot_audience(
                     session,
@@ -240,7 +241,6 @@ class BlastSender:
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
-            released, in_doubt = workers.recover_dead(session, blast_id, now)
             blast.status = BlastStatus.SENDING
             blast.last_error = ""
             session.add(blast)
@@ -631,7 +631,9 @@ class BlastSender:
                 self._grants = None
             self._stop = None
         counts = delivery_counts(self.db, blast_id)
-        return SendResult(blast_id, status, counts, stop.reason if stop.pause_blast else "")
+        # An error only when the blast was left paused for it (not when others go on).
+        paused = stop.pause_blast and status is BlastStatus.PAUSED
+        return SendResult(blast_id, status, counts, stop.reason if paused else "")
 
 
 @dataclass(frozen=True)
