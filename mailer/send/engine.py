@@ -79,7 +79,7 @@ from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
 from mailer.compose.message import domain_of
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
-from mailer.send import shared_rate, workers
+from mailer.send import control, shared_rate, workers
 from mailer.send.audience import snapshot_audience, suppressed
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, Grants
@@ -452,7 +452,12 @@ class BlastSender:
             session.connection().execute(stmt, rows)
 
     def _release(self, ids: list[int]) -> None:
-        """Give claimed deliveries back to the queue (never started, nothing sent)."""
+        """Give claimed deliveries back to the queue (never started, nothing sent).
+
+        In a blast cancelled meanwhile they are ``skipped`` instead: the cancel
+        skipped what was queued, but not a row already marked ``sending`` for
+        the message a connection had prepared next.
+        """
         if not ids:
             return
         with self.db.session() as session:
@@ -464,6 +469,23 @@ class BlastSender:
                     col(Delivery.state).in_((DeliveryState.QUEUED, DeliveryState.SENDING)),
                 )
                 .values(state=DeliveryState.QUEUED, worker="")
+            )
+            cancelled = sa_select(Blast.id).where(  # type: ignore[call-overload]
+                col(Blast.status) == BlastStatus.CANCELLED
+            )
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == "",
+                    col(Delivery.state) == DeliveryState.QUEUED,
+                    col(Delivery.blast_id).in_(cancelled),
+                )
+                .values(
+                    state=DeliveryState.SKIPPED,
+                    reply_text=control.CANCELLED_TEXT,
+                    updated_at=self.clock(),
+                )
             )
 
     def _heartbeat(self, blast_id: int) -> tuple[BlastStatus, bool, int]:
