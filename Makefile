@@ -36,6 +36,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench --scale
 
 docs: $(STAMP)
 	$(BIN)/python -m mailer.config > config.example.toml

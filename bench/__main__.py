@@ -19,6 +19,13 @@ default
     deliveries (5,000), against a bare redirect of the same framework and
     server; requests per second, p50/p99, the ratio, and stored clicks
     against the 302s counted (lost clicks).
+``--scale``
+    scale-out (:mod:`bench.scale`): the blast of ``--n`` supporters (20,000)
+    sent by 1, 2 and 4 sender processes sharing a PostgreSQL database
+    (``MAILER_BENCH_PG_URL``, default the local test database), each run in a
+    fresh schema, and by one process with a rate limit that never binds (the
+    cost of the shared token bucket); messages per second, the scaling ratio,
+    and the SQLite single-process figure of the same run beside them.
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
 """
@@ -38,7 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import breakdown, clicks, e2e
+from bench import breakdown, clicks, e2e, scale
 from bench.common import default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
@@ -330,6 +337,57 @@ def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     say("=" * 100)
 
 
+UNBINDING_RATE = 5000.0  # msg/s: a limit above what one sender reaches here
+
+
+def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+    why = scale.reachable(scale.PG_URL)
+    if why:
+        say(f"SCALE-OUT NOT MEASURED: no PostgreSQL at MAILER_BENCH_PG_URL ({why})")
+        return
+    runs: list[scale.ScaleRun] = []
+    with receiver_for(tools, tmp) as receiver:
+        say()
+        sqlite = end_to_end(prepared_list(tmp, sizes.n), receiver)
+        variants = [(w, 0.0) for w in scale.WORKER_COUNTS] + [(1, UNBINDING_RATE)]
+        for workers, rate in variants:
+            limit = f", rate limit {rate:,.0f}/s (shared bucket)" if rate else ""
+            say(f"scale-out: {sizes.n:,} recipients, {workers} sender processes, PostgreSQL{limit}")
+            before = receiver.received()
+            run = scale.run_workers(scale.PG_URL, sizes.n, receiver.port, workers, rate)
+            say(
+                f"  {run.seconds:.2f} s: {run.rate:,.0f} msg/s; senders' CPU"
+                f" {run.cpu_us:,.0f} µs/msg; deliveries {run.counts}"
+                f"{counted(receiver, before, run.sent)}"
+            )
+            if run.status != "done" or run.sent != sizes.n:
+                say(f"  STATUS {run.status}, {run.sent:,} of {sizes.n:,} sent")
+            runs.append(run)
+    say()
+    line = "=" * 93
+    say(line)
+    say(
+        f"scale-out: N = {sizes.n:,}, {os.cpu_count()} CPUs"
+        " (PostgreSQL and the receiver share them)"
+    )
+    say(f"{'database':<12}{'senders':<34}{'msg/s':>9}{'x 1 sender':>12}{'CPU µs/msg':>12}")
+    say("-" * 93)
+    say(
+        f"{'SQLite':<12}{'1 process':<34}{sqlite.rate:>9,.0f}{'':>12}"
+        f"{sqlite.per_message_us(sqlite.cpu_s):>12,.0f}"
+    )
+    one = runs[0].rate
+    for run in runs:
+        what = f"{run.workers} process{'es' if run.workers > 1 else ''}"
+        if run.rate_limit:
+            what += f", limit {run.rate_limit:,.0f}/s"
+        say(
+            f"{'PostgreSQL':<12}{what:<34}{run.rate:>9,.0f}"
+            f"{fmt(ratio(run.rate, one), '.2f'):>12}{run.cpu_us:>12,.0f}"
+        )
+    say(line)
+
+
 def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
     if found is None:
@@ -491,6 +549,9 @@ def main(argv: list[str]) -> int:
     )
     mode.add_argument("--profile", action="store_true", help="one end-to-end send under cProfile")
     mode.add_argument(
+        "--scale", action="store_true", help="1, 2 and 4 sender processes on PostgreSQL"
+    )
+    mode.add_argument(
         "--clicks",
         action="store_true",
         help="only the click endpoint under wrk, against a bare one",
@@ -499,7 +560,7 @@ def main(argv: list[str]) -> int:
         "--n",
         type=int,
         help="supporters: end to end (default 20,000), --memory (200,000), --profile (5,000),"
-        " --clicks (5,000)",
+        " --clicks (5,000), --scale (20,000)",
     )
     parser.add_argument(
         "--seconds", type=int, help="duration of each wrk run of the click stage (default 10)"
@@ -527,6 +588,8 @@ def main(argv: list[str]) -> int:
         chosen = run_profile
     elif args.clicks:
         chosen = run_clicks
+    elif args.scale:
+        chosen = run_scale
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         chosen(sizes, tools, Path(tmp))
     say(f"(bench took {time.perf_counter() - started:.0f} s)")

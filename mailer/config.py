@@ -197,6 +197,13 @@ class SendingSettings:
     control_interval: float = field(
         default=1.0, metadata=_doc("seconds between checks for pause/cancel from other processes")
     )
+    lease_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "seconds a sender's claim outlives its last heartbeat (at least 3 control "
+            "intervals); then other senders take back what it held"
+        ),
+    )
 
 
 @dataclass(frozen=True)

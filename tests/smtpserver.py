@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Literal
@@ -33,6 +34,7 @@ class Received:
     data: bytes
     authenticated_as: str = ""
     tls: bool = False
+    at: float = field(default_factory=time.monotonic)  # when the server accepted it
 
     def message(self) -> EmailMessage:
         msg = email.message_from_bytes(self.data, policy=email.policy.default)

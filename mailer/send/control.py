@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from mailer.errors import InvalidState
+from mailer.send import shared_rate
 from mailer.store import Blast, BlastStatus, Delivery, DeliveryState, Event
 
 CANCELLED_TEXT = "not sent: blast cancelled"
@@ -53,6 +54,8 @@ def cancel(session: Session, blast: Blast, *, actor: str, now: datetime) -> int:
     blast.status = BlastStatus.CANCELLED
     blast.finished_at = now
     session.add(blast)
+    assert blast.id is not None
+    shared_rate.forget(session, blast.id)  # its senders' rate buckets
     count: int = skipped.rowcount or 0  # type: ignore[attr-defined]
     session.add(
         Event(

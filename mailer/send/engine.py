@@ -24,12 +24,33 @@ The parts, in the order a delivery meets them:
    exponential backoff and jitter) or failed.
 6. **record** — outcomes are written in group-committed batches.
 
-A watcher refreshes this sender's heartbeat and reads the blast's status every
+A watcher renews this sender's lease and reads the blast's status every
 ``control_interval`` seconds: ``mailer blast pause`` or ``cancel`` from another
 terminal stops the sender within that time. Stopping (also on SIGTERM/Ctrl-C,
 a down relay, or a template error) lets in-flight messages finish and be
 recorded, and returns claimed-but-unsent deliveries to the queue, so the blast
 can be resumed.
+
+**Several senders on one blast** (processes on one or more hosts, sharing a
+PostgreSQL database) are safe:
+
+- ``start`` locks the blast row (``FOR UPDATE``), so the audience snapshot is
+  taken exactly once; a sender that finds the blast ``sending`` joins it.
+- Claims skip rows another sender has locked (``FOR UPDATE SKIP LOCKED``) or
+  holds (``worker`` set), and a row becomes ``sending`` only while it names
+  this sender and this sender's lease is current, so no two senders ever send
+  one delivery.
+- Every watcher tick also recovers senders whose lease ran out or whose
+  process is gone (:mod:`mailer.send.workers`); a sender that finds its own
+  lease taken stops at once. A sender that runs out of work waits while
+  other live senders still hold rows, so what a sender that dies late holds
+  is still taken over.
+- ``_finish`` runs under the blast row lock too: only the last sender to
+  leave marks the blast done; a signal pauses the blast only when no other
+  sender is left on it.
+- On PostgreSQL the rates are shared through token buckets in the database
+  (:mod:`mailer.send.shared_rate`), and the domain concurrency is divided
+  among the live senders.
 
 Database work runs on one thread of its own (one writer, in order), so the
 event loop keeps the SMTP connections busy meanwhile.
@@ -58,12 +79,21 @@ from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
 from mailer.compose.message import domain_of
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
-from mailer.send import workers
+from mailer.send import control, shared_rate, workers
 from mailer.send.audience import snapshot_audience, suppressed
 from mailer.send.outcome import Outcome, Verdict
-from mailer.send.throttle import DomainScheduler
+from mailer.send.throttle import DomainScheduler, Grants
 from mailer.send.transport import Transport
-from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, Event, Supporter
+from mailer.store import (
+    Blast,
+    BlastStatus,
+    Database,
+    Delivery,
+    DeliveryState,
+    Event,
+    SenderWorker,
+    Supporter,
+)
 from mailer.store.models import SupporterStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -126,12 +156,23 @@ class _Stop:
     def __init__(self) -> None:
         self.reason = ""
         self.pause_blast = False  # set the blast to paused when done (signal, relay, template)
+        self.if_alone = False  # ... but only when no other sender is on the blast (signal)
+        self.lease_lost = False  # other senders took over what this one held
         self.event = asyncio.Event()
 
-    def __call__(self, reason: str, *, pause_blast: bool = False) -> None:
+    def __call__(
+        self,
+        reason: str,
+        *,
+        pause_blast: bool = False,
+        if_alone: bool = False,
+        lease_lost: bool = False,
+    ) -> None:
         if not self.event.is_set():
             self.reason = reason
             self.pause_blast = pause_blast
+            self.if_alone = if_alone
+            self.lease_lost = lease_lost
             self.event.set()
 
     def __bool__(self) -> bool:
@@ -154,7 +195,10 @@ class BlastSender:
         self.cfg = sending or SendingSettings()
         self.clock = clock
         self.worker = workers.new_worker_name()
+        # Renewed every control interval: shorter than a few of them, it would lapse.
+        self.lease = timedelta(seconds=max(self.cfg.lease_seconds, 3 * self.cfg.control_interval))
         self._executor: ThreadPoolExecutor | None = None
+        self._grants: ThreadPoolExecutor | None = None  # shared-rate grants, off the writer
         self._stop: _Stop | None = None
 
     # -- the database thread ----------------------------------------------------------
@@ -170,14 +214,21 @@ class BlastSender:
         """Make the blast ``sending`` and register this sender; (total, already final)."""
         now = self.clock()
         with self.db.session() as session:
-            blast = session.get(Blast, blast_id)
+            # Locked (PostgreSQL; SQLite has one writer anyway) so that senders starting
+            # together take the audience snapshot once: the others wait, then join.
+            blast = session.exec(
+                select(Blast).where(Blast.id == blast_id).with_for_update()
+            ).first()
             if blast is None:
                 raise InvalidState(f"blast {blast_id} does not exist")
             if blast.status not in _STARTABLE:
                 raise InvalidState(
                     f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
                 )
+            released, in_doubt = workers.recover_dead(session, blast_id, now)
             action = "blast.resumed"
+            if blast.status is BlastStatus.SENDING and workers.live_on(session, blast_id, now):
+                action = "blast.joined"  # other senders are at work on it
             if blast.started_at is None:  # first start: take the audience snapshot
                 added = snapshot_audience(
                     session,
@@ -193,11 +244,10 @@ class BlastSender:
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
-            released, in_doubt = workers.recover_dead(session, blast_id, now)
             blast.status = BlastStatus.SENDING
             blast.last_error = ""
             session.add(blast)
-            workers.register(session, self.worker, blast_id, now)
+            workers.register(session, self.worker, blast_id, now, self.lease)
             session.add(
                 Event(
                     at=now,
@@ -214,12 +264,14 @@ class BlastSender:
     def _finish(self, blast_id: int, stop: _Stop) -> BlastStatus:
         now = self.clock()
         with self.db.session() as session:
+            # Under the blast row lock, so that of senders finishing together exactly
+            # the last one sees no others and finishes the blast.
+            blast = session.exec(select(Blast).where(Blast.id == blast_id).with_for_update()).one()
             workers.unregister(session, self.worker)
-            blast = session.get(Blast, blast_id)
-            assert blast is not None
-            if blast.status is not BlastStatus.SENDING:
-                return blast.status  # paused or cancelled from outside
-            if stop.pause_blast:
+            if blast.status is not BlastStatus.SENDING or stop.lease_lost:
+                return blast.status  # paused or cancelled from outside, or taken over
+            others = workers.live_on(session, blast_id, now)
+            if stop.pause_blast and not (stop.if_alone and others):
                 blast.status = BlastStatus.PAUSED
                 blast.last_error = stop.reason
                 session.add(blast)
@@ -233,6 +285,8 @@ class BlastSender:
                     )
                 )
                 return blast.status
+            if others:
+                return blast.status  # the others go on; the last one finishes the blast
             open_count = session.exec(
                 select(func.count())
                 .select_from(Delivery)
@@ -242,6 +296,7 @@ class BlastSender:
                 blast.status = BlastStatus.DONE
                 blast.finished_at = now
                 session.add(blast)
+                shared_rate.forget(session, blast_id)
                 session.add(
                     Event(at=now, actor="system", action="blast.finished", blast_id=blast_id)
                 )
@@ -328,14 +383,23 @@ class BlastSender:
             allowed = cap - sent if allowed is None else min(allowed, cap - sent)
         return allowed
 
-    def _next_due(self, blast_id: int) -> datetime | None:
+    def _next_due(self, blast_id: int) -> tuple[datetime | None, bool]:
+        """When the next retry is due, and whether other live senders still hold rows.
+
+        Holders found dead are recovered first, so their rows can be claimed.
+        """
+        now = self.clock()
         with self.db.session() as session:
+            holders = workers.holders(session, blast_id, besides=self.worker)
+            if holders:
+                workers.recover_dead(session, blast_id, now)
+                holders = workers.holders(session, blast_id, besides=self.worker)
             due: datetime | None = session.exec(
                 select(func.min(Delivery.next_attempt_at)).where(
                     Delivery.blast_id == blast_id, Delivery.state == DeliveryState.DEFERRED
                 )
             ).one()
-        return due
+        return due, bool(holders)
 
     # -- writing outcomes ------------------------------------------------------------
 
@@ -343,8 +407,18 @@ class BlastSender:
         """Mark claimed rows as handed to the relay; return those still ours to send.
 
         A row cancelled (or otherwise taken back) since it was claimed no longer
-        names this worker and is left out: its message must not go.
+        names this worker and is left out: its message must not go. Nothing is
+        marked once this sender's lease has run out: other senders may be taking
+        its rows back at this moment.
         """
+        leased = (
+            sa_select(SenderWorker.name)  # type: ignore[call-overload]
+            .where(
+                col(SenderWorker.name) == self.worker,
+                col(SenderWorker.lease_until) > self.clock(),
+            )
+            .exists()
+        )
         with self.db.session() as session:
             marked = session.execute(
                 update(Delivery)
@@ -352,6 +426,7 @@ class BlastSender:
                     col(Delivery.id).in_(ids),
                     col(Delivery.worker) == self.worker,
                     col(Delivery.state) == DeliveryState.QUEUED,
+                    leased,
                 )
                 .values(state=DeliveryState.SENDING)
                 .returning(col(Delivery.id))
@@ -380,7 +455,12 @@ class BlastSender:
             session.connection().execute(stmt, rows)
 
     def _release(self, ids: list[int]) -> None:
-        """Give claimed deliveries back to the queue (never started, nothing sent)."""
+        """Give claimed deliveries back to the queue (never started, nothing sent).
+
+        In a blast cancelled meanwhile they are ``skipped`` instead: the cancel
+        skipped what was queued, but not a row already marked ``sending`` for
+        the message a connection had prepared next.
+        """
         if not ids:
             return
         with self.db.session() as session:
@@ -393,12 +473,71 @@ class BlastSender:
                 )
                 .values(state=DeliveryState.QUEUED, worker="")
             )
+            cancelled = sa_select(Blast.id).where(  # type: ignore[call-overload]
+                col(Blast.status) == BlastStatus.CANCELLED
+            )
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == "",
+                    col(Delivery.state) == DeliveryState.QUEUED,
+                    col(Delivery.blast_id).in_(cancelled),
+                )
+                .values(
+                    state=DeliveryState.SKIPPED,
+                    reply_text=control.CANCELLED_TEXT,
+                    updated_at=self.clock(),
+                )
+            )
 
-    def _heartbeat(self, blast_id: int) -> BlastStatus:
+    def _heartbeat(self, blast_id: int) -> tuple[BlastStatus, bool, int]:
+        """Renew the lease, take back what dead senders hold, read the blast's status.
+
+        Returns the status, whether this sender still has its lease, and how
+        many live senders are on the blast.
+        """
+        now = self.clock()
         with self.db.session() as session:
-            workers.heartbeat(session, self.worker, self.clock())
+            kept = workers.heartbeat(session, self.worker, now, self.lease)
+        with self.db.session() as session:
+            released, in_doubt = workers.recover_expired(session, blast_id, now)
+            if released or in_doubt:
+                log.warning(
+                    "blast %d: took back what dead senders held: %d queued again, %d in doubt",
+                    blast_id,
+                    released,
+                    in_doubt,
+                )
+                session.add(
+                    Event(
+                        at=now,
+                        actor="system",
+                        action="blast.senders_recovered",
+                        blast_id=blast_id,
+                        detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
+                    )
+                )
+            senders = len(workers.live_on(session, blast_id, now))
             status = session.exec(select(Blast.status).where(Blast.id == blast_id)).one()
-        return BlastStatus(status)
+        return BlastStatus(status), kept, senders
+
+    def _senders(self, blast_id: int) -> int:
+        with self.db.session() as session:
+            return len(workers.live_on(session, blast_id, self.clock()))
+
+    def _take_tokens(self, blast_id: int, domain: str | None, want: int) -> tuple[int, float]:
+        rate = self.cfg.rate if domain is None else self.cfg.domain_rate
+        key = shared_rate.blast_key(blast_id, domain)
+        with self.db.session() as session:
+            return shared_rate.take(
+                session, key, rate=rate, want=want, dialect=self.db.engine.dialect.name
+            )
+
+    @property
+    def shares_rates(self) -> bool:
+        """Rates go through the database's buckets (PostgreSQL, where senders may be many)."""
+        return not self.db.is_sqlite and (self.cfg.rate > 0 or self.cfg.domain_rate > 0)
 
     def outcome_row(self, item: Claimed, outcome: Outcome, message_id: str) -> dict[str, Any]:
         now = self.clock()
@@ -470,6 +609,10 @@ class BlastSender:
         if self._stop is not None:
             self._stop(reason, pause_blast=pause_blast)
 
+    def _signalled(self, reason: str) -> None:
+        if self._stop is not None:  # the blast pauses only if no other sender is on it
+            self._stop(reason, pause_blast=True, if_alone=True)
+
     async def send(
         self,
         blast_id: int,
@@ -486,12 +629,14 @@ class BlastSender:
         back to the queue, and the blast is left paused and resumable.
         """
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-db")
+        if self.shares_rates:
+            self._grants = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-rate")
         stop = self._stop = _Stop()
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for signum in signals:
             name = signal.Signals(signum).name
-            loop.add_signal_handler(signum, self.request_stop, f"stopped by {name}; resumable")
+            loop.add_signal_handler(signum, self._signalled, f"stopped by {name}; resumable")
         try:
             total, done = await self._db(self.start, blast_id, actor=actor)
             if progress:
@@ -506,9 +651,14 @@ class BlastSender:
                 progress.finish()
             self._executor.shutdown(wait=True)
             self._executor = None
+            if self._grants is not None:
+                self._grants.shutdown(wait=True)
+                self._grants = None
             self._stop = None
         counts = delivery_counts(self.db, blast_id)
-        return SendResult(blast_id, status, counts, stop.reason if stop.pause_blast else "")
+        # An error only when the blast was left paused for it (not when others go on).
+        paused = stop.pause_blast and status is BlastStatus.PAUSED
+        return SendResult(blast_id, status, counts, stop.reason if paused else "")
 
 
 @dataclass(frozen=True)
@@ -534,16 +684,19 @@ class _Run:
         self.composer = composer
         self.stop = stop
         self.progress = progress
+        grants: Grants | None = self.grant if sender.shares_rates else None
         self.scheduler: DomainScheduler[Claimed] = DomainScheduler(
             concurrency=self.cfg.domain_concurrency,
             domain_rate=self.cfg.domain_rate,
             rate=self.cfg.rate,
+            grants=grants,
         )
         self.outcomes: list[dict[str, Any]] = []
         self.marks: list[tuple[int, asyncio.Future[bool]]] = []
         self.mark_task: asyncio.Task[None] | None = None
 
     async def execute(self) -> None:
+        self.scheduler.share(await self.s._db(self.s._senders, self.blast_id))
         transports = [self.s.transport_factory() for _ in range(max(1, self.cfg.connections))]
         tasks = [asyncio.create_task(self.produce(), name="producer")]
         tasks += [
@@ -566,6 +719,7 @@ class _Run:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            self.scheduler.stop_grants()
             for t in transports:
                 await t.close()
             left = [job.delivery_id for job in self.scheduler.drain()]
@@ -607,9 +761,11 @@ class _Run:
                 # for the next due retry (the database thread runs jobs in order).
                 idle = self.scheduler.idle
                 await self.flush_outcomes()
-                due = await self.s._db(self.s._next_due, self.blast_id)
-                if due is None and idle:
+                due, others_hold = await self.s._db(self.s._next_due, self.blast_id)
+                if due is None and idle and not others_hold:
                     break
+                # Other live senders still hold rows: stay, to take them over should
+                # one of them die before it is done.
                 wait = 0.5
                 if due is not None:
                     wait = min(max(0.05, (due - self.s.clock()).total_seconds()), 5.0)
@@ -748,10 +904,22 @@ class _Run:
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.control_interval)
-            status = await self.s._db(self.s._heartbeat, self.blast_id)
-            if status is not BlastStatus.SENDING:
+            status, kept, senders = await self.s._db(self.s._heartbeat, self.blast_id)
+            if not kept:
+                log.error("blast %d: this sender's lease was taken over; stopping", self.blast_id)
+                self.stop("lease lost: other senders took over", lease_lost=True)
+            elif status is not BlastStatus.SENDING:
                 log.warning("blast %d is now %s; stopping", self.blast_id, status)
                 self.stop(f"blast {status} by an organizer")
+            self.scheduler.share(senders)
+
+    async def grant(self, domain: str | None, want: int) -> tuple[int, float]:
+        """Tokens from the database's bucket of the blast (or of ``domain``)."""
+        assert self.s._grants is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.s._grants, self.s._take_tokens, self.blast_id, domain, want
+        )
 
 
 def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:

@@ -15,6 +15,12 @@ status) waits before the next attempt — 2 s, then twice as long on each
 repeat up to 5 minutes — and the wait shrinks again as its messages go
 through. Refusals of messages already in flight when the backoff began do not
 double it again.
+
+With ``grants`` (several senders on one blast, on PostgreSQL) the rates are
+shared: besides its own token buckets, which space this sender's messages,
+a delivery needs a token granted from the database's bucket for the blast
+and for its domain (:mod:`mailer.send.shared_rate`). The domain concurrency
+is then this sender's share (:meth:`DomainScheduler.share`).
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from mailer.send.outcome import Outcome, Verdict
+from mailer.send.shared_rate import Quota, grant_size
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Asks the shared bucket of a domain (None: the overall one) for tokens: (granted, wait).
+Grants = Callable[[str | None, int], Awaitable[tuple[int, float]]]
 FIRST_BACKOFF = 2.0
 MAX_BACKOFF = 300.0
 
@@ -63,6 +72,11 @@ class TokenBucket:
             self.tokens -= 1
 
 
+def _paced(rate: float) -> float:
+    """The burst of a sender's own bucket when the rate is shared: 20 ms' worth, at least 1."""
+    return max(1.0, rate / 50)
+
+
 def is_throttling(outcome: Outcome) -> bool:
     """Does this reply ask us to slow down (421, or a 4.7.x policy status)?"""
     return outcome.verdict is Verdict.RETRY and (
@@ -77,6 +91,7 @@ class _Domain(Generic[T]):
     backoff: float = 0.0
     resume_at: float = 0.0
     bucket: TokenBucket | None = None
+    quota: Quota | None = None
 
 
 class DomainScheduler(Generic[T]):
@@ -87,14 +102,21 @@ class DomainScheduler(Generic[T]):
         domain_rate: float = 0.0,
         rate: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        grants: Grants | None = None,
     ) -> None:
-        self.concurrency = concurrency if concurrency > 0 else 1 << 30  # 0: no limit
+        self.limit = concurrency if concurrency > 0 else 1 << 30  # 0: no limit
+        self.concurrency = self.limit
         self.domain_rate = domain_rate
-        self.overall = TokenBucket(rate, clock=clock)
+        # Sharing a rate, this sender spaces its own messages (bursts of 20 ms' worth at most).
+        self.overall = TokenBucket(rate, burst=_paced(rate) if grants else None, clock=clock)
         self.clock = clock
+        self.grants = grants
         self._domains: dict[str, _Domain[T]] = {}
         self._order: deque[str] = deque()
         self._changed = asyncio.Event()
+        self.quota: Quota | None = None
+        if grants is not None and rate > 0:
+            self.quota = Quota(lambda n: grants(None, n), grant_size(rate), self._changed.set)
         self._closed = False
         self._pending = 0
         self._in_flight = 0
@@ -104,19 +126,45 @@ class DomainScheduler(Generic[T]):
     def put(self, domain: str, job: T) -> None:
         entry = self._domains.get(domain)
         if entry is None:
-            bucket = (
-                TokenBucket(self.domain_rate, clock=self.clock) if self.domain_rate > 0 else None
-            )
-            entry = self._domains[domain] = _Domain(bucket=bucket)
+            bucket = quota = None
+            if self.domain_rate > 0:
+                burst = _paced(self.domain_rate) if self.grants else None
+                bucket = TokenBucket(self.domain_rate, burst=burst, clock=self.clock)
+                if self.grants is not None:
+                    quota = Quota(
+                        self._domain_grant(domain), grant_size(self.domain_rate), self._changed.set
+                    )
+            entry = self._domains[domain] = _Domain(bucket=bucket, quota=quota)
             self._order.append(domain)
         entry.jobs.append(job)
         self._pending += 1
+        self._changed.set()
+
+    def _domain_grant(self, domain: str) -> Callable[[int], Awaitable[tuple[int, float]]]:
+        grants = self.grants
+        assert grants is not None
+        return lambda n: grants(domain, n)
+
+    def share(self, senders: int) -> None:
+        """``senders`` send this blast now: the domain concurrency is divided among them.
+
+        Each keeps at least one, so with more senders than the limit the limit
+        is the number of senders.
+        """
+        if self.limit < 1 << 30:
+            self.concurrency = max(1, self.limit // max(1, senders))
         self._changed.set()
 
     def close(self) -> None:
         """No more jobs will come; ``get`` returns None once the pending ones are out."""
         self._closed = True
         self._changed.set()
+
+    def stop_grants(self) -> None:
+        """Stop asking the database for tokens (the run is over)."""
+        for quota in [self.quota] + [d.quota for d in self._domains.values()]:
+            if quota is not None:
+                quota.close()
 
     def drain(self) -> list[T]:
         """Take every job not handed out yet (when stopping)."""
@@ -159,8 +207,18 @@ class DomainScheduler(Generic[T]):
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
+            # Shared grants (several senders): a token from the database's buckets too.
+            # Not ready means a refill is under way; it wakes ``get`` when done.
+            if self.quota is not None and not self.quota.ready():
+                return soonest
+            if entry.quota is not None and not entry.quota.ready():
+                continue
             if entry.bucket:
                 entry.bucket.take()
+            if entry.quota is not None:
+                entry.quota.take()
+            if self.quota is not None:
+                self.quota.take()
             self.overall.take()
             entry.in_flight += 1
             self._in_flight += 1

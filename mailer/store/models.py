@@ -191,6 +191,7 @@ class SenderWorker(SQLModel, table=True):
     blast_id: int | None = Field(default=None, foreign_key="blast.id")
     started_at: datetime | None = _time()
     heartbeat_at: datetime | None = _time()
+    lease_until: datetime | None = _time()  # after this, what it holds may be taken back
 
 
 class ServiceInstance(SQLModel, table=True):
@@ -300,3 +301,17 @@ class Signature(SQLModel, table=True):
     ip: str = Field(default="", max_length=64)  # only with tracking.store_ip, and truncated
     created_at: datetime | None = _time()
     updated_at: datetime | None = _time()
+
+
+class SendRate(SQLModel, table=True):
+    """A token bucket shared by every sender of a blast (the rate, or one domain's rate).
+
+    Refilled by the time passed since ``stamp`` (seconds, the database's clock)
+    and taken from by one ``UPDATE … RETURNING`` per grant.
+    """
+
+    __tablename__ = "send_rate"
+    key: str = Field(primary_key=True, max_length=300)  # "blast:<id>" or "blast:<id>:<domain>"
+    tokens: float = 0.0
+    stamp: float = 0.0
+    granted: int = 0  # the last grant, for RETURNING
