@@ -81,6 +81,7 @@ def _register() -> None:
         report,
         service,
         suppress,
+        user,
         web,
     )
 
@@ -95,6 +96,7 @@ def _register() -> None:
         web,
         service,
         inbound,
+        user,
         demo,
     ):
         for command in module.COMMANDS:

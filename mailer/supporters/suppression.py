@@ -165,3 +165,26 @@ def resubscribe(
         )
     )
     return supporter
+
+
+def unsubscribe_supporter(
+    session: Session, supporter: Supporter, *, actor: str, reason: str, now: datetime
+) -> bool:
+    """Unsubscribe ``supporter`` on their behalf (an admin's act); False when nothing changes."""
+    if supporter.status in (SupporterStatus.UNSUBSCRIBED, SupporterStatus.COMPLAINED):
+        return False
+    previous = supporter.status
+    supporter.status = SupporterStatus.UNSUBSCRIBED
+    supporter.status_changed_at = now
+    supporter.updated_at = now
+    session.add(supporter)
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action=UNSUBSCRIBED,
+            supporter_id=supporter.id,
+            detail={"via": "admin", "reason": reason, "previous": str(previous)},
+        )
+    )
+    return True

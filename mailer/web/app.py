@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -35,7 +35,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings, TrackingSettings
@@ -43,6 +43,7 @@ from mailer.errors import TokenError
 from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
+from mailer.web.admin import admin_routes
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -79,6 +80,7 @@ def app_for(db: Database, settings: Settings) -> Starlette:
         settings.security.secret_key,
         organization_name=settings.organization.name,
         tracking=settings.tracking,
+        extra_routes=admin_routes(db, settings),
     )
 
 
@@ -89,6 +91,7 @@ def create_app(
     organization_name: str = "",
     tracking: TrackingSettings | None = None,
     clock: Callable[[], datetime] = utcnow,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
@@ -206,5 +209,6 @@ def create_app(
             Route("/u/{token}", unsubscribe_page, methods=["GET"]),
             Route("/u/{token}", unsubscribe_post, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            *extra_routes,
         ],
     )
