@@ -101,14 +101,15 @@ def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     """Horizontal bars, one per (label, count); for failures by reply code or domain."""
     if not items:
         return Markup('<p class="muted">None.</p>')
+    width_all = 360  # shown half-width on wide screens: text stays readable
     row_h = 22
-    label_w = 190
+    label_w = 130
     height = row_h * len(items) + 8
     top = max(count for _, count in items) or 1
-    bar_w = WIDTH - label_w - 60
+    bar_w = width_all - label_w - 40
     desc = ", ".join(f"{label}: {count}" for label, count in items)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width_all} {height}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
         f"<desc>{escape(desc)}</desc>"
     ]
@@ -117,7 +118,7 @@ def bar_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
         width = bar_w * count / top
         parts.append(
             f'<text class="axis" x="{label_w - 8}" y="{y + 15}" text-anchor="end">'
-            f"{escape(label[:32])}</text>"
+            f"{escape(label[:22])}</text>"
             f'<rect class="bar failed" x="{label_w}" y="{y + 3}" width="{max(width, 1):.1f}" '
             f'height="{row_h - 6}"/>'
             f'<text class="value" x="{label_w + width + 6:.1f}" y="{y + 15}">{count}</text>'
