@@ -130,12 +130,12 @@ def delivery_log(
             query = query.where(Delivery.state == state)
         if domain:
             query = query.where(
-                col(Supporter.email).like(f"%@{_like(domain.lower())}", escape="\\")
+                col(Supporter.email).like(f"%@{like_escape(domain.lower())}", escape="\\")
             )
         if reply_code is not None:
             query = query.where(Delivery.reply_code == reply_code)
         if address:
-            prefix = _like(address.strip().lower())
+            prefix = like_escape(address.strip().lower())
             query = query.where(col(Supporter.email).like(f"{prefix}%", escape="\\"))
         with db.session() as session:
             rows = session.exec(query).all()
@@ -161,7 +161,7 @@ def delivery_log(
         after = last
 
 
-def _like(text: str) -> str:
+def like_escape(text: str) -> str:
     """``text`` with LIKE's wildcards escaped (escape character: backslash)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

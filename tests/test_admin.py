@@ -16,7 +16,15 @@ from mailer import accounts
 from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.errors import InvalidState
-from mailer.store import Blast, BlastStatus, Database, Event, Supporter, SupporterStatus
+from mailer.store import (
+    Blast,
+    BlastStatus,
+    Database,
+    Event,
+    Supporter,
+    SupporterStatus,
+    Suppression,
+)
 from mailer.store.models import AdminSession, ApiToken, UserRole, utcnow
 from tests.admin_helpers import PASSWORD, ROLES, add_users, hidden, serve, sign_in
 from tests.conftest import make_settings
@@ -182,7 +190,7 @@ def test_wrong_password_forged_login_csrf_lockout_and_safe_next(site: str) -> No
 
 # action -> (minimum role, how to call it); blast actions get a fresh blast in a fitting state.
 ORGANIZER_FORMS = ("create", "schedule", "pause", "cancel", "test")
-ADMIN_FORMS = ("unsubscribe", "add_user")
+ADMIN_FORMS = ("unsubscribe", "add_user", "suppress")
 ALLOWED = {
     UserRole.VIEWER: set[str](),
     UserRole.ORGANIZER: set(ORGANIZER_FORMS),
@@ -226,6 +234,12 @@ def _post(
             f"/admin/supporters/{supporter.id}/unsubscribe", data={"csrf": csrf, "reason": tag}
         )
         return response, (lambda: _status_of(db, "p0@example.org"))
+    if action == "suppress":
+        address = f"{tag}@blocked.example"
+        response = client.post(
+            "/admin/suppressions", data={"csrf": csrf, "email": address, "reason": "test"}
+        )
+        return response, (lambda: _suppressed(db, address))
     assert action == "add_user"
     response = client.post(
         "/admin/users",
@@ -237,6 +251,12 @@ def _post(
 def _blast_named(db: Database, name: str) -> bool:
     with db.session() as session:
         return session.exec(select(Blast).where(Blast.name == name)).first() is not None
+
+
+def _suppressed(db: Database, address: str) -> bool:
+    with db.session() as session:
+        found = session.exec(select(Suppression).where(Suppression.email == address)).first()
+        return found is not None
 
 
 def _status_of(db: Database, email: str) -> SupporterStatus:
@@ -263,9 +283,19 @@ def test_each_role_against_each_action(
 ) -> None:
     with httpx.Client(base_url=site) as client:
         csrf = sign_in(client, str(role))
-        for path in ("/admin/", "/admin/supporters?q=p1", "/admin/blasts/new", "/admin/users"):
+        for path in (
+            "/admin/",
+            "/admin/supporters?q=p1",
+            "/admin/blasts/new",
+            "/admin/users",
+            "/admin/suppressions",
+        ):
             response = client.get(path, follow_redirects=True)
-            needs = {"/admin/blasts/new": "create", "/admin/users": "add_user"}.get(path)
+            needs = {
+                "/admin/blasts/new": "create",
+                "/admin/users": "add_user",
+                "/admin/suppressions": "suppress",
+            }.get(path)
             expected = 200 if needs is None or needs in ALLOWED[role] else 403
             assert response.status_code == expected, (role, path)
         for action in (*ORGANIZER_FORMS, *ADMIN_FORMS):
@@ -292,7 +322,7 @@ def test_each_role_against_each_action(
         assert "blast.test_sent" in done
         assert smtp_server.handler.to("seed@example.org")
     if role is UserRole.ADMIN:
-        assert {"supporter.unsubscribed", "user.added"} <= done
+        assert {"supporter.unsubscribed", "user.added", "suppression.added"} <= done
         assert _status_of(sqlite_db, "p0@example.org") is SupporterStatus.UNSUBSCRIBED
 
 

@@ -188,3 +188,24 @@ def unsubscribe_supporter(
         )
     )
     return True
+
+
+def suppress_address(
+    session: Session, address: str, *, reason: str, actor: str, now: datetime
+) -> bool:
+    """Put one address on the suppression list; False when it is there already."""
+    email, problem = normalize_email(address)
+    if problem:
+        raise InvalidState(f"{address!r}: {problem}")
+    if session.exec(select(Suppression).where(Suppression.email == email)).first() is not None:
+        return False
+    session.add(Suppression(email=email, reason=reason, source=f"added by {actor}", created_at=now))
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action="suppression.added",
+            detail={"email": email, "reason": reason},
+        )
+    )
+    return True

@@ -45,6 +45,7 @@ from mailer.report import (
     blast_report,
     delivery_log,
     failure_breakdown,
+    like_escape,
     link_report,
     timeline,
 )
@@ -61,8 +62,10 @@ from mailer.store import (
     MailingList,
     Membership,
     Supporter,
+    Suppression,
 )
 from mailer.store.models import UserRole
+from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
 from mailer.web.admin.charts import bar_chart, timeline_chart
 from mailer.web.admin.guard import (
@@ -80,6 +83,7 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 PAGE_SIZE = 100
 LIVE_REFRESH = 5  # seconds between reloads of the dashboard while something sends
 RECENT = 20
+SUPPRESSIONS_SHOWN = 200
 # Admin pages: nothing from elsewhere, no scripts, not framed by other sites.
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
@@ -539,7 +543,7 @@ class AdminPages:
                 exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
                 if exact is not None and "notice" not in call.request.query_params:
                     return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
-                prefix = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                prefix = like_escape(q)
                 found = list(
                     session.exec(
                         select(Supporter)
@@ -648,6 +652,42 @@ class AdminPages:
             )
         return self.back(f"/admin/supporters/{raw}", notice)
 
+    # -- suppressions -------------------------------------------------------------------
+
+    def suppressions(self, call: Call, *, error: str = "", status: int = 200) -> Response:
+        q = call.query("q").lower()
+        query = select(Suppression).order_by(col(Suppression.email)).limit(SUPPRESSIONS_SHOWN)
+        if q:
+            prefix = like_escape(q)
+            query = query.where(col(Suppression.email).like(f"{prefix}%", escape="\\"))
+        with self.db.session() as session:
+            rows = list(session.exec(query))
+        return self.render(
+            "suppressions.html",
+            call.caller,
+            status=status,
+            request=call.request,
+            error=error,
+            q=q,
+            rows=rows,
+            limit=SUPPRESSIONS_SHOWN,
+        )
+
+    def suppress(self, call: Call) -> Response:
+        try:
+            with self.db.session() as session:
+                added = suppress_address(
+                    session,
+                    call.form.get("email", ""),
+                    reason=call.form.get("reason", "").strip()[:200],
+                    actor=call.caller.name,
+                    now=self.clock(),
+                )
+        except MailerError as exc:
+            return self.suppressions(call, error=str(exc), status=400)
+        notice = "Address suppressed." if added else "That address is suppressed already."
+        return self.back("/admin/suppressions", notice)
+
     # -- users --------------------------------------------------------------------------
 
     def users(self, call: Call, *, error: str = "", status: int = 200) -> Response:
@@ -734,6 +774,8 @@ class AdminPages:
                 page(manage, self.unsubscribe),
                 methods=["POST"],
             ),
+            Route("/admin/suppressions", page(manage, self.suppressions), methods=["GET"]),
+            Route("/admin/suppressions", page(manage, self.suppress), methods=["POST"]),
             Route("/admin/users", page(manage, self.users), methods=["GET"]),
             Route("/admin/users", page(manage, self.add_user), methods=["POST"]),
             Route(
