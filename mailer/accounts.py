@@ -49,6 +49,7 @@ FAILURE_WINDOW = timedelta(minutes=15)
 FIRST_WAIT = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=12)
+KEEP_ATTEMPTS = timedelta(days=1)
 MIN_PASSWORD = 10
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -210,6 +211,11 @@ def sign_in(db: Database, name: str, password: str, *, now: datetime) -> SignIn:
             ok = False
         ok = ok and user is not None and not user.disabled
         session.add(LoginAttempt(name=name, at=now, ok=ok))
+        session.execute(  # older tries no longer count; the audit log keeps them
+            delete(LoginAttempt).where(
+                col(LoginAttempt.name) == name, col(LoginAttempt.at) < now - KEEP_ATTEMPTS
+            )
+        )
         if not ok or user is None:
             audit(session, name, "user.login_failed", now)
             return SignIn(None)

@@ -441,3 +441,17 @@ def test_supporter_page(db: Database, settings: Settings, sent_blast: int) -> No
         page = client.get(found.headers["location"])
         assert "members" in page.text and "alert" in page.text and "550" in page.text
         assert "Unsubscribe" not in page.text  # a viewer cannot
+        assert client.get("/admin/supporters/99999").status_code == 404
+        assert client.get("/admin/supporters/abc").status_code == 404
+        listed = client.get("/admin/supporters", params={"q": "p1@e"})
+        assert "p1@example.org" in listed.text and "p1@bad.example" not in listed.text
+    with serve(db, settings) as url, httpx.Client(base_url=url) as client:
+        csrf = sign_in(client, "admin")
+        supporter_path = found.headers["location"]
+        done = client.post(
+            f"{supporter_path}/unsubscribe", data={"csrf": csrf, "reason": "asked by phone"}
+        )
+        assert done.status_code == 303
+        page = client.get(done.headers["location"])
+        assert "is unsubscribed" in page.text and "asked by phone" in page.text
+        assert "supporter.unsubscribed" in page.text

@@ -102,11 +102,17 @@ def test_roles_and_actions_through_tokens(api: httpx.Client, sqlite_db: Database
     assert cancelled.json()["status"] == "cancelled"
 
     supporter = api.get("/api/supporters/1", headers=viewer).json()
-    assert supporter["email"] == "p0@example.org"
+    assert supporter["supporter"]["email"] == "p0@example.org"
+    assert supporter["lists"] == ["members"] and supporter["deliveries"] == []
+    found = api.get("/api/supporters", params={"q": "p1@"}, headers=viewer).json()
+    assert [s["email"] for s in found["supporters"]] == ["p1@example.org"]
     assert api.post("/api/supporters/1/unsubscribe", headers=organizer).status_code == 403
     done = api.post("/api/supporters/1/unsubscribe", headers=admin, json={"reason": "phone"})
     assert done.status_code == 200
-    assert api.get("/api/supporters/1", headers=viewer).json()["status"] == "unsubscribed"
+    after = api.get("/api/supporters/1", headers=viewer).json()
+    assert after["supporter"]["status"] == "unsubscribed"
+    assert after["events"][0]["action"] == "supporter.unsubscribed"
+    assert after["events"][0]["actor"] == "admin"
     bad_json = api.post(
         f"/api/blasts/{blast_id}/schedule",
         headers={**organizer, "content-type": "application/json"},

@@ -27,7 +27,8 @@ from mailer.blasts import find_blast
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
-from mailer.store import Blast, Database, DeliveryState, Supporter
+from mailer.store import Blast, Database, DeliveryState
+from mailer.supporters.history import find_supporters, supporter_history
 from mailer.web.admin import actions
 from mailer.web.admin.guard import Call, Guard
 
@@ -129,9 +130,17 @@ ENDPOINTS = (
     ),
     Endpoint(
         "GET",
+        "/api/supporters",
+        Permission.READ,
+        "Supporters whose address starts with q",
+        "find_supporters",
+        query=(("q", "string", "start of the address"),),
+    ),
+    Endpoint(
+        "GET",
         "/api/supporters/{id}",
         Permission.READ,
-        "A supporter: status and deliveries",
+        "A supporter: lists, status, deliveries, clicks and history",
         "get_supporter",
     ),
     Endpoint(
@@ -298,14 +307,16 @@ class AdminApi:
 
         return run
 
+    def find_supporters(self, call: Call) -> Response:
+        q = call.query("q")
+        if not q:
+            raise MailerError("give q, the start of an address")
+        found = find_supporters(self.db, q)
+        return JSONResponse({"supporters": [s.model_dump(mode="json") for s in found]})
+
     def get_supporter(self, call: Call) -> Response:
         raw = call.param("id")
-        with self.db.session() as session:
-            person = session.get(Supporter, int(raw)) if raw.isdigit() else None
-            if person is None:
-                raise NotFound(f"no supporter {raw!r}")
-            data = person.model_dump(mode="json")
-        return JSONResponse(data)
+        return JSONResponse(supporter_history(self.db, int(raw) if raw.isdigit() else 0))
 
     def unsubscribe(self, call: Call) -> Response:
         raw = call.param("id")

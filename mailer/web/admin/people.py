@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlmodel import col, desc, select
+from sqlmodel import col, select
 from starlette.responses import RedirectResponse, Response
 
 from mailer import accounts
-from mailer.errors import MailerError
+from mailer.errors import MailerError, NotFound
 from mailer.report import like_escape
 from mailer.store import (
-    Blast,
-    Click,
-    Delivery,
-    Event,
-    Link,
-    MailingList,
-    Membership,
     Supporter,
     Suppression,
 )
 from mailer.store.models import UserRole
+from mailer.supporters.history import find_supporters, supporter_history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
 from mailer.web.admin.guard import Call
@@ -39,100 +31,24 @@ class PeoplePages(Site):
         if q:
             with self.db.session() as session:
                 exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
-                if exact is not None and "notice" not in call.request.query_params:
-                    return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
-                prefix = like_escape(q)
-                found = list(
-                    session.exec(
-                        select(Supporter)
-                        .where(col(Supporter.email).like(f"{prefix}%", escape="\\"))
-                        .order_by(col(Supporter.email))
-                        .limit(50)
-                    )
-                )
+            if exact is not None and "notice" not in call.request.query_params:
+                return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
+            found = find_supporters(self.db, q)
         return self.render("supporters.html", call.caller, request=call.request, q=q, found=found)
 
     def supporter(self, call: Call) -> Response:
         raw = call.param("id")
-        with self.db.session() as session:
-            person = session.get(Supporter, int(raw)) if raw.isdigit() else None
-            if person is None:
-                return self.render(
-                    "message.html",
-                    call.caller,
-                    status=404,
-                    heading="No such supporter",
-                    text=f"no supporter {raw!r}",
-                )
-            lists = list(
-                session.exec(
-                    select(MailingList.name)
-                    .join(Membership, col(Membership.list_id) == MailingList.id)
-                    .where(Membership.supporter_id == person.id)
-                    .order_by(MailingList.name)
-                )
+        try:
+            history = supporter_history(self.db, int(raw) if raw.isdigit() else 0)
+        except NotFound:
+            return self.render(
+                "message.html",
+                call.caller,
+                status=404,
+                heading="No such supporter",
+                text=f"no supporter {raw!r}",
             )
-            deliveries: list[dict[str, Any]] = [
-                {
-                    "blast_id": d.blast_id,
-                    "blast": name,
-                    "state": str(d.state),
-                    "reply_code": d.reply_code,
-                    "reply_text": d.reply_text,
-                    "sent_at": d.sent_at,
-                    "clicks": 0,
-                    "id": d.id,
-                }
-                for d, name in session.exec(
-                    select(Delivery, Blast.name)
-                    .join(Blast, col(Blast.id) == Delivery.blast_id)
-                    .where(Delivery.supporter_id == person.id)
-                    .order_by(desc(col(Delivery.id)))
-                    .limit(200)
-                )
-            ]
-            clicks: list[dict[str, Any]] = [
-                {
-                    "at": c.clicked_at,
-                    "blast": name,
-                    "url": url,
-                    "flagged": c.suspected_bot,
-                    "delivery": c.delivery_id,
-                }
-                for c, name, url in session.exec(
-                    select(Click, Blast.name, Link.url)
-                    .join(Delivery, col(Delivery.id) == Click.delivery_id)
-                    .join(Blast, col(Blast.id) == Click.blast_id)
-                    .join(Link, col(Link.id) == Click.link_id)
-                    .where(Delivery.supporter_id == person.id)
-                    .order_by(desc(col(Click.id)))
-                    .limit(200)
-                )
-            ]
-            events = list(
-                session.exec(
-                    select(Event)
-                    .where(Event.supporter_id == person.id)
-                    .order_by(desc(col(Event.id)))
-                    .limit(200)
-                )
-            )
-        per_delivery: dict[int, int] = {}
-        for c in clicks:
-            if not c["flagged"]:
-                per_delivery[c["delivery"]] = per_delivery.get(c["delivery"], 0) + 1
-        for d in deliveries:
-            d["clicks"] = per_delivery.get(d["id"], 0)
-        return self.render(
-            "supporter.html",
-            call.caller,
-            request=call.request,
-            supporter=person,
-            lists=lists,
-            deliveries=deliveries,
-            clicks=clicks,
-            events=events,
-        )
+        return self.render("supporter.html", call.caller, request=call.request, **history)
 
     def unsubscribe(self, call: Call) -> Response:
         raw = call.param("id")
