@@ -384,9 +384,12 @@ def sent_blast(db: Database, settings: Settings, smtp_server: SmtpTestServer) ->
 
 def test_blast_page_and_send_log(db: Database, settings: Settings, sent_blast: int) -> None:
     with serve(db, settings) as url, httpx.Client(base_url=url) as client:
-        sign_in(client, "viewer")
+        sign_in(client, "organizer")
         page = client.get(f"/admin/blasts/{sent_blast}")
         assert page.status_code == 200
+        assert f"/admin/blasts/{sent_blast}/test" in page.text
+        assert f"/admin/blasts/{sent_blast}/schedule" not in page.text  # done: not schedulable
+        assert f"/admin/blasts/{sent_blast}/pause" not in page.text
         assert "<svg" in page.text and "Failures by domain" in page.text
         assert "bad.example" in page.text and "sandbox" in page.text
         preview = client.get(f"/admin/blasts/{sent_blast}/preview.html")

@@ -16,6 +16,7 @@ from mailer.blasts import composer_for, find_blast
 from mailer.compose.alert import Recipient
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, failure_breakdown, link_report, timeline
+from mailer.schedule import planner
 from mailer.schedule.times import show, zone
 from mailer.store import Blast, BlastStatus, DeliveryState, MailingList
 from mailer.web.admin import actions
@@ -124,6 +125,7 @@ class BlastPages(Site):
             if blast.status is BlastStatus.SCHEDULED
             else "",
             actions=BLAST_ACTION_LABELS.get(blast.status, []),
+            schedulable=blast.status in planner.SCHEDULABLE,
             zone=self.zone,
             default_date=local_now.strftime("%Y-%m-%d"),
             default_time=local_now.strftime("%H:%M"),
