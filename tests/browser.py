@@ -27,8 +27,14 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module.
+
+    Not per session: while Playwright's sync API is started, an asyncio loop
+    counts as running in the main thread, so every later test that calls
+    ``asyncio.run`` (sending, for one) would fail.
+    """
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
