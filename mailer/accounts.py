@@ -21,6 +21,7 @@ admin also manages users, suppressions and supporters (:func:`allowed`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -54,8 +55,15 @@ MIN_PASSWORD = 10
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _hasher = PasswordHasher()
-# Verified against when the name is unknown, so that takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so that takes as long as a wrong password.
+
+    Made on first use, not at import: every CLI command imports this module.
+    """
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class Permission(StrEnum):
@@ -206,7 +214,7 @@ def sign_in(db: Database, name: str, password: str, *, now: datetime) -> SignIn:
         user = session.exec(select(AdminUser).where(AdminUser.name == name)).first()
         ok = False
         try:
-            ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            ok = _hasher.verify(user.password_hash if user else _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             ok = False
         ok = ok and user is not None and not user.disabled
