@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from mailer import accounts
@@ -165,6 +167,8 @@ def test_wrong_password_forged_login_csrf_lockout_and_safe_next(site: str) -> No
             "/admin/login", data={"csrf": "forged", "name": "admin", "password": PASSWORD}
         )
         assert forged.status_code == 403 and "mailer_session" not in client.cookies
+        odd = client.post("/admin/login", data={"csrf": "jeton-é", "name": "a", "password": "b"})
+        assert odd.status_code == 403
         for _ in range(accounts.MAX_FAILURES):
             wrong = client.post(
                 "/admin/login", data={"csrf": csrf, "name": "viewer", "password": "nope"}
@@ -333,6 +337,8 @@ def test_a_viewer_posting_to_an_organizer_form_changes_nothing(
     _schedule(sqlite_db, blast_id)
     with httpx.Client(base_url=site) as client:
         csrf = sign_in(client, "viewer")
+        odd = client.post(f"/admin/blasts/{blast_id}/pause", data={"csrf": "jeton-é"})
+        assert odd.status_code == 403
         for action in ("pause", "cancel", "unschedule"):
             refused = client.post(f"/admin/blasts/{blast_id}/{action}", data={"csrf": csrf})
             assert refused.status_code == 403
@@ -458,3 +464,38 @@ def test_supporter_page(db: Database, settings: Settings, sent_blast: int) -> No
         page = client.get(done.headers["location"])
         assert "is unsubscribed" in page.text and "asked by phone" in page.text
         assert "supporter.unsubscribed" in page.text
+
+
+# -- small parts ------------------------------------------------------------------------
+
+
+def test_charts_escape_every_label() -> None:
+    from mailer.web.admin.charts import bar_chart, timeline_chart
+
+    bars = bar_chart([("<script>x</script>", 3), ("a&b", 1)], title="<b>t</b>")
+    assert "<script>" not in bars and "&lt;script&gt;" in bars and "a&amp;b" in bars
+    assert "<title>&lt;b&gt;t&lt;/b&gt;</title>" in bars
+    rows = [
+        {"start": "2026-11-28T11:00:00+00:00", "seconds": 60, "sent": 5, "clicks": 2},
+        {"start": "2026-11-28T11:01:00+00:00", "seconds": 60, "sent": 0, "clicks": 7},
+    ]
+    line = timeline_chart(rows, title="<i>")
+    assert line.startswith("<svg") and "&lt;i&gt;" in line and "<i>" not in line
+    assert "5 sent and 9 clicks" in line
+    assert "Nothing sent yet" in timeline_chart([], title="x")
+
+
+@given(st.text(max_size=40))
+def test_after_sign_in_the_browser_only_goes_to_admin_pages(target: str) -> None:
+    from mailer.web.admin.home import _safe_next
+
+    went = _safe_next(target)
+    assert went.startswith("/admin") and not went.startswith("//") and "\\" not in went
+    assert went in (target, "/admin/")
+
+
+@given(st.text(max_size=20), st.sampled_from(["", "token-abc", "jeton-é"]))
+def test_csrf_tokens_match_only_when_equal_and_present(given_: str, expected: str) -> None:
+    from mailer.web.admin.guard import same_token
+
+    assert same_token(given_, expected) == (given_ == expected and given_ != "")

@@ -82,7 +82,8 @@ def parse_form(body: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def same_token(given: str, expected: str) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given, expected)
+    """Equal and not empty, compared in constant time (as bytes: any text may be sent)."""
+    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 FORBIDDEN_PAGE = Callable[[Request, Caller, str], Response]
