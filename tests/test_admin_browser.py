@@ -12,15 +12,22 @@ import math
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from mailer.blasts import create_blast, send_now
+from mailer.config import Settings
 from mailer.devsmtp import free_port
+from mailer.store import Database
+from tests.admin_helpers import PASSWORD as HELPER_PASSWORD
+from tests.admin_helpers import add_users, serve
 from tests.browser import screenshot
 from tests.conftest import REPO, TEST_SECRET
+from tests.factories import add_people, people
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 from tests.test_service import Workdir
 
@@ -164,3 +171,40 @@ def test_organizer_schedules_watches_filters_exports(
     page.goto(f"{base}/admin/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert sorted(a for r in smtp_server.handler.received for a in r.rcpt_tos) == sorted(GOOD)
+
+
+def test_keyboard_only_and_phone_sized(
+    sqlite_db: Database, settings: Settings, smtp_server: SmtpTestServer, page: Page
+) -> None:
+    add_people(sqlite_db, "members", people(4))
+    add_users(sqlite_db)
+    blast = create_blast(
+        sqlite_db, settings, name="alert", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    # Playwright's loop runs in this thread; sending (asyncio.run) needs one of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(send_now, sqlite_db, settings, blast.id).result(timeout=60)
+    with serve(sqlite_db, settings) as url:
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{url}/admin/login")
+        # Signing in with the keyboard alone: the name field has focus, Tab moves on, Enter sends.
+        page.keyboard.type("organizer")
+        page.keyboard.press("Tab")
+        page.keyboard.type(HELPER_PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        for path in ("/admin/", f"/admin/blasts/{blast.id}", f"/admin/blasts/{blast.id}/log"):
+            page.goto(url + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+        screenshot(page, "admin-log-phone")
+        # Every form field has a label the browser knows.
+        page.goto(f"{url}/admin/blasts/{blast.id}")
+        unlabeled = page.evaluate(
+            "[...document.querySelectorAll('input:not([type=hidden]), select')]"
+            ".filter(e => e.labels.length === 0).map(e => e.name)"
+        )
+        assert unlabeled == []
