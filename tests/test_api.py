@@ -113,6 +113,12 @@ def test_roles_and_actions_through_tokens(api: httpx.Client, sqlite_db: Database
     assert after["supporter"]["status"] == "unsubscribed"
     assert after["events"][0]["action"] == "supporter.unsubscribed"
     assert after["events"][0]["actor"] == "admin"
+    body = {"email": "Someone@Example.org", "reason": "asked"}
+    assert api.post("/api/suppressions", headers=organizer, json=body).status_code == 403
+    assert api.post("/api/suppressions", headers=admin, json=body).json() == {"added": True}
+    assert api.post("/api/suppressions", headers=admin, json=body).json() == {"added": False}
+    bad = api.post("/api/suppressions", headers=admin, json={"email": "not an address"})
+    assert bad.status_code == 400 and "not an address" in bad.json()["error"]
     bad_json = api.post(
         f"/api/blasts/{blast_id}/schedule",
         headers={**organizer, "content-type": "application/json"},

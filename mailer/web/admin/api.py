@@ -29,6 +29,7 @@ from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
 from mailer.store import Blast, Database, DeliveryState
 from mailer.supporters.history import find_supporters, supporter_history
+from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
 from mailer.web.admin.guard import Call, Guard
 
@@ -142,6 +143,18 @@ ENDPOINTS = (
         Permission.READ,
         "A supporter: lists, status, deliveries, clicks and history",
         "get_supporter",
+    ),
+    Endpoint(
+        "POST",
+        "/api/suppressions",
+        Permission.MANAGE,
+        "Put an address on the suppression list",
+        "suppress",
+        body={
+            "type": "object",
+            "required": ["email"],
+            "properties": {"email": {"type": "string"}, "reason": {"type": "string"}},
+        },
     ),
     Endpoint(
         "POST",
@@ -328,6 +341,17 @@ class AdminApi:
             now=self.clock(),
         )
         return JSONResponse({"result": notice})
+
+    def suppress(self, call: Call) -> Response:
+        with self.db.session() as session:
+            added = suppress_address(
+                session,
+                str(call.json.get("email", "")),
+                reason=str(call.json.get("reason", ""))[:200],
+                actor=call.caller.name,
+                now=self.clock(),
+            )
+        return JSONResponse({"added": added}, status_code=201 if added else 200)
 
     def _wrap(self, handler: Callable[[Call], Response]) -> Callable[[Call], Response]:
         def run(call: Call) -> Response:
