@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import col, desc, select
 
 from mailer.errors import NotFound
+from mailer.report import like_escape
 from mailer.store import (
     Blast,
     Click,
@@ -26,7 +27,7 @@ FOUND = 50  # supporters listed for an address prefix
 
 def find_supporters(db: Database, prefix: str) -> list[Supporter]:
     """Supporters whose address starts with ``prefix`` (at most :data:`FOUND`)."""
-    escaped = prefix.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = like_escape(prefix.strip().lower())
     with db.session() as session:
         return list(
             session.exec(
