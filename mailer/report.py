@@ -25,12 +25,14 @@ Definitions (the same everywhere they are shown):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarSelect, case, distinct, func
-from sqlmodel import col, select
+from sqlalchemy import Integer, ScalarSelect, case, distinct, func
+from sqlalchemy import cast as sql_cast
+from sqlmodel import Session, col, select
 
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
@@ -115,10 +117,23 @@ LOG_COLUMNS = (
 
 
 def delivery_log(
-    db: Database, blast_id: int, *, state: DeliveryState | None = None, chunk: int = 1000
+    db: Database,
+    blast_id: int,
+    *,
+    state: DeliveryState | None = None,
+    chunk: int = 1000,
+    after: int = 0,
+    domain: str = "",
+    reply_code: int | None = None,
+    address: str = "",
 ) -> Iterator[dict[str, Any]]:
-    """Every delivery of a blast with its outcome, streamed ``chunk`` rows at a time."""
-    after = 0
+    """Every delivery of a blast with its outcome, streamed ``chunk`` rows at a time.
+
+    Rows come in delivery id order, starting after id ``after`` (keyset
+    pagination: each chunk is one indexed range read, however deep). Filters:
+    ``state``, ``domain`` (of the address), ``reply_code``, and ``address``
+    (addresses starting with it).
+    """
     while True:
         query = (
             select(Delivery, Supporter.email, _clicks(flagged=False), _clicks(flagged=True))
@@ -129,6 +144,15 @@ def delivery_log(
         )
         if state is not None:
             query = query.where(Delivery.state == state)
+        if domain:
+            query = query.where(
+                col(Supporter.email).like(f"%@{like_escape(domain.lower())}", escape="\\")
+            )
+        if reply_code is not None:
+            query = query.where(Delivery.reply_code == reply_code)
+        if address:
+            prefix = like_escape(address.strip().lower())
+            query = query.where(col(Supporter.email).like(f"{prefix}%", escape="\\"))
         with db.session() as session:
             rows = session.exec(query).all()
         if not rows:
@@ -151,6 +175,11 @@ def delivery_log(
         last = rows[-1][0].id
         assert last is not None
         after = last
+
+
+def like_escape(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _clicks(*, flagged: bool) -> ScalarSelect[int]:
@@ -188,3 +217,121 @@ def link_report(db: Database, blast_id: int) -> list[dict[str, Any]]:
         {"url": url, "clicks_total": total, "clicks_unique": unique, "clicks_flagged": flagged}
         for url, total, unique, flagged in rows
     ]
+
+
+def timeline(db: Database, blast_id: int, *, buckets: int = 24) -> list[dict[str, Any]]:
+    """Sends and (unflagged) clicks of a blast over time, in ``buckets`` equal steps.
+
+    From the first send to the last send or click; each row has the bucket's
+    ``start`` (ISO), ``sent`` and ``clicks``. Empty when nothing was sent.
+    Counted in the database, grouped by whole seconds since the first send.
+    """
+    with db.session() as session:
+        first, last_sent = session.exec(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.blast_id == blast_id, col(Delivery.sent_at).is_not(None)
+            )
+        ).one()
+        if first is None or last_sent is None:
+            return []
+        last_click = session.exec(
+            select(func.max(Click.clicked_at)).where(
+                Click.blast_id == blast_id, col(Click.suspected_bot).is_(False)
+            )
+        ).one()
+        last = max(last_sent, last_click or last_sent)
+        span = max((last - first).total_seconds(), 1.0)
+        width = max(int(span // buckets) + 1, 1)
+        sent = _per_bucket(
+            db,
+            session,
+            col(Delivery.sent_at),
+            first,
+            width,
+            [Delivery.blast_id == blast_id, col(Delivery.sent_at).is_not(None)],
+        )
+        clicks = _per_bucket(
+            db,
+            session,
+            col(Click.clicked_at),
+            first,
+            width,
+            [
+                Click.blast_id == blast_id,
+                col(Click.suspected_bot).is_(False),
+                col(Click.clicked_at) >= first,
+            ],
+        )
+    count = int(span // width) + 1
+    return [
+        {
+            "start": (first + timedelta(seconds=i * width)).isoformat(timespec="seconds"),
+            "seconds": width,
+            "sent": sent.get(i, 0),
+            "clicks": clicks.get(i, 0),
+        }
+        for i in range(count)
+    ]
+
+
+def _per_bucket(
+    db: Database,
+    session: Session,
+    column: Any,
+    first: datetime,
+    width: int,
+    where: list[Any],
+) -> dict[int, int]:
+    if db.is_sqlite:
+        seconds = func.strftime("%s", column) - func.strftime("%s", first.replace(tzinfo=None))
+        bucket = sql_cast(seconds, Integer) / width
+    else:
+        seconds = func.extract("epoch", column - first)
+        bucket = func.floor(seconds / width)
+    rows = session.exec(select(bucket, func.count()).where(*where).group_by(bucket)).all()
+    return {int(b): n for b, n in rows if b is not None}
+
+
+FAILED_STATES = (DeliveryState.FAILED, DeliveryState.BOUNCED, DeliveryState.UNKNOWN)
+
+
+def failure_breakdown(db: Database, blast_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Failed, bounced and in-doubt deliveries by reply code and by recipient domain."""
+    with db.session() as session:
+        by_code = session.exec(
+            select(Delivery.reply_code, func.count())
+            .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(FAILED_STATES))
+            .group_by(col(Delivery.reply_code))
+            .order_by(func.count().desc())
+        ).all()
+    domains: Counter[str] = Counter()
+    for row in _failed_addresses(db, blast_id):
+        domains[row.rpartition("@")[2]] += 1
+    return {
+        "by_reply_code": [{"reply_code": code, "count": n} for code, n in by_code],
+        "by_domain": [{"domain": d, "count": n} for d, n in domains.most_common(20)],
+    }
+
+
+def _failed_addresses(db: Database, blast_id: int, chunk: int = 5000) -> Iterator[str]:
+    after = 0
+    while True:
+        with db.session() as session:
+            rows = session.exec(
+                select(Delivery.id, Supporter.email)
+                .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
+                .where(
+                    Delivery.blast_id == blast_id,
+                    col(Delivery.state).in_(FAILED_STATES),
+                    col(Delivery.id) > after,
+                )
+                .order_by(col(Delivery.id))
+                .limit(chunk)
+            ).all()
+        if not rows:
+            return
+        for _, email in rows:
+            yield email
+        last = rows[-1][0]
+        assert last is not None
+        after = last

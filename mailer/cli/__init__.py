@@ -87,6 +87,7 @@ def _register() -> None:
         report,
         service,
         suppress,
+        user,
         web,
     )
 
@@ -101,6 +102,7 @@ def _register() -> None:
         web,
         service,
         inbound,
+        user,
         demo,
         db,
         petition,

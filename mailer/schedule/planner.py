@@ -19,7 +19,7 @@ from mailer.errors import InvalidState
 from mailer.send.audience import snapshot_audience
 from mailer.store import Blast, BlastStatus, Event
 
-_SCHEDULABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
+SCHEDULABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -33,7 +33,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def schedule(session: Session, blast: Blast, at: datetime, *, actor: str, now: datetime) -> None:
-    if blast.status not in _SCHEDULABLE:
+    if blast.status not in SCHEDULABLE:
         raise InvalidState(f"blast {blast.name!r} is {blast.status}; it cannot be scheduled")
     if at <= now:
         raise InvalidState(f"{at.isoformat(timespec='minutes')} is in the past")

@@ -99,3 +99,25 @@ def requeue_unknown(session: Session, blast: Blast, *, actor: str, now: datetime
         )
     )
     return count
+
+
+def release(session: Session, blast: Blast, *, actor: str, now: datetime) -> None:
+    """Let a paused blast go on: a running service (`mailer run`) resumes sending it.
+
+    The CLI's ``blast resume`` sends in its own process instead; this is for
+    the web admin and the API, which leave the sending to the service.
+    """
+    if blast.status is not BlastStatus.PAUSED:
+        raise InvalidState(f"blast {blast.name!r} is {blast.status}; only a paused blast resumes")
+    blast.status = BlastStatus.SENDING
+    blast.last_error = ""
+    session.add(blast)
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action="blast.resume_requested",
+            blast_id=blast.id,
+            detail={"by": actor},
+        )
+    )

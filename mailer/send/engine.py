@@ -73,7 +73,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, func, or_, update
 from sqlalchemy import select as sa_select
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
 from mailer.compose.message import domain_of
@@ -392,7 +392,8 @@ class BlastSender:
         with self.db.session() as session:
             holders = workers.holders(session, blast_id, besides=self.worker)
             if holders:
-                workers.recover_dead(session, blast_id, now)
+                released, in_doubt = workers.recover_dead(session, blast_id, now)
+                self._recovered(session, blast_id, now, released, in_doubt)
                 holders = workers.holders(session, blast_id, besides=self.worker)
             due: datetime | None = session.exec(
                 select(func.min(Delivery.next_attempt_at)).where(
@@ -502,25 +503,32 @@ class BlastSender:
             kept = workers.heartbeat(session, self.worker, now, self.lease)
         with self.db.session() as session:
             released, in_doubt = workers.recover_expired(session, blast_id, now)
-            if released or in_doubt:
-                log.warning(
-                    "blast %d: took back what dead senders held: %d queued again, %d in doubt",
-                    blast_id,
-                    released,
-                    in_doubt,
-                )
-                session.add(
-                    Event(
-                        at=now,
-                        actor="system",
-                        action="blast.senders_recovered",
-                        blast_id=blast_id,
-                        detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
-                    )
-                )
+            self._recovered(session, blast_id, now, released, in_doubt)
             senders = len(workers.live_on(session, blast_id, now))
             status = session.exec(select(Blast.status).where(Blast.id == blast_id)).one()
         return BlastStatus(status), kept, senders
+
+    def _recovered(
+        self, session: Session, blast_id: int, now: datetime, released: int, in_doubt: int
+    ) -> None:
+        """Log and record (as an event) what was taken back from dead senders, if anything."""
+        if not (released or in_doubt):
+            return
+        log.warning(
+            "blast %d: took back what dead senders held: %d queued again, %d in doubt",
+            blast_id,
+            released,
+            in_doubt,
+        )
+        session.add(
+            Event(
+                at=now,
+                actor="system",
+                action="blast.senders_recovered",
+                blast_id=blast_id,
+                detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
+            )
+        )
 
     def _senders(self, blast_id: int) -> int:
         with self.db.session() as session:

@@ -315,3 +315,66 @@ class SendRate(SQLModel, table=True):
     tokens: float = 0.0
     stamp: float = 0.0
     granted: int = 0  # the last grant, for RETURNING
+
+
+# -- the web admin: accounts, sessions, API tokens, login attempts ----------------------
+
+
+class UserRole(StrEnum):
+    VIEWER = "viewer"  # reads dashboards, blast pages, send logs and supporters
+    ORGANIZER = "organizer"  # also creates, test-sends, schedules, pauses and cancels blasts
+    ADMIN = "admin"  # also manages users, suppressions and supporters' status
+
+
+class AdminUser(SQLModel, table=True):
+    """A person who signs in to the web admin or calls the JSON API."""
+
+    __tablename__ = "admin_user"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    role: UserRole = _state(UserRole, UserRole.VIEWER)
+    password_hash: str = Field(default="", max_length=200)  # argon2id, PHC string format
+    disabled: bool = False
+    created_at: datetime | None = _time()
+
+
+class AdminSession(SQLModel, table=True):
+    """A signed-in browser; the cookie holds a random token, this row only its SHA-256."""
+
+    __tablename__ = "admin_session"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="admin_user.id", index=True)
+    csrf_token: str = Field(max_length=64)  # compared with every form's hidden field
+    created_at: datetime | None = _time()
+    expires_at: datetime | None = _time(nullable=False)
+
+
+class ApiToken(SQLModel, table=True):
+    """A token for scripts (``Authorization: Bearer ...``); only its SHA-256 is kept."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="admin_user.id", index=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime | None = _time()
+    last_used_at: datetime | None = _time()
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One sign-in try, kept to lock a name out after repeated failures."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_name_at", "name", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)  # as typed (lowercased), whether or not such a user exists
+    at: datetime | None = _time(nullable=False)
+    ok: bool = False
+
+
+# The send log filters a blast's deliveries by reply code and pages through them by id.
+Index(
+    "ix_delivery_blast_reply_id",
+    Delivery.__table__.c.blast_id,  # type: ignore[attr-defined]
+    Delivery.__table__.c.reply_code,  # type: ignore[attr-defined]
+    Delivery.__table__.c.id,  # type: ignore[attr-defined]
+)

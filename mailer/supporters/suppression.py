@@ -165,3 +165,47 @@ def resubscribe(
         )
     )
     return supporter
+
+
+def unsubscribe_supporter(
+    session: Session, supporter: Supporter, *, actor: str, reason: str, now: datetime
+) -> bool:
+    """Unsubscribe ``supporter`` on their behalf (an admin's act); False when nothing changes."""
+    if supporter.status in (SupporterStatus.UNSUBSCRIBED, SupporterStatus.COMPLAINED):
+        return False
+    previous = supporter.status
+    supporter.status = SupporterStatus.UNSUBSCRIBED
+    supporter.status_changed_at = now
+    supporter.updated_at = now
+    session.add(supporter)
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action=UNSUBSCRIBED,
+            supporter_id=supporter.id,
+            detail={"via": "admin", "reason": reason, "previous": str(previous)},
+        )
+    )
+    return True
+
+
+def suppress_address(
+    session: Session, address: str, *, reason: str, actor: str, now: datetime
+) -> bool:
+    """Put one address on the suppression list; False when it is there already."""
+    email, problem = normalize_email(address)
+    if problem:
+        raise InvalidState(f"{address!r}: {problem}")
+    if session.exec(select(Suppression).where(Suppression.email == email)).first() is not None:
+        return False
+    session.add(Suppression(email=email, reason=reason, source=f"added by {actor}", created_at=now))
+    session.add(
+        Event(
+            at=now,
+            actor=actor,
+            action="suppression.added",
+            detail={"email": email, "reason": reason},
+        )
+    )
+    return True

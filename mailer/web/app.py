@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -38,7 +38,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, Settings, TrackingSettings
@@ -47,6 +47,7 @@ from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
 from mailer.web.actions import ActionPages
+from mailer.web.admin import admin_routes
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -84,6 +85,7 @@ def app_for(db: Database, settings: Settings) -> Starlette:
         organization_name=settings.organization.name,
         tracking=settings.tracking,
         petitions=settings.petitions,
+        extra_routes=admin_routes(db, settings),
     )
 
 
@@ -95,6 +97,7 @@ def create_app(
     tracking: TrackingSettings | None = None,
     clock: Callable[[], datetime] = utcnow,
     petitions: PetitionsSettings | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
@@ -221,5 +224,6 @@ def create_app(
             Route("/u/{token}", unsubscribe_post, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
             *actions.routes(),
+            *extra_routes,
         ],
     )
