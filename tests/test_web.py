@@ -72,6 +72,8 @@ def test_click_is_recorded_then_redirected_to_the_recorded_link(
     assert response.status_code == 302
     assert response.headers["location"] == "https://www.whitehouse.gov/contact/"
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["content-length"] == "0" and response.content == b""
     with db.session() as session:
         click = session.exec(select(Click)).one()
         delivery = session.get(Delivery, click.delivery_id)
@@ -233,3 +235,18 @@ def test_rfc8058_one_click_as_multipart_form(
     assert status_of(db, "p1@example.org") is SupporterStatus.UNSUBSCRIBED
     [event] = unsubscribe_events(db)
     assert event.detail["via"] == "one-click"
+
+
+def test_click_redirect_spells_the_location_as_starlette_does() -> None:
+    from starlette.responses import RedirectResponse
+
+    from mailer.web.app import _ClickRedirect
+
+    for url in (
+        "https://www.whitehouse.gov/contact/",
+        "https://example.org/a b?q=ñ&x=1#frag",
+        "/a/abc-DEF_123",
+    ):
+        ours = dict(_ClickRedirect(url).raw_headers)
+        theirs = dict(RedirectResponse(url, status_code=302).raw_headers)
+        assert ours[b"location"] == theirs[b"location"]
