@@ -499,3 +499,25 @@ def test_csrf_tokens_match_only_when_equal_and_present(given_: str, expected: st
     from mailer.web.admin.guard import same_token
 
     assert same_token(given_, expected) == (given_ == expected and given_ != "")
+
+
+def test_blast_page_shows_the_actions_of_a_petition_blast(
+    sqlite_db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    from tests.factories import Person
+    from tests.petitionkit import cta_path, send_petition_blast
+
+    sent = send_petition_blast(
+        sqlite_db, settings, smtp_server, [Person("ben@example.org", "Ben", language="en")]
+    )
+    add_users(sqlite_db)
+    with serve(sqlite_db, settings) as url, httpx.Client(base_url=url) as client:
+        page = client.get(cta_path(smtp_server, "ben@example.org"), follow_redirects=True)
+        assert page.status_code == 200
+        form = {"csrf": hidden(page.text), "first_name": "Ben", "message": "No.", "website": ""}
+        assert client.post(str(page.url.path), data=form).status_code == 200
+        sign_in(client, "viewer")
+        blast_page = client.get(f"/admin/blasts/{sent.blast_id}")
+    assert blast_page.status_code == 200
+    assert "Actions (executive-orders)" in blast_page.text
+    assert "<dt>Action rate</dt><dd>100.0%</dd>" in blast_page.text
