@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -25,6 +25,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
+
+# The suite runs on two workers on two cores: a page can take longer than
+# Playwright's default 5 s to settle. Assertions still fail, just not as early.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")

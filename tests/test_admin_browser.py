@@ -189,11 +189,13 @@ def test_keyboard_only_and_phone_sized(
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(f"{url}/admin/login")
         # Signing in with the keyboard alone: the name field has focus, Tab moves on, Enter sends.
+        # (Typing waits for that focus: keys pressed before autofocus applies would be lost.)
+        expect(page.get_by_label("User name")).to_be_focused()
         page.keyboard.type("organizer")
         page.keyboard.press("Tab")
         page.keyboard.type(HELPER_PASSWORD)
         page.keyboard.press("Enter")
-        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=15_000)
         page.keyboard.press("Tab")
         expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
         for path in ("/admin/", f"/admin/blasts/{blast.id}", f"/admin/blasts/{blast.id}/log"):
