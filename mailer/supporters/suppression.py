@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -34,6 +35,22 @@ def unsubscribe_delivery(session: Session, delivery: Delivery, *, via: str, now:
     """
     supporter = session.get(Supporter, delivery.supporter_id)
     assert supporter is not None
+    return _unsubscribe(
+        session,
+        supporter,
+        now,
+        actor="supporter",
+        blast_id=delivery.blast_id,
+        delivery_id=delivery.id,
+        detail={"via": via},
+    )
+
+
+def _unsubscribe(
+    session: Session, supporter: Supporter, now: datetime, *, detail: dict[str, str], **event: Any
+) -> bool:
+    """Mark ``supporter`` unsubscribed and log it; False (nothing changes) when they are
+    unsubscribed already or complained (a stronger no)."""
     if supporter.status in (SupporterStatus.UNSUBSCRIBED, SupporterStatus.COMPLAINED):
         return False
     previous = supporter.status
@@ -44,12 +61,10 @@ def unsubscribe_delivery(session: Session, delivery: Delivery, *, via: str, now:
     session.add(
         Event(
             at=now,
-            actor="supporter",
             action=UNSUBSCRIBED,
-            blast_id=delivery.blast_id,
             supporter_id=supporter.id,
-            delivery_id=delivery.id,
-            detail={"via": via, "previous": str(previous)},
+            detail={**detail, "previous": str(previous)},
+            **event,
         )
     )
     return True
@@ -171,23 +186,9 @@ def unsubscribe_supporter(
     session: Session, supporter: Supporter, *, actor: str, reason: str, now: datetime
 ) -> bool:
     """Unsubscribe ``supporter`` on their behalf (an admin's act); False when nothing changes."""
-    if supporter.status in (SupporterStatus.UNSUBSCRIBED, SupporterStatus.COMPLAINED):
-        return False
-    previous = supporter.status
-    supporter.status = SupporterStatus.UNSUBSCRIBED
-    supporter.status_changed_at = now
-    supporter.updated_at = now
-    session.add(supporter)
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action=UNSUBSCRIBED,
-            supporter_id=supporter.id,
-            detail={"via": "admin", "reason": reason, "previous": str(previous)},
-        )
+    return _unsubscribe(
+        session, supporter, now, actor=actor, detail={"via": "admin", "reason": reason}
     )
-    return True
 
 
 def suppress_address(
