@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Integer, ScalarSelect, case, distinct, func
 from sqlalchemy import cast as sql_cast
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from mailer.blasts import blast_lists, find_blast
@@ -135,46 +136,58 @@ def delivery_log(
     (addresses starting with it).
     """
     while True:
+        # Columns, not the Delivery entity: no ORM object per row (an export reads them all).
         query = (
-            select(Delivery, Supporter.email, _clicks(flagged=False), _clicks(flagged=True))
+            sa_select(
+                col(Delivery.id),
+                col(Supporter.email),
+                col(Delivery.state),
+                col(Delivery.attempts),
+                col(Delivery.reply_code),
+                col(Delivery.reply_text),
+                col(Delivery.message_id),
+                col(Delivery.sent_at),
+                col(Delivery.next_attempt_at),
+                col(Delivery.updated_at),
+                _clicks(flagged=False),
+                _clicks(flagged=True),
+            )
             .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
-            .where(Delivery.blast_id == blast_id, col(Delivery.id) > after)
+            .where(col(Delivery.blast_id) == blast_id, col(Delivery.id) > after)
             .order_by(col(Delivery.id))
             .limit(chunk)
         )
         if state is not None:
-            query = query.where(Delivery.state == state)
+            query = query.where(col(Delivery.state) == state)
         if domain:
             query = query.where(
                 col(Supporter.email).like(f"%@{like_escape(domain.lower())}", escape="\\")
             )
         if reply_code is not None:
-            query = query.where(Delivery.reply_code == reply_code)
+            query = query.where(col(Delivery.reply_code) == reply_code)
         if address:
             prefix = like_escape(address.strip().lower())
             query = query.where(col(Supporter.email).like(f"{prefix}%", escape="\\"))
         with db.session() as session:
-            rows = session.exec(query).all()
+            rows = session.execute(query).all()
         if not rows:
             return
-        for delivery, email, clicks, flagged in rows:
+        for row in rows:
             yield {
-                "delivery": delivery.id,
-                "email": email,
-                "state": str(delivery.state),
-                "attempts": delivery.attempts,
-                "reply_code": delivery.reply_code,
-                "reply_text": delivery.reply_text,
-                "message_id": delivery.message_id,
-                "sent_at": _iso(delivery.sent_at),
-                "next_attempt_at": _iso(delivery.next_attempt_at),
-                "updated_at": _iso(delivery.updated_at),
-                "clicks": clicks,
-                "clicks_flagged": flagged,
+                "delivery": row[0],
+                "email": row[1],
+                "state": str(row[2]),
+                "attempts": row[3],
+                "reply_code": row[4],
+                "reply_text": row[5],
+                "message_id": row[6],
+                "sent_at": _iso(row[7]),
+                "next_attempt_at": _iso(row[8]),
+                "updated_at": _iso(row[9]),
+                "clicks": row[10],
+                "clicks_flagged": row[11],
             }
-        last = rows[-1][0].id
-        assert last is not None
-        after = last
+        after = rows[-1][0]
 
 
 def like_escape(text: str) -> str:
