@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +25,8 @@ from mailer.store import Database
 from tests.admin_helpers import PASSWORD as HELPER_PASSWORD
 from tests.admin_helpers import add_users, serve
 from tests.browser import screenshot
-from tests.conftest import REPO, TEST_SECRET
 from tests.factories import add_people, people
+from tests.processes import run_mailer, write_config, write_people
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 from tests.test_service import Workdir
 
@@ -39,51 +38,27 @@ REFUSED = [f"r{i}@refusing.example" for i in range(3)]
 @pytest.fixture
 def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
     web_port = free_port()
-    (tmp_path / "mailer.toml").write_text(
-        f"""
-[database]
-url = "sqlite:///m.db"
-[smtp]
-host = "127.0.0.1"
-port = {smtp_server.port}
-[sender]
-address = "alerts@example.org"
-[organization]
-name = "Rights Network"
-postal_address = "1 Example Way"
-[web]
-base_url = "http://127.0.0.1:{web_port}"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-[schedule]
-poll_interval = 0.5
-timezone = "UTC"
-[sending]
-control_interval = 0.2
-retry_base = 0.1
-""",
-        "utf-8",
+    config = write_config(
+        tmp_path,
+        database_url="sqlite:///m.db",
+        smtp_port=smtp_server.port,
+        base_url=f"http://127.0.0.1:{web_port}",
+        sections={
+            "schedule": {"poll_interval": 0.5, "timezone": "UTC"},
+            "sending": {"control_interval": 0.2, "retry_base": 0.1},
+        },
     )
-    with (tmp_path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["email", "first_name"])
-        for address in GOOD + REFUSED:
-            writer.writerow([address, address[:2].upper()])
+    write_people(tmp_path, ((address, address[:2].upper()) for address in GOOD + REFUSED))
     for address in REFUSED:
         smtp_server.handler.refuse[address] = S550_NO_SUCH_USER
     work = Workdir(tmp_path, smtp_server, web_port)
     work.ok("import", "people.csv", "--list", "supporters")
-    added = subprocess.run(
-        [*_mailer(), "user", "add", "ana", "--role", "organizer", "--password-stdin"],
+    added = run_mailer(
+        tmp_path,
+        *("user", "add", "ana", "--role", "organizer", "--password-stdin"),
+        config=config,
         input=PASSWORD + "\n",
-        cwd=tmp_path,
-        env=work.env(),
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert added.returncode == 0, added.stderr
     work.start_service()
@@ -92,12 +67,6 @@ retry_base = 0.1
     finally:
         for process in list(work.services):
             work.stop_service(process)
-
-
-def _mailer() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "mailer"]
 
 
 def test_organizer_schedules_watches_filters_exports(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +21,7 @@ from mailer.web.admin.api import ENDPOINTS
 from tests.admin_helpers import add_users, serve, sign_in
 from tests.conftest import make_settings
 from tests.factories import add_people, people
+from tests.processes import run_mailer
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
 FUTURE = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%d")
@@ -181,20 +180,9 @@ def test_send_log_pages_and_filters(
 def test_cli_adds_users_and_prints_tokens(tmp_path: Path, settings: Settings) -> None:
     db_path = tmp_path / "m.db"
     (tmp_path / "mailer.toml").write_text(f'[database]\nurl = "sqlite:///{db_path}"\n', "utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env["MAILER_CONFIG"] = str(tmp_path / "mailer.toml")
 
     def mailer(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            input=stdin,
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_mailer(tmp_path, *args, config=tmp_path / "mailer.toml", input=stdin, timeout=60)
 
     added = mailer("user", "add", "Ana", "--role", "admin", "--password-stdin", stdin="x" * 12)
     assert added.returncode == 0, added.stderr

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import smtplib
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +15,9 @@ import httpx
 import pytest
 
 from mailer.devsmtp import free_port
+from tests import processes
 from tests.conftest import REPO, TEST_SECRET
+from tests.processes import MAILER, mailer_env, run_mailer
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
 T = TypeVar("T")
@@ -25,56 +25,29 @@ SAMPLE = REPO / "lists" / "sample-supporters.csv"
 
 
 def write_config(folder: Path, smtp_port: int, *, secret: str = TEST_SECRET) -> Path:
-    path = folder / "mailer.toml"
-    path.write_text(
-        f"""
-[database]
-url = "sqlite:///m.db"
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-[sender]
-name = "Rapid Response"
-address = "alerts@example.org"
-[organization]
-name = "Rights Network"
-postal_address = "1 Example Way, Oakland, CA 94600"
-[web]
-base_url = "https://act.example.org"
-[security]
-secret_key = "{secret}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-""",
-        "utf-8",
+    return processes.write_config(
+        folder,
+        database_url="sqlite:///m.db",
+        smtp_port=smtp_port,
+        sections={
+            "sender": {"name": "Rapid Response"},
+            "organization": {"postal_address": "1 Example Way, Oakland, CA 94600"},
+            "security": {"secret_key": secret},
+        },
     )
-    return path
 
 
 def mailer(cwd: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    if config is not None:
-        env["MAILER_CONFIG"] = str(config)
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mailer(cwd, *args, config=config)
 
 
 @contextlib.contextmanager
 def running(cwd: Path, config: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """A long-running `mailer` command as a process, terminated afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env["MAILER_CONFIG"] = str(config)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailer", *args],
+        [*MAILER, *args],
         cwd=cwd,
-        env=env,
+        env=mailer_env(config),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

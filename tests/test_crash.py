@@ -12,7 +12,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_SECRET
+from tests.processes import MAILER, mailer_env, numbered, run_mailer, write_config, write_people
 from tests.smtpserver import SmtpTestServer
 
 RECIPIENTS = 150
@@ -37,56 +36,21 @@ def slow_server() -> Iterator[SmtpTestServer]:
 
 @pytest.fixture
 def workdir(tmp_path: Path, slow_server: SmtpTestServer) -> Path:
-    (tmp_path / "mailer.toml").write_text(
-        f"""
-[database]
-url = "sqlite:///m.db"
-[smtp]
-host = "127.0.0.1"
-port = {slow_server.port}
-[sender]
-address = "alerts@example.org"
-[organization]
-name = "Rights Network"
-postal_address = "1 Example Way"
-[web]
-base_url = "https://act.example.org"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-[sending]
-connections = 2
-batch_size = 50
-control_interval = 0.2
-""",
-        "utf-8",
+    write_config(
+        tmp_path,
+        database_url="sqlite:///m.db",
+        smtp_port=slow_server.port,
+        sections={"sending": {"connections": 2, "batch_size": 50, "control_interval": 0.2}},
     )
-    with (tmp_path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["email", "first_name"])
-        for i in range(RECIPIENTS):
-            writer.writerow([f"r{i}@d{i % 5}.example.org", f"R{i}"])
+    write_people(tmp_path, numbered(RECIPIENTS, "r", lambda i: f"d{i % 5}.example.org"))
     assert mailer(tmp_path, "import", "people.csv", "--list", "all").returncode == 0
     created = mailer(tmp_path, "blast", "create", "b", "-t", "executive-orders", "-l", "all")
     assert created.stdout.strip() == "1"
     return tmp_path
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-
-
 def mailer(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mailer(cwd, *args)
 
 
 _STARTED: list[subprocess.Popen[str]] = []
@@ -105,9 +69,9 @@ def _no_sender_outlives_its_test() -> Iterator[None]:
 
 def start_sending(cwd: Path, command: str = "send") -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "blast", command, "1"],
+        [*MAILER, "blast", command, "1"],
         cwd=cwd,
-        env=env(),
+        env=mailer_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

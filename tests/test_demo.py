@@ -6,19 +6,14 @@ import email
 import email.policy
 import json
 import mailbox
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-MAILER = [sys.executable, "-m", "mailer"]
+from tests.processes import run_mailer
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    return subprocess.run(
-        [*MAILER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_mailer(cwd, *args)
 
 
 def test_demo_sends_the_alert_end_to_end(tmp_path: Path) -> None:

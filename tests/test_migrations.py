@@ -8,9 +8,7 @@ upgrade runs as a real ``mailer db upgrade`` process on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,43 +18,19 @@ import pytest
 import sqlalchemy as sa
 
 from mailer.store import Database, migrate
-from tests.conftest import REPO, TEST_SECRET, pg_schema
+from tests.conftest import pg_schema
+from tests.processes import MAILER, mailer_env, run_mailer
+from tests.processes import write_config as write_config_file
 
 LEGACY = Path(__file__).with_name("legacy")
 
 
 def mailer(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env["MAILER_CONFIG"] = str(cwd / "mailer.toml")
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mailer(cwd, *args, config=cwd / "mailer.toml")
 
 
 def write_config(folder: Path, url: str) -> None:
-    (folder / "mailer.toml").write_text(
-        f"""
-[database]
-url = "{url}"
-[sender]
-address = "alerts@example.org"
-[organization]
-postal_address = "1 Example Way"
-[web]
-base_url = "https://act.example.org"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-""",
-        "utf-8",
-    )
+    write_config_file(folder, database_url=url, smtp_port=None, organization_name=None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -306,11 +280,10 @@ def test_several_processes_upgrading_an_empty_postgresql_schema_at_once(
 ) -> None:
     with pg_schema() as url:
         write_config(tmp_path, url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env["MAILER_CONFIG"] = str(tmp_path / "mailer.toml")
+        env = mailer_env(tmp_path / "mailer.toml")
         processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "mailer", "db", "upgrade"],
+                [*MAILER, "db", "upgrade"],
                 cwd=tmp_path,
                 env=env,
                 stdout=subprocess.PIPE,

@@ -7,12 +7,9 @@ sends; a worker sends what schedulers start and drains on SIGTERM.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +24,8 @@ from sqlmodel import func, select
 from mailer.schedule import planner
 from mailer.schedule.leader import scheduler_lock
 from mailer.store import Blast, Database, Delivery, Event, migrate, open_database
-from tests.conftest import REPO, TEST_SECRET, pg_schema
+from tests.conftest import pg_schema
+from tests.processes import MAILER, mailer_env, numbered, run_mailer, write_config, write_people
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
@@ -50,63 +48,33 @@ class Site:
         self.url = url
         self.smtp = smtp
         self.processes: list[tuple[subprocess.Popen[str], IO[str]]] = []
-        (path / "mailer.toml").write_text(
-            f"""
-[database]
-url = "{url}"
-[smtp]
-host = "127.0.0.1"
-port = {smtp.port}
-[sender]
-address = "alerts@example.org"
-[organization]
-postal_address = "1 Example Way"
-[web]
-base_url = "https://act.example.org"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-[schedule]
-poll_interval = 0.5
-misfire_grace = 30
-[sending]
-control_interval = 0.2
-retry_base = 0.1
-""",
-            "utf-8",
+        self.config = write_config(
+            path,
+            database_url=url,
+            smtp_port=smtp.port,
+            organization_name=None,
+            sections={
+                "schedule": {"poll_interval": 0.5, "misfire_grace": 30},
+                "sending": {"control_interval": 0.2, "retry_base": 0.1},
+            },
         )
-        with (path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["email", "first_name"])
-            for i in range(PEOPLE):
-                writer.writerow([f"p{i}@example.org", f"P{i}"])
+        write_people(path, numbered(PEOPLE))
         self.ok("import", "people.csv", "--list", "all")
         assert self.ok("blast", "create", "b", "-t", "executive-orders", "-l", "all").strip() == "1"
         self.db = open_database(url)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env["MAILER_CONFIG"] = str(self.path / "mailer.toml")
-        return env
+        return mailer_env(self.config)
 
     def ok(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            cwd=self.path,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_mailer(self.path, *args, config=self.config)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
     def start(self, command: str) -> subprocess.Popen[str]:
         log = (self.path / f"{command}-{len(self.processes)}.log").open("w+", encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, "-m", "mailer", command, "--json-logs"],
+            [*MAILER, command, "--json-logs"],
             cwd=self.path,
             env=self.env(),
             stdout=subprocess.DEVNULL,

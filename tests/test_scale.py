@@ -13,7 +13,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from sqlmodel import select
 
 from mailer.send import shared_rate
 from mailer.store import Blast, BlastStatus, Database, Event
-from tests.conftest import REPO, TEST_SECRET
+from tests.processes import MAILER, mailer_env, run_mailer, write_config, write_people
 from tests.smtpserver import SmtpTestServer
 
 RECIPIENTS = 400
@@ -41,41 +40,6 @@ def server() -> Iterator[SmtpTestServer]:
     server.stop()
 
 
-def write_config(cwd: Path, db: Database, port: int, **sending: object) -> None:
-    url = db.engine.url.render_as_string(hide_password=False)
-    values = {
-        "connections": 2,
-        "batch_size": 40,
-        "control_interval": 0.2,
-        "lease_seconds": 2.0,
-        **sending,
-    }
-    lines = "\n".join(f"{k} = {v}" for k, v in values.items())
-    (cwd / "mailer.toml").write_text(
-        f"""
-[database]
-url = "{url}"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-[sender]
-address = "alerts@example.org"
-[organization]
-name = "Rights Network"
-postal_address = "1 Example Way"
-[web]
-base_url = "https://act.example.org"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-[sending]
-{lines}
-""",
-        "utf-8",
-    )
-
-
 def prepare(
     cwd: Path,
     db: Database,
@@ -84,12 +48,14 @@ def prepare(
     domains: int = DOMAINS,
     **sending: object,
 ) -> None:
-    write_config(cwd, db, port, **sending)
-    with (cwd / "people.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["email", "first_name"])
-        for i in range(recipients):
-            writer.writerow([address(i, domains), f"R{i}"])
+    defaults = {"connections": 2, "batch_size": 40, "control_interval": 0.2, "lease_seconds": 2.0}
+    write_config(
+        cwd,
+        database_url=db.engine.url.render_as_string(hide_password=False),
+        smtp_port=port,
+        sections={"sending": {**defaults, **sending}},
+    )
+    write_people(cwd, ((address(i, domains), f"R{i}") for i in range(recipients)))
     imported = mailer(cwd, "import", "people.csv", "--list", "all")
     assert imported.returncode == 0, imported.stderr
     created = mailer(cwd, "blast", "create", "b", "-t", "executive-orders", "-l", "all")
@@ -100,20 +66,8 @@ def address(i: int, domains: int = DOMAINS) -> str:
     return f"r{i}@d{i % domains}.example.org"
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-
-
 def mailer(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mailer(cwd, *args)
 
 
 Spawn = Callable[[Path, int], list[subprocess.Popen[str]]]
@@ -131,9 +85,9 @@ def spawn(pg_db: Database) -> Iterator[Spawn]:
     def start_senders(cwd: Path, count: int) -> list[subprocess.Popen[str]]:
         new = [
             subprocess.Popen(
-                [sys.executable, "-m", "mailer", "blast", "send", "1"],
+                [*MAILER, "blast", "send", "1"],
                 cwd=cwd,
-                env=env(),
+                env=mailer_env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -7,13 +7,10 @@ SQLite file and a real SMTP server in the test process.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +23,8 @@ import pytest
 from mailer.devsmtp import free_port
 from mailer.errors import InvalidState
 from mailer.schedule.times import parse_local, show
-from tests.conftest import REPO, TEST_SECRET, pg_schema
+from tests.conftest import pg_schema
+from tests.processes import MAILER, mailer_env, numbered, run_mailer, write_config, write_people
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
@@ -40,20 +38,10 @@ class Workdir:
         self.services: list[subprocess.Popen[str]] = []
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env["MAILER_CONFIG"] = str(self.path / "mailer.toml")
-        return env
+        return mailer_env(self.path / "mailer.toml")
 
     def mailer(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            cwd=self.path,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_mailer(self.path, *args, config=self.path / "mailer.toml")
 
     def ok(self, *args: str) -> str:
         done = self.mailer(*args)
@@ -63,7 +51,7 @@ class Workdir:
     def start_service(self, port: int | None = None) -> subprocess.Popen[str]:
         port = port or self.web_port
         process = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "run", "--port", str(port)],
+            [*MAILER, "run", "--port", str(port)],
             cwd=self.path,
             env=self.env(),
             stdout=subprocess.DEVNULL,
@@ -118,38 +106,17 @@ on_both_databases = pytest.mark.parametrize("work", ["sqlite", "postgresql"], in
 
 def _work(tmp_path: Path, smtp_server: SmtpTestServer, url: str) -> Iterator[Workdir]:
     web_port = free_port()
-    (tmp_path / "mailer.toml").write_text(
-        f"""
-[database]
-url = "{url}"
-[smtp]
-host = "127.0.0.1"
-port = {smtp_server.port}
-[sender]
-address = "alerts@example.org"
-[organization]
-name = "Rights Network"
-postal_address = "1 Example Way"
-[web]
-base_url = "http://127.0.0.1:{web_port}"
-[security]
-secret_key = "{TEST_SECRET}"
-[templates]
-dir = "{(REPO / "templates").as_posix()}"
-[schedule]
-poll_interval = 0.5
-misfire_grace = 30
-[sending]
-control_interval = 0.2
-retry_base = 0.1
-""",
-        "utf-8",
+    write_config(
+        tmp_path,
+        database_url=url,
+        smtp_port=smtp_server.port,
+        base_url=f"http://127.0.0.1:{web_port}",
+        sections={
+            "schedule": {"poll_interval": 0.5, "misfire_grace": 30},
+            "sending": {"control_interval": 0.2, "retry_base": 0.1},
+        },
     )
-    with (tmp_path / "people.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["email", "first_name"])
-        for i in range(PEOPLE):
-            writer.writerow([f"p{i}@example.org", f"P{i}"])
+    write_people(tmp_path, numbered(PEOPLE))
     work = Workdir(tmp_path, smtp_server, web_port)
     work.ok("import", "people.csv", "--list", "all")
     assert work.ok("blast", "create", "alert", "-t", "executive-orders", "-l", "all").strip() == "1"
