@@ -240,6 +240,8 @@ def test_web_command_serves_the_app(tmp_path: Path) -> None:
         )
         assert response.text == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/c/forged", timeout=2).status_code == 404
+        process.terminate()  # SIGTERM, as a service manager stops it: a clean exit
+        assert process.wait(timeout=20) == 0
 
 
 def test_suppress_import_and_export(tmp_path: Path) -> None:
