@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -38,6 +39,14 @@ def render_toml(sections: dict[str, dict[str, object]]) -> str:
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
     return "\n".join(lines) + "\n"
+
+
+def update_config(path: Path, section: str, **values: object) -> None:
+    """Set keys of one table of the config file at ``path`` (read, merged, written again)."""
+    with path.open("rb") as fh:
+        data: dict[str, dict[str, object]] = tomllib.load(fh)
+    data.setdefault(section, {}).update(values)
+    path.write_text(render_toml(data), "utf-8")
 
 
 def write_config(

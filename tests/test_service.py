@@ -24,7 +24,15 @@ from mailer.devsmtp import free_port
 from mailer.errors import InvalidState
 from mailer.schedule.times import parse_local, show
 from tests.conftest import pg_schema
-from tests.processes import MAILER, mailer_env, numbered, run_mailer, write_config, write_people
+from tests.processes import (
+    MAILER,
+    mailer_env,
+    numbered,
+    run_mailer,
+    update_config,
+    write_config,
+    write_people,
+)
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
@@ -169,12 +177,7 @@ def test_a_schedule_survives_a_restart_and_goes_out_once(work: Workdir) -> None:
 
 
 def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Workdir) -> None:
-    text = (
-        (work.path / "mailer.toml")
-        .read_text("utf-8")
-        .replace("misfire_grace = 30", "misfire_grace = 1")
-    )
-    (work.path / "mailer.toml").write_text(text, "utf-8")
+    update_config(work.path / "mailer.toml", "schedule", misfire_grace=1)
     at = work.schedule_in(5)
     time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 2.0)  # due, > 1 s grace ago
     work.start_service()
@@ -199,8 +202,7 @@ def test_two_services_on_one_database_do_not_send_twice(work: Workdir) -> None:
 
 
 def test_pause_from_the_cli_while_the_service_sends(work: Workdir) -> None:
-    config = work.path / "mailer.toml"
-    config.write_text(config.read_text("utf-8") + "connections = 1\n", "utf-8")  # in [sending]
+    update_config(work.path / "mailer.toml", "sending", connections=1)
     work.smtp.handler.delay = 0.5  # 12 messages take 6 s
     work.start_service()
     work.schedule_in(5)
@@ -292,8 +294,7 @@ def test_time_zones_across_daylight_saving_changes() -> None:
 
 @on_both_databases
 def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Workdir) -> None:
-    config = work.path / "mailer.toml"
-    config.write_text(config.read_text("utf-8") + "connections = 1\n", "utf-8")  # in [sending]
+    update_config(work.path / "mailer.toml", "sending", connections=1)
     work.smtp.handler.delay = 0.4
     service = work.start_service()
     work.schedule_in(5)
