@@ -64,14 +64,14 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.errors import MessageError
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Table, and_, bindparam, func, or_, update
+from sqlalchemy import Connection, Dialect, and_, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -94,6 +94,7 @@ from mailer.store import (
     SenderWorker,
     Supporter,
 )
+from mailer.store.driver import DriverSql
 from mailer.store.models import SupporterStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,6 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _STARTABLE = {BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.SENDING, BlastStatus.PAUSED}
 OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
 # Seconds between group commits of outcomes; this bounds what a crash leaves in doubt.
@@ -200,6 +200,8 @@ class BlastSender:
         self._executor: ThreadPoolExecutor | None = None
         self._grants: ThreadPoolExecutor | None = None  # shared-rate grants, off the writer
         self._stop: _Stop | None = None
+        self._prepared: _SendSql | None = None
+        self._hot_conn: Connection | None = None  # used on the database thread only
 
     # -- the database thread ----------------------------------------------------------
 
@@ -412,48 +414,73 @@ class BlastSender:
         marked once this sender's lease has run out: other senders may be taking
         its rows back at this moment.
         """
-        leased = (
-            sa_select(SenderWorker.name)  # type: ignore[call-overload]
-            .where(
-                col(SenderWorker.name) == self.worker,
-                col(SenderWorker.lease_until) > self.clock(),
-            )
-            .exists()
+        sql = self._sql()
+        params = (
+            DeliveryState.SENDING.value,
+            *ids,
+            self.worker,
+            DeliveryState.QUEUED.value,
+            self.worker,
+            sql.driver.write_time(self.clock()),
         )
-        with self.db.session() as session:
-            marked = session.execute(
-                update(Delivery)
-                .where(
-                    col(Delivery.id).in_(ids),
-                    col(Delivery.worker) == self.worker,
-                    col(Delivery.state) == DeliveryState.QUEUED,
-                    leased,
-                )
-                .values(state=DeliveryState.SENDING)
-                .returning(col(Delivery.id))
-            )
-            return set(marked.scalars().all())
+        with self._hot() as conn:
+            found = conn.exec_driver_sql(sql.mark.replace(_IDS, sql.driver.marks(len(ids))), params)
+            return {row[0] for row in found}
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        stmt = (
-            update(_DELIVERY)
-            .where(_DELIVERY.c.id == bindparam("d_id"), _DELIVERY.c.worker == self.worker)
-            .values(
-                state=bindparam("state"),
-                attempts=bindparam("attempts"),
-                reply_code=bindparam("reply_code"),
-                reply_text=bindparam("reply_text"),
-                message_id=bindparam("message_id"),
-                next_attempt_at=bindparam("next_attempt_at"),
-                sent_at=bindparam("sent_at"),
-                worker="",
-                updated_at=bindparam("updated_at"),
+        sql = self._sql()
+        write_time = sql.driver.write_time
+        values = [
+            (
+                r["state"],
+                r["attempts"],
+                r["reply_code"],
+                r["reply_text"],
+                r["message_id"],
+                write_time(r["next_attempt_at"]),
+                write_time(r["sent_at"]),
+                write_time(r["updated_at"]),
+                r["d_id"],
+                self.worker,
             )
-        )
-        with self.db.session() as session:
-            session.connection().execute(stmt, rows)
+            for r in rows
+        ]
+        with self._hot() as conn:
+            conn.exec_driver_sql(sql.record, values)
+
+    def _sql(self) -> _SendSql:
+        if self._prepared is None:
+            self._prepared = _SendSql.for_dialect(self.db.engine.dialect)
+        return self._prepared
+
+    @contextlib.contextmanager
+    def _hot(self) -> Iterator[Connection]:
+        """The database thread's own connection for marks and records, in a transaction.
+
+        Kept for the run (a pool checkout, with PostgreSQL's pre-ping, per write
+        would cost more than the write); dropped after any error, so the next
+        write starts on a fresh one.
+        """
+        if self._hot_conn is None:
+            self._hot_conn = self.db.engine.connect()
+        conn = self._hot_conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self._close_hot(invalidate=True)
+            raise
+
+    def _close_hot(self, *, invalidate: bool = False) -> None:
+        conn, self._hot_conn = self._hot_conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if invalidate:
+                conn.invalidate()
+            conn.close()
 
     def _release(self, ids: list[int]) -> None:
         """Give claimed deliveries back to the queue (never started, nothing sent).
@@ -653,6 +680,8 @@ class BlastSender:
             await run.execute()
             status = await self._db(self._finish, blast_id, stop)
         finally:
+            with contextlib.suppress(Exception):
+                await self._db(self._close_hot)
             for signum in signals:
                 loop.remove_signal_handler(signum)
             if progress:
@@ -846,6 +875,9 @@ class _Run:
         return None
 
     async def next_job(self) -> tuple[str, Claimed] | None:
+        ready = self.scheduler.get_nowait()  # most of the time one is: no waiting to set up
+        if ready is not None:
+            return ready
         getter = asyncio.ensure_future(self.scheduler.get())
         stopper = asyncio.ensure_future(self.stop.event.wait())
         finished, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -928,6 +960,36 @@ class _Run:
         return await loop.run_in_executor(
             self.s._grants, self.s._take_tokens, self.blast_id, domain, want
         )
+
+
+_IDS = "__ids__"  # where a statement's IN list of placeholders goes
+
+
+@dataclass(frozen=True)
+class _SendSql:
+    """The sender's per-message statements for one dialect, run on the driver directly."""
+
+    driver: DriverSql
+    mark: str  # ``_IDS`` stands for the placeholders of the ids
+    record: str
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _SendSql:
+        driver = DriverSql.for_dialect(dialect)
+        m = driver.mark
+        delivery = Delivery.__tablename__
+        senders = SenderWorker.__tablename__
+        mark = (
+            f"UPDATE {delivery} SET state = {m} WHERE id IN ({_IDS}) AND worker = {m}"  # noqa: S608 (constants only)
+            f" AND state = {m} AND EXISTS (SELECT 1 FROM {senders}"
+            f" WHERE name = {m} AND lease_until > {m}) RETURNING id"
+        )
+        record = (
+            f"UPDATE {delivery} SET state = {m}, attempts = {m}, reply_code = {m},"  # noqa: S608 (constants only)
+            f" reply_text = {m}, message_id = {m}, next_attempt_at = {m}, sent_at = {m},"
+            f" worker = '', updated_at = {m} WHERE id = {m} AND worker = {m}"
+        )
+        return cls(driver=driver, mark=mark, record=record)
 
 
 def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:

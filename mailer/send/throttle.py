@@ -226,6 +226,11 @@ class DomainScheduler(Generic[T]):
             return domain, entry.jobs.popleft()
         return soonest
 
+    def get_nowait(self) -> tuple[str, T] | None:
+        """A job that may go at once, or None (nothing ready now: await ``get``)."""
+        picked = self._pick()
+        return None if isinstance(picked, float) else picked
+
     async def get(self) -> tuple[str, T] | None:
         """The next job to send, waiting as long as pacing asks; None when closed and done."""
         while True:

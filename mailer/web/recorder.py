@@ -18,13 +18,14 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import DateTime, Dialect, select
+from sqlalchemy import Dialect, select
 from sqlmodel import SQLModel
 
-from mailer.store import Blast, Database, Link
+from mailer.store import Blast, Click, Database, Delivery, Link
+from mailer.store.driver import DriverSql
 
 T = TypeVar("T")
 MAX_BATCH = 500
@@ -218,8 +219,9 @@ class ClickBatcher(_BatchThread[_Click]):
                 bot = (
                     sent_at is not None and (c.at - sent_at).total_seconds() <= self.scanner_window
                 )
-                at = c.at.astimezone(UTC).replace(tzinfo=None)
-                rows.append((delivery[0], c.delivery_id, c.link_id, sql.write_time(at), bot, c.ip))
+                rows.append(
+                    (delivery[0], c.delivery_id, c.link_id, sql.write_time(c.at), bot, c.ip)
+                )
                 petition_id = link[2]
                 if petition_id is not None and self.action_path is not None:
                     answers.append(self.action_path(c.delivery_id, petition_id))
@@ -237,40 +239,33 @@ class ClickBatcher(_BatchThread[_Click]):
 
 @dataclass(frozen=True)
 class _ClickSql:
-    """The click writer's statements and time conversions for one database dialect."""
+    """The click writer's statements for one database dialect."""
 
+    driver: DriverSql
     mark: str
     deliveries: str
     insert: str
-    write_time: Callable[[datetime], object]
-    read_time: Callable[[object], datetime | None]
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _ClickSql:
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        column_type = DateTime().dialect_impl(dialect)  # SQLite's keeps times as text
-        to_db = column_type.bind_processor(dialect)
-        from_db = column_type.result_processor(dialect, None)
-
-        def write_time(value: datetime) -> object:
-            return to_db(value) if to_db else value
-
-        def read_time(value: object) -> datetime | None:
-            parsed = from_db(value) if from_db else value
-            if parsed is None:
-                return None
-            assert isinstance(parsed, datetime)
-            return parsed.replace(tzinfo=UTC)
-
+        driver = DriverSql.for_dialect(dialect)
+        mark = driver.mark
+        delivery = Delivery.__tablename__
+        click = Click.__tablename__
         columns = "blast_id, delivery_id, link_id, clicked_at, suspected_bot, ip"
         return cls(
+            driver=driver,
             mark=mark,
             # the IN list's placeholders are filled in per batch (ids go as parameters)
-            deliveries="SELECT id, blast_id, sent_at FROM delivery WHERE id IN (%s)",
-            insert=f"INSERT INTO click ({columns}) VALUES ({', '.join([mark] * 6)})",  # noqa: S608 (constants only)
-            write_time=write_time,
-            read_time=read_time,
+            deliveries=f"SELECT id, blast_id, sent_at FROM {delivery} WHERE id IN (%s)",  # noqa: S608 (constants only)
+            insert=f"INSERT INTO {click} ({columns}) VALUES ({driver.marks(6)})",  # noqa: S608 (constants only)
         )
+
+    def read_time(self, value: object) -> datetime | None:
+        return self.driver.read_time(value)
+
+    def write_time(self, value: datetime) -> object:
+        return self.driver.write_time(value)
 
 
 def _settle(pairs: list[tuple[asyncio.Future[str | None], Any]]) -> None:
