@@ -55,11 +55,15 @@ def write_supporters_csv(path: Path, n: int) -> None:
 
 
 def settings_for(
-    port: int, *, connections: int | None = None, dkim_key: Path | None = None
+    port: int,
+    *,
+    connections: int | None = None,
+    dkim_key: Path | None = None,
+    processes: int | None = None,
 ) -> Settings:
     """The bench's settings: the relay on 127.0.0.1:``port``, everything else default.
 
-    ``connections`` overrides ``[sending] connections`` (None keeps the default);
+    ``connections`` and ``processes`` override ``[sending]`` (None keeps the default);
     ``dkim_key`` turns DKIM on (``[dkim]``, domain example.org, selector "bench").
     """
     data: dict[str, dict[str, Any]] = {
@@ -71,7 +75,9 @@ def settings_for(
         "templates": {"dir": str(TEMPLATES)},
     }
     if connections is not None:
-        data["sending"] = {"connections": connections}
+        data.setdefault("sending", {})["connections"] = connections
+    if processes is not None:
+        data.setdefault("sending", {})["processes"] = processes
     if dkim_key is not None:
         data["dkim"] = {
             "private_key_file": str(dkim_key),
@@ -120,6 +126,12 @@ def peak_rss_mb() -> float:
 def cpu_s() -> float:
     """CPU seconds (user + system) this process has used so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children that have ended (helper sender processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 

@@ -54,6 +54,7 @@ from typing import Any
 from bench.common import (
     REPO,
     TEMPLATE,
+    children_cpu_s,
     cpu_s,
     peak_rss_mb,
     settings_for,
@@ -159,12 +160,13 @@ def send(
     connections: int | None = None,
     dkim_key: Path | None = None,
     profile: bool = False,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     from bench.cpuprofile import ThreadProfiles, report
     from mailer.blasts import send_now
     from mailer.store import open_database
 
-    settings = settings_for(port, connections=connections, dkim_key=dkim_key)
+    settings = settings_for(port, connections=connections, dkim_key=dkim_key, processes=processes)
     db = open_database(_db_url(folder))
     clock = ComposeClock()
     clock.install()
@@ -173,17 +175,20 @@ def send(
         profiles.install()
     baseline = peak_rss_mb()
     timeline = Timeline()
-    cpu_before, loop_before = cpu_s(), time.thread_time()
+    cpu_before, loop_before, helpers_before = cpu_s(), time.thread_time(), children_cpu_s()
     start = time.perf_counter()
     with profiles if profiles is not None else contextlib.nullcontext():
         result = send_now(db, settings, BLAST, progress=timeline)
     send_s = time.perf_counter() - start
     loop_cpu_s, process_cpu_s = time.thread_time() - loop_before, cpu_s() - cpu_before
+    helpers_cpu_s = children_cpu_s() - helpers_before
     first_half, second_half = timeline.halves()
     peak = peak_rss_mb()
     db.dispose()
     out: dict[str, Any] = {
         "connections": settings.sending.connections,
+        "processes": settings.sending.processes,
+        "helpers_cpu_s": helpers_cpu_s,
         "dkim": dkim_key is not None,
         "send_s": send_s,
         "compose_cpu_s": clock.cpu_s,
@@ -250,6 +255,8 @@ class EndToEnd:
     peak_rss_mb: float
     first_half_rate: float
     second_half_rate: float
+    processes: int = 1
+    helpers_cpu_s: float = 0.0  # CPU of the helper sender processes (processes > 1)
     receiver_cpu_s: float | None = None  # the receiver's CPU over the send, added by the caller
     profile: Profile | None = field(default=None, repr=False)
 
@@ -305,6 +312,7 @@ def send_copy(
     connections: int | None = None,
     dkim_key: Path | None = None,
     profile: bool = False,
+    processes: int | None = None,
 ) -> EndToEnd:
     """Send the blast of a fresh copy of ``prepared``'s database, in a subprocess."""
     folder = Path(tempfile.mkdtemp(prefix="send-", dir=prepared.folder.parent))
@@ -318,6 +326,8 @@ def send_copy(
             args += ["--dkim-key", str(dkim_key)]
         if profile:
             args.append("--profile")
+        if processes is not None:
+            args += ["--processes", str(processes)]
         sent = _child(*args)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -326,6 +336,8 @@ def send_copy(
     return EndToEnd(
         n=prepared.n,
         connections=sent["connections"],
+        processes=sent["processes"],
+        helpers_cpu_s=sent["helpers_cpu_s"],
         dkim=sent["dkim"],
         send_s=sent["send_s"],
         compose_cpu_s=sent["compose_cpu_s"],
@@ -373,6 +385,7 @@ def main(argv: list[str]) -> int:
     snd.add_argument("--connections", type=int)
     snd.add_argument("--dkim-key", type=Path)
     snd.add_argument("--profile", action="store_true")
+    snd.add_argument("--processes", type=int)
     both = commands.add_parser("run")
     both.add_argument("n", type=int)
     both.add_argument("port", type=int)
@@ -386,6 +399,7 @@ def main(argv: list[str]) -> int:
             connections=args.connections,
             dkim_key=args.dkim_key,
             profile=args.profile,
+            processes=args.processes,
         )
         print(json.dumps(found))
     else:

@@ -23,8 +23,9 @@ from mailer.compose.templates import AlertTemplate, check_template
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
-from mailer.send.engine import BlastSender, Progress, SendResult
+from mailer.send.engine import BlastSender, Progress, SendResult, delivery_counts
 from mailer.send.outcome import Outcome
+from mailer.send.processes import SenderProcesses
 from mailer.send.transport import SmtpTransport
 from mailer.store import Blast, BlastList, BlastStatus, Database, Event, MailingList, Supporter
 from mailer.store.links import BlastLinks
@@ -291,14 +292,38 @@ def send_now(
     from elsewhere, SIGTERM/Ctrl-C (with ``handle_signals``) or a down relay ends
     the run early with the blast resumable.
     """
+    processes = settings.sending.processes
+    if processes < 1:
+        raise ConfigError("sending.processes", f"must be at least 1, got {processes}")
     with db.session() as session:
         blast = find_blast(session, ref)
     composer = composer_for(db, settings, blast)
     sender = make_sender(db, settings)
     assert blast.id is not None
-    return asyncio.run(
-        sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
+    if processes == 1:
+        return asyncio.run(
+            sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
+        )
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError("sending.processes", "more than 1 needs a database file or server")
+    helpers = SenderProcesses(
+        url.render_as_string(hide_password=False),
+        settings,
+        blast.id,
+        processes - 1,
+        progress,
     )
+    sender.signal_listeners.append(helpers.signal)
+    with helpers:
+        result = asyncio.run(
+            sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
+        )
+    # The helpers have ended too: report the blast as it stands now.
+    with db.session() as session:
+        after = find_blast(session, blast.id)
+    error = result.error or (after.last_error if after.status is BlastStatus.PAUSED else "")
+    return SendResult(blast.id, after.status, delivery_counts(db, blast.id), error)
 
 
 def make_sender(db: Database, settings: Settings) -> BlastSender:

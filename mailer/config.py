@@ -162,6 +162,13 @@ class SendingSettings:
         default=4,
         metadata=_doc("SMTP connections a sender keeps open, each carrying many messages"),
     )
+    processes: int = field(
+        default=1,
+        metadata=_doc(
+            "sender processes `mailer blast send` runs on one blast, to use more CPU cores;"
+            " each keeps `connections` open"
+        ),
+    )
     batch_size: int = field(
         default=200, metadata=_doc("deliveries claimed from the database at a time")
     )

@@ -7,10 +7,12 @@ message at the server, except the few in flight at the kill, which are reported
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -19,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import MAILER, mailer_env, numbered, run_mailer, write_config, write_people
+from tests.processes import (
+    MAILER,
+    mailer_env,
+    numbered,
+    run_mailer,
+    update_config,
+    write_config,
+    write_people,
+)
 from tests.smtpserver import SmtpTestServer
 
 RECIPIENTS = 150
@@ -166,5 +176,37 @@ def test_sigterm_drains_and_leaves_the_blast_resumable(
     listing = mailer(workdir, "blast", "list")
     assert "paused" in listing.stdout
     assert unknown_addresses(workdir) == set()  # in-flight messages were finished and recorded
+    assert mailer(workdir, "blast", "resume", "1").returncode == 0
+    assert per_recipient(slow_server) == {a: 1 for a in everyone()}
+
+
+def helper_joined(cwd: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(cwd / "m.db")) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM event WHERE action = 'blast.joined' AND actor LIKE 'helper:%'"
+        ).fetchone()
+    return bool(found[0])
+
+
+def test_sigterm_to_a_send_with_helper_processes_stops_them_all(
+    workdir: Path, slow_server: SmtpTestServer
+) -> None:
+    update_config(workdir / "mailer.toml", "sending", processes=2)
+    slow_server.handler.delay = 0.08
+    sender = start_sending(workdir)
+    wait_until_received(slow_server, 20, sender)
+    deadline = time.monotonic() + 30  # a helper process has joined the blast
+    while not helper_joined(workdir):
+        assert time.monotonic() < deadline and sender.poll() is None
+        time.sleep(0.2)
+    sender.send_signal(signal.SIGTERM)
+    _, err = sender.communicate(timeout=30)  # it waits for its helper to stop
+    assert sender.returncode == 1 and "stopped by SIGTERM" in err
+    got = len(slow_server.handler.received)
+    assert got < RECIPIENTS
+    time.sleep(0.5)
+    assert len(slow_server.handler.received) == got  # no helper goes on sending
+    assert "paused" in mailer(workdir, "blast", "list").stdout
+    assert unknown_addresses(workdir) == set()
     assert mailer(workdir, "blast", "resume", "1").returncode == 0
     assert per_recipient(slow_server) == {a: 1 for a in everyone()}

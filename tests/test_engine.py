@@ -12,6 +12,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 
 from mailer.blasts import composer_for, create_blast, find_blast, make_sender, send_now
@@ -287,6 +288,31 @@ def test_token_bucket_paces_to_its_rate() -> None:
     assert abs(bucket.wait_time() - 0.1) < 1e-9
     now[0] += 0.1
     assert bucket.wait_time() == 0.0
+
+
+def _picked_in(scheduler: DomainScheduler[int], now: list[float], seconds: float) -> int:
+    """How many jobs the scheduler hands out over ``seconds`` of its clock."""
+    picked = 0
+    for _ in range(int(seconds * 100)):
+        now[0] += 0.01
+        while not isinstance(found := scheduler._pick(), float):
+            scheduler.done(found[0], None)
+            picked += 1
+    return picked
+
+
+@pytest.mark.parametrize(("rate", "domain_rate"), [(10.0, 0.0), (0.0, 10.0)])
+def test_senders_on_one_machine_divide_the_rates(rate: float, domain_rate: float) -> None:
+    now = [0.0]
+    scheduler: DomainScheduler[int] = DomainScheduler(
+        concurrency=0, rate=rate, domain_rate=domain_rate, clock=lambda: now[0]
+    )
+    for i in range(1000):
+        scheduler.put("a.example.org", i)
+    scheduler.share(2)  # two sender processes on the blast: each keeps to half
+    assert 48 <= _picked_in(scheduler, now, 10.0) <= 56
+    scheduler.share(1)  # the other one left: the whole rate again
+    assert 98 <= _picked_in(scheduler, now, 10.0) <= 106
 
 
 def test_a_domain_that_answers_421_is_backed_off_adaptively() -> None:

@@ -202,6 +202,8 @@ class BlastSender:
         self._stop: _Stop | None = None
         self._prepared: _SendSql | None = None
         self._hot_conn: Connection | None = None  # used on the database thread only
+        # Told the signal number when SIGTERM/SIGINT stops a send (helper processes).
+        self.signal_listeners: list[Callable[[int], None]] = []
 
     # -- the database thread ----------------------------------------------------------
 
@@ -212,8 +214,15 @@ class BlastSender:
 
     # -- start and finish -------------------------------------------------------------
 
-    def start(self, blast_id: int, *, actor: str = "cli") -> tuple[int, int]:
-        """Make the blast ``sending`` and register this sender; (total, already final)."""
+    def start(
+        self, blast_id: int, *, actor: str = "cli", join_only: bool = False
+    ) -> tuple[int, int]:
+        """Make the blast ``sending`` and register this sender; (total, already final).
+
+        With ``join_only`` the blast must already be ``sending`` (a helper of
+        another sender): anything else raises :class:`InvalidState`, so a
+        helper never starts or resumes a blast by itself.
+        """
         now = self.clock()
         with self.db.session() as session:
             # Locked (PostgreSQL; SQLite has one writer anyway) so that senders starting
@@ -223,6 +232,8 @@ class BlastSender:
             ).first()
             if blast is None:
                 raise InvalidState(f"blast {blast_id} does not exist")
+            if join_only and blast.status is not BlastStatus.SENDING:
+                raise InvalidState(f"blast {blast.name!r} is {blast.status}; nothing to join")
             if blast.status not in _STARTABLE:
                 raise InvalidState(
                     f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
@@ -644,9 +655,11 @@ class BlastSender:
         if self._stop is not None:
             self._stop(reason, pause_blast=pause_blast)
 
-    def _signalled(self, reason: str) -> None:
+    def _signalled(self, signum: int, reason: str) -> None:
         if self._stop is not None:  # the blast pauses only if no other sender is on it
             self._stop(reason, pause_blast=True, if_alone=True)
+        for listener in self.signal_listeners:
+            listener(signum)
 
     async def send(
         self,
@@ -656,6 +669,7 @@ class BlastSender:
         *,
         actor: str = "cli",
         handle_signals: bool = False,
+        join_only: bool = False,
     ) -> SendResult:
         """Send until the blast is done, or until stopped (pause, cancel, signal, relay).
 
@@ -671,9 +685,11 @@ class BlastSender:
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for signum in signals:
             name = signal.Signals(signum).name
-            loop.add_signal_handler(signum, self._signalled, f"stopped by {name}; resumable")
+            loop.add_signal_handler(
+                signum, self._signalled, signum, f"stopped by {name}; resumable"
+            )
         try:
-            total, done = await self._db(self.start, blast_id, actor=actor)
+            total, done = await self._db(self.start, blast_id, actor=actor, join_only=join_only)
             if progress:
                 progress.start(total, done)
             run = _Run(self, blast_id, composer, stop, progress)
@@ -731,9 +747,11 @@ class _Run:
         self.outcomes: list[dict[str, Any]] = []
         self.marks: list[tuple[int, asyncio.Future[bool]]] = []
         self.mark_task: asyncio.Task[None] | None = None
+        self.senders = 1  # live senders on the blast, this one included
 
     async def execute(self) -> None:
-        self.scheduler.share(await self.s._db(self.s._senders, self.blast_id))
+        self.senders = await self.s._db(self.s._senders, self.blast_id)
+        self.scheduler.share(self.senders)
         transports = [self.s.transport_factory() for _ in range(max(1, self.cfg.connections))]
         tasks = [asyncio.create_task(self.produce(), name="producer")]
         tasks += [
@@ -776,7 +794,9 @@ class _Run:
                 capped = self.cfg.hourly_limit > 0 or self.cfg.daily_limit > 0
                 cap_room = await self.s._db(self.s._cap_room) if capped else None
                 if cap_room is not None:
-                    room = min(room, cap_room - self.scheduler.pending - self.scheduler.in_flight)
+                    # Senders on the blast take turns at the window's room: a share each.
+                    share = cap_room // max(1, self.senders)
+                    room = min(room, share - self.scheduler.pending - self.scheduler.in_flight)
                     if room <= 0:
                         log.info("hourly/daily cap reached; waiting for the window to move")
                         await self.pause_a_moment(5.0)
@@ -951,6 +971,7 @@ class _Run:
             elif status is not BlastStatus.SENDING:
                 log.warning("blast %d is now %s; stopping", self.blast_id, status)
                 self.stop(f"blast {status} by an organizer")
+            self.senders = senders
             self.scheduler.share(senders)
 
     async def grant(self, domain: str | None, want: int) -> tuple[int, float]:

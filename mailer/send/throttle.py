@@ -72,6 +72,14 @@ class TokenBucket:
             self.tokens -= 1
 
 
+def _set_rate(bucket: TokenBucket, rate: float) -> None:
+    """Change an unshared bucket's rate; what it saved up shrinks to the new burst."""
+    bucket.wait_time()  # brings the tokens up to now at the old rate
+    bucket.rate = rate
+    bucket.burst = max(1.0, rate)
+    bucket.tokens = min(bucket.tokens, bucket.burst)
+
+
 def _paced(rate: float) -> float:
     """The burst of a sender's own bucket when the rate is shared: 20 ms' worth, at least 1."""
     return max(1.0, rate / 50)
@@ -107,6 +115,8 @@ class DomainScheduler(Generic[T]):
         self.limit = concurrency if concurrency > 0 else 1 << 30  # 0: no limit
         self.concurrency = self.limit
         self.domain_rate = domain_rate
+        self.rate = rate
+        self._senders = 1  # the rates above are divided among this many senders
         # Sharing a rate, this sender spaces its own messages (bursts of 20 ms' worth at most).
         self.overall = TokenBucket(rate, burst=_paced(rate) if grants else None, clock=clock)
         self.clock = clock
@@ -129,7 +139,8 @@ class DomainScheduler(Generic[T]):
             bucket = quota = None
             if self.domain_rate > 0:
                 burst = _paced(self.domain_rate) if self.grants else None
-                bucket = TokenBucket(self.domain_rate, burst=burst, clock=self.clock)
+                share = 1 if self.grants else self._senders
+                bucket = TokenBucket(self.domain_rate / share, burst=burst, clock=self.clock)
                 if self.grants is not None:
                     quota = Quota(
                         self._domain_grant(domain), grant_size(self.domain_rate), self._changed.set
@@ -149,10 +160,19 @@ class DomainScheduler(Generic[T]):
         """``senders`` send this blast now: the domain concurrency is divided among them.
 
         Each keeps at least one, so with more senders than the limit the limit
-        is the number of senders.
+        is the number of senders. Without shared grants (SQLite: the senders
+        are processes on one machine) the rates are divided too, so that
+        together they keep to them.
         """
+        senders = max(1, senders)
         if self.limit < 1 << 30:
-            self.concurrency = max(1, self.limit // max(1, senders))
+            self.concurrency = max(1, self.limit // senders)
+        if self.grants is None and senders != self._senders:
+            self._senders = senders
+            _set_rate(self.overall, self.rate / senders)
+            for entry in self._domains.values():
+                if entry.bucket is not None:
+                    _set_rate(entry.bucket, self.domain_rate / senders)
         self._changed.set()
 
     def close(self) -> None:

@@ -1,0 +1,175 @@
+"""More sender processes on one blast (``[sending] processes``), to use more cores.
+
+A sender is one Python process, and its event loop and database thread share
+one interpreter lock: it keeps about one core busy however many SMTP
+connections it holds. ``mailer blast send`` with ``processes = N`` therefore
+starts N - 1 helper processes beside itself. Each helper is an ordinary
+sender (:class:`~mailer.send.engine.BlastSender`) that *joins* the blast the
+way senders on several hosts do: claims with its own name and lease, its
+share of the rates and of the domain concurrency, its own SMTP connections.
+Nothing new is needed for correctness; every guarantee of several senders on
+one blast holds (see :mod:`mailer.send.engine`).
+
+What this module adds is the handling of the helpers:
+
+- they are started with ``spawn`` (a clean interpreter, no copy of this
+  process's threads or connections) and join only a blast that is
+  ``sending``: a helper that finds it still a draft waits for the parent's
+  start, and one that finds it paused, cancelled or done leaves at once, so
+  a helper never resumes what the parent stopped;
+- their progress reaches the parent's progress bar through a queue;
+- SIGTERM or Ctrl-C in the parent is passed on to them; they finish their
+  in-flight messages like the parent does;
+- the parent waits for them before it reports, and reports the blast as it
+  stands then.
+
+If the parent is killed outright, the helpers go on and finish the blast (or
+stop when it is paused or cancelled from another terminal); they hold leases
+like any sender, so nothing is sent twice either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
+from types import TracebackType
+
+from mailer.config import Settings
+from mailer.errors import InvalidState
+from mailer.send.engine import Progress
+
+log = logging.getLogger(__name__)
+
+_SPAWN = multiprocessing.get_context("spawn")
+# How long a helper waits for the parent to take the audience snapshot.
+START_WAIT = 60.0
+
+
+class _QueuedProgress:
+    """A helper's progress, sent to the parent as message counts."""
+
+    def __init__(self, queue: SimpleQueue[int | None]) -> None:
+        self.queue = queue
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        self.queue.put(count)
+
+    def finish(self) -> None:
+        pass
+
+
+def run_helper(
+    url: str, settings: Settings, blast_id: int, queue: SimpleQueue[int | None], level: int
+) -> None:
+    """A helper process's body: join blast ``blast_id`` and send until it is over."""
+    from mailer.blasts import composer_for, find_blast, make_sender
+    from mailer.store import BlastStatus, open_database
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on as SIGTERM
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s")
+    db = open_database(url)
+    try:
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            with db.session() as session:
+                blast = find_blast(session, blast_id)
+            if blast.status is not BlastStatus.DRAFT and blast.status is not BlastStatus.SCHEDULED:
+                break
+            if time.monotonic() > deadline:
+                return  # the parent never started it
+            time.sleep(0.05)
+        composer = composer_for(db, settings, blast)
+        sender = make_sender(db, settings)
+        # InvalidState: over (or stopped) before this helper could join; nothing to do.
+        with contextlib.suppress(InvalidState):
+            asyncio.run(
+                sender.send(
+                    blast_id,
+                    composer,
+                    _QueuedProgress(queue),
+                    actor=f"helper:{os.getpid()}",
+                    handle_signals=True,
+                    join_only=True,
+                )
+            )
+    finally:
+        db.dispose()
+
+
+class SenderProcesses:
+    """``count`` helper senders on blast ``blast_id``, for the duration of a ``with`` block.
+
+    ``progress`` (the parent's) is advanced by what the helpers send. Leaving
+    the block waits for the helpers to end; when the block ends by an
+    exception they are told to stop first.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        blast_id: int,
+        count: int,
+        progress: Progress | None,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.blast_id = blast_id
+        self.count = count
+        self.progress = progress
+        self.queue: SimpleQueue[int | None] = _SPAWN.SimpleQueue()
+        self.processes: list[BaseProcess] = []
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> SenderProcesses:
+        level = logging.getLogger().getEffectiveLevel()
+        for i in range(self.count):
+            process = _SPAWN.Process(
+                target=run_helper,
+                args=(self.url, self.settings, self.blast_id, self.queue, level),
+                name=f"mailer-sender-{i + 1}",
+            )
+            process.start()
+            self.processes.append(process)
+        self._reader = threading.Thread(target=self._read, name="mailer-helper-progress")
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        while (count := self.queue.get()) is not None:
+            if self.progress is not None:
+                self.progress.advance(count)
+
+    def signal(self, signum: int) -> None:
+        """Pass a stopping signal on: each helper finishes its in-flight messages and stops."""
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.signal(signal.SIGTERM)
+        for process in self.processes:
+            process.join()
+            if process.exitcode:
+                log.warning("sender process %s exited with code %s", process.pid, process.exitcode)
+        self.queue.put(None)
+        if self._reader is not None:
+            self._reader.join()

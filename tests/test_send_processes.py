@@ -1,0 +1,146 @@
+"""``[sending] processes``: helper sender processes on one blast (real processes, real SMTP)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from sqlmodel import col, select
+
+from mailer.blasts import create_blast, send_now
+from mailer.config import Settings
+from mailer.errors import ConfigError
+from mailer.send import control
+from mailer.send.processes import SenderProcesses
+from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, Event
+from mailer.store.models import utcnow
+from tests.conftest import make_settings
+from tests.factories import add_people, people
+from tests.smtpserver import SmtpTestServer
+
+
+def new_blast(db: Database, settings: Settings, count: int, domains: int = 4) -> int:
+    everyone = [p for d in range(domains) for p in people(count // domains, f"d{d}.example.org")]
+    add_people(db, "members", everyone)
+    blast = create_blast(
+        db, settings, name="alert", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    return blast.id
+
+
+def per_recipient(server: SmtpTestServer) -> Counter[str]:
+    return Counter(r.rcpt_tos[0] for r in server.handler.received)
+
+
+def states(db: Database, blast_id: int) -> Counter[str]:
+    with db.session() as session:
+        found = session.exec(select(Delivery.state).where(Delivery.blast_id == blast_id)).all()
+    return Counter(str(s) for s in found)
+
+
+def joined_by_helpers(db: Database, blast_id: int) -> list[Event]:
+    with db.session() as session:
+        return list(
+            session.exec(
+                select(Event).where(
+                    Event.blast_id == blast_id,
+                    Event.action == "blast.joined",
+                    col(Event.actor).startswith("helper:"),
+                )
+            ).all()
+        )
+
+
+def test_two_processes_send_each_recipient_once(db: Database, smtp_server: SmtpTestServer) -> None:
+    smtp_server.handler.delay = 0.01  # slow enough that the helper joins while work is left
+    settings = make_settings(
+        smtp_port=smtp_server.port, sending={"processes": 2, "control_interval": 0.2}
+    )
+    blast_id = new_blast(db, settings, 160)
+    advanced: list[int] = []
+
+    class Counting:
+        def start(self, total: int, done: int) -> None:
+            pass
+
+        def advance(self, count: int) -> None:
+            advanced.append(count)
+
+        def finish(self) -> None:
+            pass
+
+    result = send_now(db, settings, blast_id, progress=Counting())
+
+    assert result.status is BlastStatus.DONE and result.error == ""
+    assert result.counts["sent"] == 160
+    counts = per_recipient(smtp_server)
+    assert len(counts) == 160 and set(counts.values()) == {1}
+    assert states(db, blast_id) == {"sent": 160}
+    assert len(joined_by_helpers(db, blast_id)) == 1  # a second process really sent
+    assert sum(advanced) == 160  # the helper's progress reached the parent's bar
+
+
+def test_a_helper_never_resumes_a_paused_blast(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = new_blast(sqlite_db, settings, 20)
+    with sqlite_db.session() as session:
+        blast = session.get(Blast, blast_id)
+        assert blast is not None
+        blast.status = BlastStatus.SENDING  # as if a sender had started it
+        control.pause(session, blast, actor="test", now=utcnow())
+
+    url = sqlite_db.engine.url.render_as_string(hide_password=False)
+    with SenderProcesses(url, settings, blast_id, 1, None) as helpers:
+        pass
+    assert [p.exitcode for p in helpers.processes] == [0]
+    with sqlite_db.session() as session:
+        blast = session.get(Blast, blast_id)
+        assert blast is not None and blast.status is BlastStatus.PAUSED
+    assert smtp_server.handler.received == []
+
+
+def test_processes_divide_the_rate_between_them(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(
+        smtp_port=smtp_server.port,
+        sending={"processes": 2, "rate": 20.0, "control_interval": 0.2},
+    )
+    blast_id = new_blast(sqlite_db, settings, 120)
+    result = send_now(sqlite_db, settings, blast_id)
+    assert result.counts["sent"] == 120
+    assert len(joined_by_helpers(sqlite_db, blast_id)) == 1
+    # Measured at the server over the busiest stretch, once both senders ran: each
+    # process alone would take the whole 20 a second.
+    times = sorted(r.at for r in smtp_server.handler.received)
+    window = times[-1] - times[20]
+    assert window > 0 and (len(times) - 21) / window <= 23.0
+
+
+def test_processes_must_be_at_least_one(sqlite_db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, sending={"processes": 0})
+    blast_id = new_blast(sqlite_db, settings, 4)
+    with pytest.raises(ConfigError, match=r"sending\.processes"):
+        send_now(sqlite_db, settings, blast_id)
+    assert states(sqlite_db, blast_id) == {}  # nothing started
+
+
+def test_a_helper_started_before_the_parent_waits_for_its_snapshot(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    smtp_server.handler.delay = 0.01
+    settings = make_settings(smtp_port=smtp_server.port, sending={"control_interval": 0.2})
+    blast_id = new_blast(sqlite_db, settings, 80)
+    url = sqlite_db.engine.url.render_as_string(hide_password=False)
+    with SenderProcesses(url, settings, blast_id, 1, None):
+        time.sleep(1.0)  # the helper is up and finds a draft: it must wait, not start it
+        assert states(sqlite_db, blast_id) == {}
+        result = send_now(sqlite_db, settings, blast_id)
+    assert result.counts["sent"] == 80
+    counts = per_recipient(smtp_server)
+    assert len(counts) == 80 and set(counts.values()) == {1}
+    assert states(sqlite_db, blast_id) == {DeliveryState.SENT.value: 80}
