@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
+import unicodedata
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -244,6 +245,16 @@ def test_header_text_is_one_clean_line(value: str) -> None:
     assert "\r" not in cleaned and "\n" not in cleaned
     assert cleaned == cleaned.strip()
     assert all(ch.isprintable() or ch == " " for ch in cleaned)
+
+
+@given(st.one_of(st.text(), st.text(alphabet=st.characters(max_codepoint=127))))
+def test_header_text_fast_path_for_printable_ascii_changes_nothing(value: str) -> None:
+    """Printable ASCII skips the per-character check; the result must be the same."""
+    by_category = "".join(
+        " " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"} else ch
+        for ch in value
+    )
+    assert header_text(value) == " ".join(by_category.replace("=?", "= ?").split())
 
 
 def broken_templates(tmp_path: Path, en_html: str) -> Path:

@@ -46,7 +46,10 @@ def header_text(value: str) -> str:
     space, and ``=?`` is split so that text can never pass for an RFC 2047
     encoded word that a mail client would decode into something else.
     """
-    cleaned = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in value)
+    if value.isascii() and value.isprintable():
+        cleaned = value  # the usual case: nothing to replace, no per-character look-up
+    else:
+        cleaned = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in value)
     return " ".join(cleaned.replace("=?", "= ?").split())
 
 
