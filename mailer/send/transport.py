@@ -12,11 +12,12 @@ trips instead of four: ``MAIL FROM``, ``RCPT TO`` and ``DATA`` go out in one
 write and their three replies are read in order; after ``354`` the prepared
 body goes out in a second write and the final reply is read. Every reply is
 checked: a ``354`` after a refused ``MAIL`` or ``RCPT`` (a server that should
-have refused ``DATA``) gets no body at all; the connection is dropped instead,
-which makes the server abandon the transaction (RFC 5321 3.8), where sending
-the single dot RFC 2920 suggests could let a broken server deliver an empty
-message. Otherwise the replies mean what they mean on the aiosmtplib path,
-which is used unchanged when the relay does not offer PIPELINING.
+have refused ``DATA``) gets no body at all; the connection is dropped instead.
+Only the final dot confirms a transaction (RFC 5321 3.3), so the server has
+nothing to deliver, where sending the lone dot RFC 2920 suggests could let a
+broken server deliver an empty message. Otherwise the replies mean what they
+mean on the aiosmtplib path, which is used unchanged when the relay does not
+offer PIPELINING.
 
 Connection handling: the connection is opened on first use and reused for
 every following message. A connection found dead before the message was
@@ -26,7 +27,8 @@ a temporary failure of that one delivery. When the relay cannot be reached
 after ``connect_attempts`` tries, :class:`~mailer.errors.RelayUnavailable` is
 raised so the caller can pause the blast instead of failing every recipient.
 A reply that does not come within ``[smtp] timeout`` leaves the connection in
-an unknown state: it is closed, and the message counts as lost with it.
+an unknown state: it is closed, and the message is treated as on a lost
+connection (tried again at once if its body was not sent yet).
 """
 
 from __future__ import annotations
@@ -246,8 +248,8 @@ class SmtpTransport:
         refused = mail.code != 250 or rcpt.code not in (250, 251)
         if refused and data.code == 354:
             # DATA should have been refused. Send no body, not even the lone dot
-            # RFC 2920 3.1 allows: dropping the connection makes the server abandon
-            # the transaction, where a dot could give an empty message.
+            # RFC 2920 suggests: without the final dot (RFC 5321 3.3) there is no
+            # transaction to deliver, where a dot could give an empty message.
             log.warning(
                 "SMTP relay %s accepted DATA after refusing MAIL or RCPT; reconnecting",
                 self._where,
