@@ -82,6 +82,12 @@ class SmtpSettings:
     helo_name: str = field(
         default="", metadata=_doc("name sent in EHLO/HELO; empty means this host's FQDN")
     )
+    pipelining: bool = field(
+        default=True,
+        metadata=_doc(
+            "send MAIL, RCPT and DATA at once (ESMTP PIPELINING, RFC 2920) if the relay offers it"
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from mailer import config
 from mailer.store import Database, open_database
-from tests.smtpserver import SmtpTestServer
+from tests.smtpserver import PipeliningHandler, SmtpTestServer
 
 pytest_plugins = ["tests.browser"]  # the browser and page fixtures
 
@@ -68,12 +68,18 @@ def db(request: pytest.FixtureRequest) -> Database:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer()
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpTestServer]:
+    """The test SMTP server; ``@both_smtp_paths`` runs a test also with one offering PIPELINING."""
+    server = SmtpTestServer(pipelining=getattr(request, "param", "plain") == "pipelining")
     server.start()
     yield server
     server.stop()
+    if isinstance(server.handler, PipeliningHandler):  # the client did pipeline, every time
+        assert server.handler.pipelined and all(server.handler.pipelined)
 
+
+# The client pipelines whenever the server offers it (``[smtp] pipelining`` is on by default).
+both_smtp_paths = pytest.mark.parametrize("smtp_server", ["plain", "pipelining"], indirect=True)
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"

@@ -4,7 +4,10 @@
 recipient address: ``refuse`` answers RCPT with a canned reply (``550 5.1.1
 ...`` for a bad address, ``450 4.2.1 ...`` for a temporary problem).
 ``SmtpTestServer`` can also speak STARTTLS or implicit TLS with a test CA's
-certificate, and require AUTH.
+certificate, require AUTH, and offer PIPELINING (RFC 2920), which aiosmtpd
+handles (it reads commands one line at a time) but does not advertise;
+``PipeliningHandler`` adds it to the EHLO reply and notes, at each MAIL,
+whether the commands after it had already arrived.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class RecordingHandler:
     in_data: dict[str, int] = field(default_factory=dict)  # domain -> messages in DATA now
     max_in_data: dict[str, int] = field(default_factory=dict)  # domain -> most at once
     peers: set[object] = field(default_factory=set)  # client (address, port) of each session
+    # addresses refused at RCPT but then taken all the same, so that DATA gets 354 (broken)
+    data_after_refused_rcpt: set[str] = field(default_factory=set)
+    rcpt_delay: float = 0.0  # seconds every RCPT takes (its reply comes apart from MAIL's)
 
     async def handle_RCPT(
         self,
@@ -68,7 +74,11 @@ class RecordingHandler:
         rcpt_options: list[str],
     ) -> str:
         self.rcpt_attempts[address] = self.rcpt_attempts.get(address, 0) + 1
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
         if address in self.refuse:
+            if address in self.data_after_refused_rcpt:
+                envelope.rcpt_tos.append(address)
             return self.refuse[address]
         if address in self.refuse_first:
             reply, times = self.refuse_first[address]
@@ -120,6 +130,53 @@ class RecordingHandler:
         return [r for r in self.received if address in r.rcpt_tos]
 
 
+@dataclass
+class PipeliningHandler(RecordingHandler):
+    """A :class:`RecordingHandler` whose server offers PIPELINING.
+
+    Its own class, because aiosmtpd changes how it answers EHLO (and MAIL) as
+    soon as a handler has these hooks; servers without the option keep its
+    defaults.
+    """
+
+    # one entry per MAIL: were RCPT and DATA already waiting to be read?
+    pipelined: list[bool] = field(default_factory=list)
+    refuse_mail: str = ""  # a reply to every MAIL, instead of accepting the sender
+    quits: int = 0
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves it to this hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        self.peers.add(session.peer)  # also the sessions that never reach DATA
+        waiting = bytes(server._reader._buffer)  # type: ignore[attr-defined]
+        self.pipelined.append(b"RCPT TO:" in waiting and b"DATA\r\n" in waiting)
+        if self.refuse_mail:
+            return self.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        return "221 Bye"
+
+
 class SmtpTestServer:
     def __init__(
         self,
@@ -127,8 +184,9 @@ class SmtpTestServer:
         tls: Literal["none", "starttls", "tls"] = "none",
         context: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
+        pipelining: bool = False,
     ) -> None:
-        self.handler = RecordingHandler()
+        self.handler = PipeliningHandler() if pipelining else RecordingHandler()
         self.host = "127.0.0.1"
         self.port = free_port()
         self.users = users or {}

@@ -25,7 +25,7 @@ from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, TokenBucket
 from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter
 from mailer.store.models import utcnow
-from tests.conftest import TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, both_smtp_paths, make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
@@ -79,6 +79,7 @@ def test_temporary_failures_for_a_fraction_all_end_sent(
     assert all(smtp_server.handler.rcpt_attempts[p.email] == 2 for p in throttled)
 
 
+@both_smtp_paths
 def test_permanent_failure_is_not_retried(db: Database, smtp_server: SmtpTestServer) -> None:
     add_people(db, "members", people(3))
     smtp_server.handler.refuse["p1@example.org"] = S550_NO_SUCH_USER
@@ -89,6 +90,7 @@ def test_permanent_failure_is_not_retried(db: Database, smtp_server: SmtpTestSer
     assert smtp_server.handler.rcpt_attempts["p1@example.org"] == 1
 
 
+@both_smtp_paths
 def test_connection_dropped_during_data_is_retried_not_doubled(
     db: Database, smtp_server: SmtpTestServer
 ) -> None:
@@ -102,6 +104,7 @@ def test_connection_dropped_during_data_is_retried_not_doubled(
     assert received_once_each(smtp_server) == {p.email: 1 for p in people(5)}
 
 
+@both_smtp_paths
 def test_a_stalling_server_times_out_and_is_retried(
     db: Database, smtp_server: SmtpTestServer
 ) -> None:

@@ -24,7 +24,7 @@ from mailer.store import (
     Supporter,
     SupporterStatus,
 )
-from tests.conftest import make_settings
+from tests.conftest import both_smtp_paths, make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import S450_MAILBOX_BUSY, S550_NO_SUCH_USER, SmtpTestServer
 
@@ -93,6 +93,7 @@ def test_every_active_member_gets_one_message_with_the_required_headers(
     assert blast_status(db, blast_id).finished_at is not None
 
 
+@both_smtp_paths
 def test_a_550_recipient_fails_alone(
     db: Database, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
@@ -113,6 +114,7 @@ def test_a_550_recipient_fails_alone(
     assert len(smtp_server.handler.received) == 3
 
 
+@both_smtp_paths
 def test_a_4xx_reply_is_retried_with_backoff_until_sent(
     db: Database, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:

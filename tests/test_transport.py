@@ -1,19 +1,43 @@
-"""The SMTP transport against real servers: plain, STARTTLS, implicit TLS, AUTH."""
+"""The SMTP transport against real servers: plain, STARTTLS, implicit TLS, AUTH, PIPELINING.
+
+With PIPELINING (RFC 2920) the transport reads the replies itself
+(``mailer.send.pipeline``); its reply reader and body preparation are also
+tested alone here, against arbitrary input.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 import trustme
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.blasts import create_blast, send_now
+from mailer.compose.alert import OutgoingMessage
+from mailer.errors import TransportError
+from mailer.send.outcome import Outcome, Verdict
+from mailer.send.pipeline import MAX_LINE, MAX_REPLY, Pipeline, Reply, data_body
+from mailer.send.transport import SmtpTransport
 from mailer.store import BlastStatus, Database
 from tests.conftest import make_settings
 from tests.factories import add_people, people
-from tests.smtpserver import SmtpTestServer
+from tests.smtpserver import (
+    S450_MAILBOX_BUSY,
+    S550_NO_SUCH_USER,
+    PipeliningHandler,
+    RecordingHandler,
+    SmtpTestServer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +67,34 @@ def running(server: SmtpTestServer) -> Iterator[SmtpTestServer]:
         server.stop()
 
 
-@pytest.fixture
-def starttls_server(server_context: ssl.SSLContext) -> Iterator[SmtpTestServer]:
+def pipelined_all(handler: RecordingHandler) -> bool:
+    """Whether every MAIL came with its RCPT and DATA (False: the server does not offer it)."""
+    return isinstance(handler, PipeliningHandler) and bool(handler.pipelined)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def starttls_server(
+    server_context: ssl.SSLContext, request: pytest.FixtureRequest
+) -> Iterator[SmtpTestServer]:
     yield from running(
-        SmtpTestServer(tls="starttls", context=server_context, users={"org": "pw-123"})
+        SmtpTestServer(
+            tls="starttls",
+            context=server_context,
+            users={"org": "pw-123"},
+            pipelining=request.param,
+        )
     )
 
 
-@pytest.fixture
-def tls_server(server_context: ssl.SSLContext) -> Iterator[SmtpTestServer]:
-    yield from running(SmtpTestServer(tls="tls", context=server_context, users={"org": "pw-123"}))
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def tls_server(
+    server_context: ssl.SSLContext, request: pytest.FixtureRequest
+) -> Iterator[SmtpTestServer]:
+    yield from running(
+        SmtpTestServer(
+            tls="tls", context=server_context, users={"org": "pw-123"}, pipelining=request.param
+        )
+    )
 
 
 def blast(db: Database, **smtp: object) -> int:
@@ -83,6 +125,9 @@ def test_starttls_with_auth(
     status, error, counts = send(sqlite_db, blast(sqlite_db, **smtp), **smtp)
     assert (status, error, counts["sent"]) == (BlastStatus.DONE, "", 2)
     assert all(r.tls and r.authenticated_as == "org" for r in starttls_server.handler.received)
+    assert pipelined_all(starttls_server.handler) == isinstance(
+        starttls_server.handler, PipeliningHandler
+    )
 
 
 def test_implicit_tls_with_auth(
@@ -98,6 +143,7 @@ def test_implicit_tls_with_auth(
     status, _, counts = send(sqlite_db, blast(sqlite_db, **smtp), **smtp)
     assert (status, counts["sent"]) == (BlastStatus.DONE, 2)
     assert all(r.tls and r.authenticated_as == "org" for r in tls_server.handler.received)
+    assert pipelined_all(tls_server.handler) == isinstance(tls_server.handler, PipeliningHandler)
 
 
 def test_wrong_password_pauses_the_blast_with_the_reason(
@@ -140,3 +186,397 @@ def test_plain_connection_to_a_server_that_requires_starttls_gets_no_mail_throug
     assert "refused the sender" in error and "530" in error
     assert counts["queued"] == 2 and counts["failed"] == 0
     assert starttls_server.handler.received == []
+
+
+# -- PIPELINING: the transport alone against aiosmtpd -----------------------------------
+
+
+@pytest.fixture
+def pipelining_server() -> Iterator[SmtpTestServer]:
+    yield from running(SmtpTestServer(pipelining=True))
+
+
+def handler_of(server: SmtpTestServer) -> PipeliningHandler:
+    assert isinstance(server.handler, PipeliningHandler)
+    return server.handler
+
+
+def message(recipient: str, data: bytes | None = None, delivery_id: int = 1) -> OutgoingMessage:
+    body = data if data is not None else f"Subject: hi\r\nTo: {recipient}\r\n\r\nHello\r\n".encode()
+    return OutgoingMessage(delivery_id, "alerts@example.org", recipient, f"<{delivery_id}@x>", body)
+
+
+Result = Outcome | BaseException
+
+
+def deliver(
+    server: SmtpTestServer, messages: list[OutgoingMessage], *, pipelining: bool, **smtp: object
+) -> list[Result]:
+    """Each message through one SmtpTransport, in turn; what deliver returned or raised."""
+    settings = make_settings(smtp_port=server.port, smtp={"pipelining": pipelining, **smtp})
+
+    async def run() -> list[Result]:
+        transport = SmtpTransport(settings.smtp, connect_attempts=1, retry_delay=0.01)
+        results: list[Result] = []
+        try:
+            for item in messages:
+                try:
+                    results.append(await transport.deliver(item))
+                except (TransportError, ValueError) as exc:
+                    results.append(exc)
+        finally:
+            await transport.close()
+        return results
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def quiet(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No "Future exception was never retrieved" or other asyncio complaint while sending."""
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        yield
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def verdicts(results: list[Result]) -> list[object]:
+    return [r.verdict if isinstance(r, Outcome) else type(r) for r in results]
+
+
+both_clients = pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+
+
+@both_clients
+def test_the_client_pipelines_only_when_asked(
+    pipelining_server: SmtpTestServer, pipelining: bool, quiet: None
+) -> None:
+    """Fails if the client waits for each reply: then RCPT and DATA arrive only after MAIL."""
+    results = deliver(
+        pipelining_server, [message(f"p{i}@example.org") for i in range(3)], pipelining=pipelining
+    )
+    assert verdicts(results) == [Verdict.SENT] * 3
+    handler = handler_of(pipelining_server)
+    assert handler.pipelined == [pipelining] * 3
+    assert len(handler.peers) == 1  # one connection carried them all
+    assert handler.quits == 1  # close() said goodbye
+
+
+def test_a_server_without_pipelining_gets_one_command_at_a_time(
+    smtp_server: SmtpTestServer, quiet: None
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)
+    assert settings.smtp.pipelining  # on by default, and yet:
+
+    async def run() -> bool:
+        transport = SmtpTransport(settings.smtp)
+        outcome = await transport.deliver(message("p0@example.org"))
+        assert outcome.verdict is Verdict.SENT
+        used = transport._pipeline is not None
+        await transport.close()
+        return used
+
+    assert asyncio.run(run()) is False
+
+
+TRICKY_BODIES = [
+    b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\n.\r\nend\r\n",
+    b".first line\r\n\r\nbody\r\n",
+    b"Subject: bare LF\n\nline\n.dot after LF\nlast",
+    b"Subject: bare CR\r\rline\r.x\r\n",
+    b"Subject: no final newline\r\n\r\nlast line",
+]
+
+
+def test_both_paths_hand_over_identical_bytes(pipelining_server: SmtpTestServer) -> None:
+    messages = [message(f"p{i}@example.org", body, i) for i, body in enumerate(TRICKY_BODIES)]
+    deliver(pipelining_server, messages, pipelining=False)
+    plain = [r.data for r in pipelining_server.handler.received]
+    pipelining_server.handler.received.clear()
+    deliver(pipelining_server, messages, pipelining=True)
+    piped = [r.data for r in pipelining_server.handler.received]
+    assert handler_of(pipelining_server).pipelined == [False] * 5 + [True] * 5
+    assert piped == plain and len(plain) == 5
+    assert plain[0] == TRICKY_BODIES[0]  # a line starting with "." arrives as it was
+
+
+@both_clients
+def test_a_refused_recipient_fails_alone_on_the_same_connection(
+    pipelining_server: SmtpTestServer, pipelining: bool, quiet: None
+) -> None:
+    pipelining_server.handler.refuse["p0@example.org"] = S550_NO_SUCH_USER
+    pipelining_server.handler.refuse["p1@example.org"] = S450_MAILBOX_BUSY
+    results = deliver(
+        pipelining_server,
+        [message(f"p{i}@example.org") for i in range(3)],
+        pipelining=pipelining,
+    )
+    assert results[:2] == [
+        Outcome(Verdict.FAILED, 550, "5.1.1 No such user here", "5.1.1"),
+        Outcome(Verdict.RETRY, 450, "4.2.1 Mailbox busy, try again later", "4.2.1"),
+    ]
+    assert verdicts(results[2:]) == [Verdict.SENT]
+    assert [r.rcpt_tos for r in pipelining_server.handler.received] == [["p2@example.org"]]
+    assert len(pipelining_server.handler.peers) == 1  # RSET, not a new connection
+
+
+@both_clients
+def test_a_refused_sender_stops_the_blast(
+    pipelining_server: SmtpTestServer, pipelining: bool, quiet: None
+) -> None:
+    handler_of(pipelining_server).refuse_mail = "553 5.7.1 Sender not allowed"
+    (result,) = deliver(pipelining_server, [message("p0@example.org")], pipelining=pipelining)
+    assert isinstance(result, TransportError)
+    assert "refused the sender alerts@example.org: 553 5.7.1 Sender not allowed" in str(result)
+    assert pipelining_server.handler.data_attempts == {}
+
+
+@both_clients
+def test_a_connection_dropped_during_data_is_lost_and_the_next_message_reconnects(
+    pipelining_server: SmtpTestServer, pipelining: bool, quiet: None
+) -> None:
+    pipelining_server.handler.drop_in_data["p0@example.org"] = 1
+    results = deliver(
+        pipelining_server,
+        [message("p0@example.org"), message("p1@example.org")],
+        pipelining=pipelining,
+    )
+    lost, sent = results
+    assert isinstance(lost, Outcome) and lost.verdict is Verdict.RETRY and lost.code is None
+    assert "connection lost during DATA" in lost.text
+    assert isinstance(sent, Outcome) and sent.verdict is Verdict.SENT
+    assert len(pipelining_server.handler.peers) == 2
+
+
+@both_clients
+def test_a_stalled_reply_times_out_and_the_connection_is_dropped(
+    pipelining_server: SmtpTestServer, pipelining: bool, quiet: None
+) -> None:
+    pipelining_server.handler.stall_in_data["p0@example.org"] = (2.0, 1)
+    results = deliver(
+        pipelining_server,
+        [message("p0@example.org"), message("p1@example.org")],
+        pipelining=pipelining,
+        timeout=0.3,
+    )
+    stalled, sent = results
+    assert isinstance(stalled, Outcome) and stalled.verdict is Verdict.RETRY
+    assert stalled.code is None and "during DATA" in stalled.text
+    assert isinstance(sent, Outcome) and sent.verdict is Verdict.SENT
+    assert len(pipelining_server.handler.peers) == 2  # not the connection in an unknown state
+
+
+def test_data_accepted_after_a_refused_recipient_gets_no_body(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    """A broken server answers 354 to the pipelined DATA although it refused the RCPT.
+
+    No body, not even an empty one, is sent: the connection is dropped (the
+    server abandons the transaction) and the next message takes a new one.
+    """
+    handler = handler_of(pipelining_server)
+    handler.refuse["p0@example.org"] = S550_NO_SUCH_USER
+    handler.data_after_refused_rcpt.add("p0@example.org")
+    results = deliver(
+        pipelining_server, [message("p0@example.org"), message("p1@example.org")], pipelining=True
+    )
+    assert verdicts(results) == [Verdict.FAILED, Verdict.SENT]
+    assert handler.data_attempts == {"p1@example.org": 1}  # nothing ended p0's DATA
+    assert [r.rcpt_tos for r in handler.received] == [["p1@example.org"]]
+    assert len(handler.peers) == 2 and handler.quits == 1  # p0's connection ended without QUIT
+
+
+def test_replies_that_arrive_apart_are_read_in_order(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    pipelining_server.handler.rcpt_delay = 0.05  # MAIL's reply goes out alone
+    pipelining_server.handler.refuse["p1@example.org"] = S550_NO_SUCH_USER
+    results = deliver(
+        pipelining_server, [message(f"p{i}@example.org") for i in range(3)], pipelining=True
+    )
+    assert verdicts(results) == [Verdict.SENT, Verdict.FAILED, Verdict.SENT]
+    assert all(handler_of(pipelining_server).pipelined)
+
+
+@both_clients
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        ("zoë@example.org", UnicodeEncodeError),  # no SMTPUTF8, as the plain path does it
+        ("p0@example.org\x00", ValueError),
+        # aiosmtplib's address parsing keeps the first address and drops the rest
+        ("p0@example.org>\r\nRCPT TO:<evil@example.net", "p0@example.org"),
+        ("p0@example.org\r\nRSET", "p0@example.org"),
+    ],
+)
+def test_supporter_data_never_breaks_out_of_the_envelope(
+    pipelining_server: SmtpTestServer, pipelining: bool, recipient: str, expected: object
+) -> None:
+    """Invariant 7, for MAIL FROM and RCPT TO; both paths treat an address alike."""
+    results = deliver(
+        pipelining_server, [message(recipient), message("p1@example.org")], pipelining=pipelining
+    )
+    handler = pipelining_server.handler
+    if isinstance(expected, str):
+        assert verdicts(results) == [Verdict.SENT, Verdict.SENT]
+        assert [r.rcpt_tos for r in handler.received] == [[expected], ["p1@example.org"]]
+    else:
+        assert type(results[0]) is expected
+        assert recipient not in handler.rcpt_attempts
+        if pipelining:  # checked before anything is written: the session stays usable
+            assert verdicts(results[1:]) == [Verdict.SENT]
+    assert set(handler.rcpt_attempts) <= {"p0@example.org", "p1@example.org"}
+
+
+# -- the reply reader alone ---------------------------------------------------------------
+
+
+class FakeTransport(asyncio.Transport):
+    """Just enough transport to feed a :class:`Pipeline` bytes by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def reply_lines(code: int, texts: list[str]) -> bytes:
+    lines = [f"{code}-{t}" for t in texts[:-1]] + [f"{code} {texts[-1]}"]
+    return "".join(f"{line}\r\n" for line in lines).encode()
+
+
+replies = st.lists(
+    st.tuples(
+        st.integers(200, 599),
+        st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=126)), min_size=1),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(replies=replies, cuts=st.lists(st.integers(0, 2000), max_size=12))
+def test_replies_are_read_whole_however_the_bytes_are_cut(
+    replies: list[tuple[int, list[str]]], cuts: list[int]
+) -> None:
+    wire = b"".join(reply_lines(code, texts) for code, texts in replies)
+    points = sorted({0, len(wire), *(c % (len(wire) + 1) for c in cuts)})
+
+    async def run() -> list[Reply]:
+        pipeline = Pipeline(FakeTransport(), timeout=5.0)
+        futures = pipeline.send(b"NOOP\r\n", len(replies))
+        for start, end in itertools.pairwise(points):
+            pipeline.data_received(wire[start:end])
+        assert all(f.done() for f in futures) and pipeline.is_open
+        return [f.result() for f in futures]
+
+    expected = [Reply(code, "\n".join(t.strip(" \t") for t in texts)) for code, texts in replies]
+    assert asyncio.run(run()) == expected
+
+
+def test_a_reply_cut_mid_line_waits_for_the_rest() -> None:
+    async def run() -> None:
+        pipeline = Pipeline(FakeTransport(), timeout=5.0)
+        first, second = pipeline.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", 2)
+        pipeline.data_received(b"250 OK\r\n250-first\r\n25")
+        assert first.result() == Reply(250, "OK") and not second.done()
+        pipeline.data_received(b"0 last\r\n")
+        assert second.result() == Reply(250, "first\nlast")
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"2" * (MAX_LINE + 10),  # a line that never ends
+        b"250-" + b"x" * 100 + b"\r\n",  # continuation lines that never end (repeated below)
+        b"hello\r\n",  # not a reply
+        b"25 short\r\n",
+        b"250 OK\r\n250 nobody asked\r\n",  # one reply too many
+    ],
+)
+def test_a_hostile_server_breaks_the_connection_not_the_memory(hostile: bytes) -> None:
+    async def run() -> None:
+        transport = FakeTransport()
+        pipeline = Pipeline(transport, timeout=5.0)
+        (future,) = pipeline.send(b"NOOP\r\n", 1)
+        for _ in range(2 * MAX_REPLY // len(hostile) + 2):
+            if transport.closed:
+                break
+            pipeline.data_received(hostile)
+        assert transport.closed and not pipeline.is_open
+        assert len(pipeline._buffer) <= MAX_LINE
+        if future.exception() is not None:
+            with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+                future.result()
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            pipeline.send(b"NOOP\r\n", 1)
+
+    asyncio.run(run())
+
+
+def test_a_lost_connection_fails_every_waiting_reply_quietly(quiet: None) -> None:
+    async def run() -> None:
+        pipeline = Pipeline(FakeTransport(), timeout=5.0)
+        futures = pipeline.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", 3)
+        pipeline.data_received(b"250 OK\r\n")
+        pipeline.connection_lost(ConnectionResetError())
+        assert futures[0].result() == Reply(250, "OK")
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await futures[1]
+        # futures[2] is never awaited: no "exception was never retrieved" for it
+
+    asyncio.run(run())
+
+
+def test_no_reply_within_the_timeout_fails_and_closes(quiet: None) -> None:
+    async def run() -> None:
+        transport = FakeTransport()
+        pipeline = Pipeline(transport, timeout=0.1)
+        first, second = pipeline.send(b"NOOP\r\nNOOP\r\n", 2)
+        await asyncio.sleep(0.06)
+        pipeline.data_received(b"250 OK\r\n")  # the clock starts again for the second
+        await asyncio.sleep(0.06)
+        assert not second.done()
+        with pytest.raises(aiosmtplib.SMTPReadTimeoutError):
+            await second
+        assert first.result() == Reply(250, "OK") and transport.closed
+
+    asyncio.run(run())
+
+
+# -- the body -----------------------------------------------------------------------------
+
+
+line_bits = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"a", b" "])).map(
+    b"".join
+)
+
+
+@settings(max_examples=500)
+@given(data=st.one_of(st.binary(), line_bits))
+def test_the_body_is_what_aiosmtplib_would_send(data: bytes) -> None:
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    assert data_body(data) == expected
+
+
+def test_a_composed_body_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(message: bytes) -> bytes:
+        raise AssertionError("normalized a body that already had CRLF line ends")
+
+    monkeypatch.setattr("mailer.send.pipeline.normalize_message_line_endings", refuse)
+    assert data_body(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
+    assert re.fullmatch(rb"(?s).*\r\n\.\r\n", data_body(b".x"))

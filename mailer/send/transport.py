@@ -1,8 +1,23 @@
-"""Handing messages to an SMTP relay over one persistent connection (aiosmtplib).
+"""Handing messages to an SMTP relay over one persistent connection.
 
 The engine sees only the :class:`Transport` protocol: ``deliver`` one message,
 get an :class:`~mailer.send.outcome.Outcome` back, ``close`` at the end.
 aiosmtplib's exceptions are translated here and nowhere else.
+
+aiosmtplib opens the session: connect, greeting, EHLO, STARTTLS or implicit
+TLS, AUTH. When the relay offers PIPELINING (RFC 2920) and ``[smtp]
+pipelining`` is on, the connection is then handed to
+:class:`~mailer.send.pipeline.Pipeline` and each message takes two round
+trips instead of four: ``MAIL FROM``, ``RCPT TO`` and ``DATA`` go out in one
+write and their three replies are read in order; after ``354`` the prepared
+body goes out in a second write and the final reply is read. Every reply is
+checked: a ``354`` after a refused ``MAIL`` or ``RCPT`` (a server that should
+have refused ``DATA``) gets no body at all; the connection is dropped instead.
+Only the final dot confirms a transaction (RFC 5321 3.3), so the server has
+nothing to deliver, where sending the lone dot RFC 2920 suggests could let a
+broken server deliver an empty message. Otherwise the replies mean what they
+mean on the aiosmtplib path, which is used unchanged when the relay does not
+offer PIPELINING.
 
 Connection handling: the connection is opened on first use and reused for
 every following message. A connection found dead before the message was
@@ -11,6 +26,9 @@ because nothing was accepted yet. A connection lost during DATA is reported as
 a temporary failure of that one delivery. When the relay cannot be reached
 after ``connect_attempts`` tries, :class:`~mailer.errors.RelayUnavailable` is
 raised so the caller can pause the blast instead of failing every recipient.
+A reply that does not come within ``[smtp] timeout`` leaves the connection in
+an unknown state: it is closed, and the message is treated as on a lost
+connection (tried again at once if its body was not sent yet).
 """
 
 from __future__ import annotations
@@ -26,10 +44,12 @@ from mailer.compose.alert import OutgoingMessage
 from mailer.config import SmtpSettings
 from mailer.errors import ConfigError, RelayUnavailable, TransportError
 from mailer.send.outcome import Outcome, classify, connection_lost
+from mailer.send.pipeline import Pipeline, data_body, envelope_address
 
 log = logging.getLogger(__name__)
 
 _CONNECTION_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError)
+_QUIT_WAIT = 5.0  # seconds close() waits for the reply to QUIT at most
 
 
 class Transport(Protocol):
@@ -65,7 +85,9 @@ class SmtpTransport:
         self.retry_delay = retry_delay
         self.relays = relays(settings)
         self._smtp: aiosmtplib.SMTP | None = None
+        self._pipeline: Pipeline | None = None
         self._where = ""
+        self._sender = ("", b"")  # the last envelope sender and its encoding
 
     def _client(self, host: str, port: int) -> aiosmtplib.SMTP:
         s = self.settings
@@ -81,7 +103,11 @@ class SmtpTransport:
             cert_bundle=s.ca_file or None,
         )
 
-    async def _connected(self) -> aiosmtplib.SMTP:
+    async def _connected(self) -> aiosmtplib.SMTP | Pipeline:
+        if self._pipeline is not None:
+            if self._pipeline.is_open:
+                return self._pipeline
+            self._drop()
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
         last = ""
@@ -91,6 +117,7 @@ class SmtpTransport:
                 smtp = self._client(host, port)
                 try:
                     await smtp.connect()
+                    pipeline = await self._pipeline_for(smtp)
                 except aiosmtplib.SMTPAuthenticationError as exc:
                     raise TransportError(
                         f"SMTP relay {where} refused the login: {exc.code} {exc.message}"
@@ -102,9 +129,13 @@ class SmtpTransport:
                 except (aiosmtplib.SMTPException, OSError) as exc:
                     last = f"{where}: {str(exc) or type(exc).__name__}"
                 else:
-                    self._smtp = smtp
                     self._where = where
+                    if pipeline is not None:
+                        self._pipeline = pipeline
+                        return pipeline
+                    self._smtp = smtp
                     return smtp
+                smtp.close()
                 log.info("SMTP relay connection attempt %d failed: %s", attempt, last)
             if attempt < self.connect_attempts:
                 await asyncio.sleep(self.retry_delay * attempt)
@@ -112,6 +143,21 @@ class SmtpTransport:
         raise RelayUnavailable(
             f"SMTP relay unreachable ({names}) after {self.connect_attempts} attempts; last: {last}"
         )
+
+    async def _pipeline_for(self, smtp: aiosmtplib.SMTP) -> Pipeline | None:
+        """``smtp``'s session taken over for pipelining, when that is on and the relay offers it."""
+        if not self.settings.pipelining:
+            return None
+        if smtp.is_ehlo_or_helo_needed:  # aiosmtplib greets early only for STARTTLS or AUTH
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not smtp.is_connected:
+                    raise
+                await smtp.helo()  # an old relay: no extensions, so no pipelining
+        if not smtp.supports_extension("pipelining"):
+            return None
+        return Pipeline.take_over(smtp, self.settings.timeout)
 
     async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
         try:
@@ -123,10 +169,21 @@ class SmtpTransport:
         if self._smtp is not None:
             self._smtp.close()
         self._smtp = None
+        if self._pipeline is not None:
+            self._pipeline.abort()
+        self._pipeline = None
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
+        envelope = b""  # MAIL, RCPT and DATA, when pipelining
         for attempt in (1, 2):
             smtp = await self._connected()
+            if isinstance(smtp, Pipeline):
+                if not envelope:
+                    envelope = self._envelope(message)
+                outcome = await self._pipelined(smtp, message, envelope, last_try=attempt == 2)
+                if outcome is None:
+                    continue  # the connection was lost before anything was handed over
+                return outcome
             try:
                 await smtp.mail(message.envelope_sender)
                 await smtp.rcpt(message.recipient)
@@ -163,7 +220,84 @@ class SmtpTransport:
             return classify(response.code, response.message)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _envelope(self, message: OutgoingMessage) -> bytes:
+        """``MAIL FROM``, ``RCPT TO`` and ``DATA`` in one piece; ValueError for a bad address."""
+        sender, encoded = self._sender
+        if sender != message.envelope_sender:  # without VERP it is the same for every message
+            encoded = envelope_address(message.envelope_sender)
+            self._sender = (message.envelope_sender, encoded)
+        return b"".join(
+            (
+                b"MAIL FROM:",
+                encoded,
+                b"\r\nRCPT TO:",
+                envelope_address(message.recipient),
+                b"\r\nDATA\r\n",
+            )
+        )
+
+    async def _pipelined(
+        self, pipeline: Pipeline, message: OutgoingMessage, envelope: bytes, *, last_try: bool
+    ) -> Outcome | None:
+        """One transaction with pipelining; None means: reconnect and try again."""
+        try:
+            mail_reply, rcpt_reply, data_reply = pipeline.send(envelope, 3)
+            mail, rcpt, data = await mail_reply, await rcpt_reply, await data_reply
+        except _CONNECTION_ERRORS as exc:
+            return self._lost_before_data(exc, last_try)
+        refused = mail.code != 250 or rcpt.code not in (250, 251)
+        if refused and data.code == 354:
+            # DATA should have been refused. Send no body, not even the lone dot
+            # RFC 2920 suggests: without the final dot (RFC 5321 3.3) there is no
+            # transaction to deliver, where a dot could give an empty message.
+            log.warning(
+                "SMTP relay %s accepted DATA after refusing MAIL or RCPT; reconnecting",
+                self._where,
+            )
+            self._drop()
+        elif refused or data.code != 354:
+            await self._pipelined_reset(pipeline)
+        if mail.code != 250:
+            # As without pipelining: a refused sender stops the blast.
+            raise TransportError(
+                f"SMTP relay {self._where} refused the sender "
+                f"{message.envelope_sender}: {mail.code} {mail.text}"
+            )
+        if rcpt.code not in (250, 251):
+            return classify(rcpt.code, rcpt.text)
+        if data.code != 354:
+            return classify(data.code, data.text)
+        try:
+            (final_reply,) = pipeline.send(data_body(message.data), 1)
+        except _CONNECTION_ERRORS as exc:  # found closed: nothing was written
+            return self._lost_before_data(exc, last_try)
+        try:
+            final = await final_reply
+        except _CONNECTION_ERRORS as exc:
+            self._drop()
+            return connection_lost(f"connection lost during DATA: {exc or type(exc).__name__}")
+        return classify(final.code, final.text)
+
+    def _lost_before_data(self, exc: Exception, last_try: bool) -> Outcome | None:
+        """Nothing was handed over yet: None to reconnect and try once more."""
+        self._drop()
+        if last_try:
+            return connection_lost(f"connection lost before DATA: {exc or type(exc).__name__}")
+        return None
+
+    async def _pipelined_reset(self, pipeline: Pipeline) -> None:
+        try:
+            (reply,) = pipeline.send(b"RSET\r\n", 1)
+            if (await reply).code != 250:
+                self._drop()
+        except _CONNECTION_ERRORS:
+            self._drop()
+
     async def close(self) -> None:
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            await pipeline.quit(min(self.settings.timeout, _QUIT_WAIT))
+            return
         if self._smtp is None:
             return
         try:
