@@ -51,6 +51,13 @@ from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
 
 WIDE_CONNECTIONS = 16  # the second engine setting measured besides the default
+
+
+def all_cores() -> int:
+    """``[sending] processes`` for the many-process runs: one sender per CPU core."""
+    return max(2, os.cpu_count() or 1)
+
+
 # Targets of the performance issue (printed as met / not met, never asserted).
 TARGET_OF_CEILING = 0.40  # mailer end to end, DKIM off, at least this fraction of the ceiling
 TARGET_X_FLOOR = 5.0  # ... and at least this multiple of the floor
@@ -193,15 +200,23 @@ def end_to_end(
     connections: int | None = None,
     dkim_key: Path | None = None,
     profile: bool = False,
+    processes: int | None = None,
 ) -> e2e.EndToEnd:
     chosen = connections or default_connections()
     label = f"{chosen} conns{' (default)' if connections is None else ''}"
+    if processes is not None and processes > 1:
+        label = f"{processes} sender processes x {chosen} conns"
     dkim = "on (RSA-2048)" if dkim_key else "off"
     profiled = ", under cProfile" if profile else ""
     say(f"mailer end to end, {prepared.n:,} recipients, {label}, DKIM {dkim}{profiled}")
     before, sink_before = receiver.received(), receiver.cpu_s()
     run = e2e.send_copy(
-        prepared, receiver.port, connections=connections, dkim_key=dkim_key, profile=profile
+        prepared,
+        receiver.port,
+        connections=connections,
+        dkim_key=dkim_key,
+        profile=profile,
+        processes=processes,
     )
     sink_after = receiver.cpu_s()
     if sink_before is not None and sink_after is not None:
@@ -214,6 +229,12 @@ def end_to_end(
     )
     us = run.per_message_us
     compose, loop = us(run.compose_cpu_s), us(run.loop_cpu_s)
+    if run.processes > 1:
+        say(
+            f"  CPU per message of all {run.processes} sender processes:"
+            f" {us(run.all_cpu_s):,.0f} µs (helpers {us(run.helpers_cpu_s):,.0f});"
+            " the split below is the first process's"
+        )
     say(
         f"  per message: wall {us(run.send_s):,.0f} µs; CPU of the send process"
         f" {us(run.cpu_s):,.0f} µs = event-loop thread {loop:,.0f}"
@@ -226,6 +247,8 @@ def end_to_end(
         )
     )
     busy = f"  cores busy: send process {run.cpu_s / run.send_s:.2f}"
+    if run.processes > 1:
+        busy += f" + helpers {run.helpers_cpu_s / run.send_s:.2f}"
     busy += f" (event-loop thread {run.loop_cpu_s / run.send_s:.2f})"
     if run.receiver_cpu_s is not None:
         busy += f", {receiver.name} {run.receiver_cpu_s / run.send_s:.2f}"
@@ -287,10 +310,21 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
         floor_rate = floor(receiver, sizes.floor)
         prepared = prepared_list(tmp, sizes.n)
         wide = [WIDE_CONNECTIONS] if default_connections() != WIDE_CONNECTIONS else []
-        for connections in [None, *wide]:
+        # (processes, connections): the defaults, more connections, and a sender
+        # process per core with more connections (``[sending] processes``).
+        variants: list[tuple[int | None, int | None]] = [(None, None)]
+        variants += [(None, c) for c in wide]
+        variants += [(all_cores(), WIDE_CONNECTIONS)]
+        for processes, connections in variants:
             for dkim_key in (None, key):
                 runs.append(
-                    end_to_end(prepared, receiver, connections=connections, dkim_key=dkim_key)
+                    end_to_end(
+                        prepared,
+                        receiver,
+                        connections=connections,
+                        dkim_key=dkim_key,
+                        processes=processes,
+                    )
                 )
         clients = client_alone(receiver, sizes)
     found = costs(sizes, key)
@@ -492,7 +526,9 @@ def summary(
             fmt(ratio(client.rate, floor_rate), ".1f"),
         )
     say("-" * 93)
-    base = next((r for r in runs if r.connections == default and not r.dkim), None)
+    base = next(
+        (r for r in runs if r.processes == 1 and r.connections == default and not r.dkim), None
+    )
     if base is not None:
         us = base.per_message_us
         sink = (
@@ -516,9 +552,18 @@ def summary(
             f" aiosmtplib DATA regexes {found.us('smtp_data'):,.0f},"
             f" 1-conn SMTP client CPU {clients[0].cpu_us:,.0f} of {clients[0].wall_us:,.0f} wall"
         )
-        of = ratio(base.rate, ceiling_rate)
-        x_floor = base.rate / floor_rate
-        target = f"targets ({base.label(default)}): "
+    for run in runs:
+        if run.dkim or not (run is base or run.processes > 1):
+            continue
+        if run.processes > 1:
+            us = run.per_message_us
+            say(
+                f"CPU per message, {run.label(default)}: {us(run.all_cpu_s):,.0f} µs in the"
+                f" {run.processes} send processes; wall {us(run.send_s):,.0f} µs"
+            )
+        of = ratio(run.rate, ceiling_rate)
+        x_floor = run.rate / floor_rate
+        target = f"targets ({run.label(default)}): "
         target += f"/ceiling >= {TARGET_OF_CEILING:.2f}: "
         target += f"{met(of >= TARGET_OF_CEILING)} ({of:.3f})" if of is not None else "n/a"
         target += f"; x floor >= {TARGET_X_FLOOR:.0f}: {met(x_floor >= TARGET_X_FLOOR)}"

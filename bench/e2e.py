@@ -272,9 +272,19 @@ class EndToEnd:
     def per_message_us(self, seconds: float) -> float:
         return seconds / self.sent * 1e6 if self.sent else 0.0
 
+    @property
+    def all_cpu_s(self) -> float:
+        """CPU of every sender process: this one and its helpers."""
+        return self.cpu_s + self.helpers_cpu_s
+
     def label(self, default_connections: int) -> str:
-        default = " (default)" if self.connections == default_connections else ""
-        return f"{self.connections} conns{default}, DKIM {'on' if self.dkim else 'off'}"
+        default = self.processes == 1 and self.connections == default_connections
+        what = (
+            f"{self.processes} procs x {self.connections} conns"
+            if self.processes > 1
+            else (f"{self.connections} conns")
+        )
+        return f"{what}{' (default)' if default else ''}, DKIM {'on' if self.dkim else 'off'}"
 
 
 def _child(*args: str, timeout: float = SEND_TIMEOUT_S) -> dict[str, Any]:
