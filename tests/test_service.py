@@ -251,6 +251,23 @@ def test_a_blast_due_longer_than_the_grace_before_a_restart_is_marked_missed(
     assert len(events) == 1 and "while no service was running" in str(events[0][0])
 
 
+def test_the_grace_in_the_settings_at_restart_decides_for_a_job_stored_before(
+    work: Workdir,
+) -> None:
+    first = work.start_service()  # misfire_grace = 30 s
+    at = work.schedule_in(5)
+    wait_for(lambda: stored_jobs(work) == {"blast-1"})
+    work.stop_service(first)
+    update_config(work.path / "mailer.toml", "schedule", misfire_grace=1)
+    sleep_until_past(at, 3.0)  # within the old grace, past the new one
+    work.start_service()
+    wait_for(lambda: work.status_of(1) != "scheduled")
+    assert work.status_of(1) == "missed"
+    time.sleep(1.0)
+    assert work.smtp.handler.received == []
+    assert "more than 1 s ago" in work.ok("blast", "list")
+
+
 def test_status_shows_a_blast_paused_by_a_down_relay_and_why(work: Workdir) -> None:
     closed = socket.socket()  # bound, never listening: connections to it are refused
     closed.bind(("127.0.0.1", 0))
