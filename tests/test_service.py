@@ -389,6 +389,28 @@ def test_time_zones_across_daylight_saving_changes() -> None:
         parse_local("2026-12-01 09:00", "Mars/Olympus")
 
 
+def test_schedule_and_list_in_the_organizers_zone_from_the_cli(work: Workdir) -> None:
+    def listed_time(*args: str) -> str:
+        row = work.ok("blast", "list", *args).splitlines()[1].split()
+        assert row[:2] == ["1", "scheduled"], row
+        return " ".join(row[2:5])
+
+    winter = work.ok(
+        "blast", "schedule", "1", "--at", "2035-12-01 09:00", "--tz", "America/Chicago"
+    )
+    assert "2035-12-01 09:00 CST (2035-12-01 15:00 UTC)" in winter
+    assert listed_time() == "2035-12-01 15:00 UTC"  # schedule.timezone is UTC here
+    assert listed_time("--tz", "America/Chicago") == "2035-12-01 09:00 CST"
+    # The zone from the settings, in summer time: the same wall time is an hour earlier in UTC.
+    update_config(work.path / "mailer.toml", "schedule", timezone="America/Chicago")
+    summer = work.ok("blast", "schedule", "1", "--at", "2035-07-01 09:00")
+    assert "2035-07-01 09:00 CDT (2035-07-01 14:00 UTC)" in summer
+    assert listed_time() == "2035-07-01 09:00 CDT"
+    skipped = work.mailer("blast", "schedule", "1", "--at", "2035-03-11 02:30")
+    assert skipped.returncode == 1 and "does not exist in America/Chicago" in skipped.stderr
+    assert listed_time() == "2035-07-01 09:00 CDT"  # a refused time changes nothing
+
+
 @on_both_databases
 def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Workdir) -> None:
     update_config(work.path / "mailer.toml", "sending", connections=1)
