@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -26,7 +27,7 @@ import pytest
 from mailer.devsmtp import free_port
 from mailer.errors import InvalidState
 from mailer.schedule.times import parse_local, show
-from tests.conftest import pg_schema
+from tests.conftest import REPO, pg_schema
 from tests.processes import (
     MAILER,
     mailer_env,
@@ -354,6 +355,28 @@ def test_follow_up_goes_to_those_who_did_not_click_or_unsubscribe(work: Workdir)
         "p1@example.org",
         "p2@example.org",
     }
+
+
+def test_follow_up_with_its_own_template(work: Workdir) -> None:
+    templates = work.path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    reminder = templates / "reminder"
+    shutil.copytree(templates / "executive-orders", reminder)
+    settings = reminder / "template.toml"
+    settings.write_text(
+        settings.read_text("utf-8").replace(
+            "tell the White House: immigrants", "a reminder: tell the White House that immigrants"
+        ),
+        "utf-8",
+    )
+    update_config(work.path / "mailer.toml", "templates", dir=templates.as_posix())
+    assert work.ok("blast", "follow-up", "1", "--after", "1h", "-t", "reminder").strip() == "2"
+    listed = work.ok("blast", "list").splitlines()[2].split()
+    assert listed[:2] == ["2", "scheduled"]
+    shown = work.ok("preview", "2", "--to", "p3@example.org", "--out", "preview")
+    assert "Subject: P3, a reminder: tell the White House that immigrants" in shown
+    original = work.ok("preview", "1", "--to", "p3@example.org", "--out", "preview")
+    assert "Subject: P3, tell the White House: immigrants" in original
 
 
 def test_test_send_reaches_seeds_and_touches_nothing(work: Workdir) -> None:
