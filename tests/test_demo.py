@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import mailbox
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,17 @@ def test_demo_sends_the_alert_end_to_end(tmp_path: Path) -> None:
     assert "-> 302 https://www.whitehouse.gov/contact/" in out
     assert "one-click unsubscribe" in out and "-> 200" in out
     assert str(Path("work") / "outbox") in out and "mailer.db" in out
+    # The blast report, printed as a table: recipients, sent, failed, unique clicks,
+    # click-through rate, unsubscribes.
+    figures_printed = {
+        label.strip(): value.strip()
+        for label, value in re.findall(r"│ ([^│]+?)\s*│\s*([^│]+?) │", out)
+    }
+    assert figures_printed["Recipients"] == "190"
+    assert figures_printed["Sent"] == "190" and figures_printed["Failed"] == "0"
+    assert figures_printed["Unique clicks"] == "5"
+    assert figures_printed["Click-through rate"] == f"{5 / 190:.1%}"
+    assert figures_printed["Unsubscribed"] == "1"
 
     messages = list(mailbox.Maildir(folder / "outbox", create=False))
     assert len(messages) == 190

@@ -156,6 +156,8 @@ class Service:
         self.clock = clock
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.grace = settings.schedule.misfire_grace
+        # APScheduler counts the grace in whole seconds, at least one.
+        self.grace_seconds = max(1, int(self.grace))
         self.known: dict[int, datetime] = {}  # blast id -> time its job is set for
         self.running: dict[int, _Running] = {}
         self.scheduler: AsyncIOScheduler | None = None  # set while this is the active scheduler
@@ -253,7 +255,7 @@ class Service:
             return False
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
-            job_defaults={"misfire_grace_time": max(1, int(self.grace)), "coalesce": True},
+            job_defaults={"misfire_grace_time": self.grace_seconds, "coalesce": True},
             timezone=UTC,
         )
         self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
@@ -293,7 +295,13 @@ class Service:
             if self.known.get(blast_id) == at:
                 continue
             job = self.scheduler.get_job(job_id(blast_id))
-            if job is None or job.next_run_time != at:
+            # A stored job keeps the grace of the service that set it; set it again
+            # so that the grace in the settings of this service decides.
+            if (
+                job is None
+                or job.next_run_time != at
+                or job.misfire_grace_time != self.grace_seconds
+            ):
                 self.scheduler.add_job(
                     run_scheduled,
                     "date",
