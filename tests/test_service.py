@@ -211,6 +211,14 @@ def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Workdir) -> Non
     time.sleep(1.0)
     assert work.smtp.handler.received == []
     assert "missed" in work.ok("status")
+    # The event log says why, in the organizer's words and as JSON lines.
+    shown = work.ok("blast", "events", "1")
+    assert "blast.created" in shown and "blast.scheduled" in shown
+    missed = [line for line in shown.splitlines() if "blast.missed" in line]
+    assert len(missed) == 1 and "while no service was running" in missed[0]
+    lines = [json.loads(line) for line in work.ok("blast", "events", "1", "--json").splitlines()]
+    assert [e["action"] for e in lines][-1] == "blast.missed"
+    assert "while no service was running" in str(lines[-1]["detail"])
 
 
 def test_a_blast_due_while_the_service_was_stopped_starts_late_within_the_grace(

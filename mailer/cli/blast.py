@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,7 +20,7 @@ from mailer.send import control
 from mailer.send.audience import parse_segment
 from mailer.send.engine import SendResult
 from mailer.send.outcome import Verdict
-from mailer.store import Blast, BlastStatus, Delivery
+from mailer.store import Blast, BlastStatus, Delivery, Event
 from mailer.store.models import FINAL_DELIVERY_STATES as FINAL_STATES
 from mailer.store.models import utcnow
 
@@ -328,6 +329,48 @@ def list_command(app: AppContext, tz: str | None) -> None:
         )
         if blast.last_error:
             click.echo(f"      {blast.last_error}")
+
+
+@blast_group.command("events")
+@click.argument("blast")
+@click.option(
+    "--tz", default=None, help="Show times in this IANA zone. Default: schedule.timezone."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def events_command(app: AppContext, blast: str, tz: str | None, as_json: bool) -> None:
+    """Show BLAST's event log, oldest first: who did what and when, and why.
+
+    Created, scheduled, started, joined by another sender, paused (with the
+    reason), missed (with why), resumed, finished, test sends, and every
+    organizer's action on it.
+    """
+    zone_name = tz or app.settings.schedule.timezone
+    with app.db().session() as session:
+        found = find_blast(session, blast)
+        rows = session.exec(
+            select(Event).where(Event.blast_id == found.id).order_by(col(Event.id))
+        ).all()
+    for event in rows:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "at": event.at.isoformat() if event.at else None,
+                        "actor": event.actor,
+                        "action": event.action,
+                        "detail": event.detail,
+                    },
+                    ensure_ascii=False,
+                    default=str,
+                )
+            )
+            continue
+        detail = ", ".join(f"{k}: {v}" for k, v in event.detail.items() if v not in ("", None))
+        line = f"{show(event.at, zone_name):<22} {event.action:<20} {event.actor}"
+        click.echo(f"{line}  {detail}" if detail else line)
+    if not rows and not as_json:
+        click.echo(f"no events for blast {found.id}")
 
 
 COMMANDS = [blast_group]
