@@ -71,8 +71,9 @@ from datetime import datetime, timedelta
 from email.errors import MessageError
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection, Dialect, and_, func, or_, update
+from sqlalchemy import Dialect, PoolProxiedConnection, and_, func, or_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
@@ -201,7 +202,7 @@ class BlastSender:
         self._grants: ThreadPoolExecutor | None = None  # shared-rate grants, off the writer
         self._stop: _Stop | None = None
         self._prepared: _SendSql | None = None
-        self._hot_conn: Connection | None = None  # used on the database thread only
+        self._hot_conn: PoolProxiedConnection | None = None  # the database thread's only
         # Told the signal number when SIGTERM/SIGINT stops a send (helper processes).
         self.signal_listeners: list[Callable[[int], None]] = []
 
@@ -434,9 +435,9 @@ class BlastSender:
             self.worker,
             sql.driver.write_time(self.clock()),
         )
-        with self._hot() as conn:
-            found = conn.exec_driver_sql(sql.mark.replace(_IDS, sql.driver.marks(len(ids))), params)
-            return {row[0] for row in found}
+        with self._hot() as cursor:
+            cursor.execute(sql.mark.replace(_IDS, sql.driver.marks(len(ids))), params)
+            return {row[0] for row in cursor.fetchall()}
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -458,8 +459,8 @@ class BlastSender:
             )
             for r in rows
         ]
-        with self._hot() as conn:
-            conn.exec_driver_sql(sql.record, values)
+        with self._hot() as cursor:
+            cursor.executemany(sql.record, values)
 
     def _sql(self) -> _SendSql:
         if self._prepared is None:
@@ -467,22 +468,26 @@ class BlastSender:
         return self._prepared
 
     @contextlib.contextmanager
-    def _hot(self) -> Iterator[Connection]:
-        """The database thread's own connection for marks and records, in a transaction.
+    def _hot(self) -> Iterator[DBAPICursor]:
+        """A cursor of the database thread's own driver connection, committed on success.
 
-        Kept for the run (a pool checkout, with PostgreSQL's pre-ping, per write
-        would cost more than the write); dropped after any error, so the next
-        write starts on a fresh one.
+        The connection is kept for the run (a pool checkout, with PostgreSQL's
+        pre-ping, per write would cost more than the write) and used through
+        the driver itself; after any error it is dropped, so the next write
+        starts on a fresh one.
         """
         if self._hot_conn is None:
-            self._hot_conn = self.db.engine.connect()
+            self._hot_conn = self.db.engine.raw_connection()
         conn = self._hot_conn
+        cursor = conn.cursor()
         try:
-            with conn.begin():
-                yield conn
+            yield cursor
+            conn.commit()
         except BaseException:
             self._close_hot(invalidate=True)
             raise
+        finally:
+            cursor.close()
 
     def _close_hot(self, *, invalidate: bool = False) -> None:
         conn, self._hot_conn = self._hot_conn, None
