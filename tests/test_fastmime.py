@@ -126,8 +126,11 @@ def check_wire_format(data: bytes) -> None:
     lines = data.split(b"\r\n")
     assert all(len(line) <= 998 for line in lines)
     assert not any(line.startswith(b"From ") for line in lines)
-    # Parts: quoted-printable lines are at most 76 characters (RFC 2045 6.7).
-    assert all(len(line) <= 76 for line in rest.split(b"\r\n"))
+    # Parts: quoted-printable lines are at most 76 characters (RFC 2045 6.7);
+    # 7bit ones at most 998 (checked above for every line).
+    for part in rest.split(b"Content-Transfer-Encoding: ")[1:]:
+        if part.startswith(b"quoted-printable"):
+            assert all(len(line) <= 76 for line in part.split(b"\r\n")[1:-2])
     # Header fields the builder folds itself stay within 78 (the addresses here are short).
     fields = head.decode("ascii").replace("\r\n ", "\0 ").split("\r\n")
     for field in fields:
@@ -261,12 +264,16 @@ def test_no_name_can_add_or_break_a_header(name: str) -> None:
 
 @given(BODY)
 def test_body_encoding_round_trips(text: str) -> None:
-    cte, encoded = encode_body(text)
+    cte, encoded = encode_body(text, b"=_boundary")
     assert encoded.isascii() and encoded.endswith(b"\r\n")
-    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
-    assert b"=_" not in encoded  # so a boundary starting with "=_" can never occur
+    assert b"=_boundary" not in encoded  # the boundary never occurs inside a part
+    lines = encoded.split(b"\r\n")
     if cte == "7bit":
-        assert b"=" not in encoded
+        assert all(len(line) <= 998 for line in lines)
+        assert not any(line.endswith((b" ", b"\t")) or line.startswith(b"From ") for line in lines)
+    else:
+        assert all(len(line) <= 76 for line in lines)
+        assert b"=_" not in encoded  # quoted-printable never has "=_"
     decoded = (encoded if cte == "7bit" else quopri.decodestring(encoded)).decode("utf-8")
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
     if not expected.endswith("\n"):
@@ -383,6 +390,27 @@ def test_long_and_non_ascii_names_are_encoded_words_of_at_most_75() -> None:
     assert words and all(len(w) <= 75 for w in words)
     # Runs of plain words stay readable.
     assert "Fernanda de los" in head
+
+
+@pytest.mark.parametrize(
+    ("text", "cte"),
+    [
+        ('<a href="https://example.org/?a=1&amp;b=2">Act now</a>\n', "7bit"),  # "=" is fine
+        ("<p>" + "x" * 991 + "</p>\n", "7bit"),  # a line of 998 octets, the most allowed
+        ("<p>" + "x" * 992 + "</p>\n", "quoted-printable"),  # 999
+        ("<p>Se\u00f1ora</p>\n", "quoted-printable"),  # not ASCII
+        ("<p>trailing space </p> \n", "quoted-printable"),  # a transport might strip it
+        ("<p>tab</p>\t\n", "quoted-printable"),
+        ("From the network\n", "quoted-printable"),  # an mbox would mangle it
+        ("a\x0cb\n", "quoted-printable"),  # a control character
+        ("inside =_boundary here\n", "quoted-printable"),  # the boundary
+    ],
+)
+def test_a_part_goes_as_7bit_only_when_it_can_go_as_it_is(text: str, cte: str) -> None:
+    got, encoded = encode_body(text, b"=_boundary")
+    assert got == cte
+    if got == "7bit":
+        assert encoded == text.encode("ascii").replace(b"\n", b"\r\n")
 
 
 def test_lines_starting_with_from_or_dot() -> None:

@@ -59,17 +59,21 @@ Format choices:
   76 characters with soft breaks, ``=`` and non-ASCII escaped, trailing spaces and
   tabs escaped so transports that strip them change nothing (``b2a_qp`` can leave
   a line ending in such an escape at 77 or 78 characters; those lines are
-  re-broken). When encoding
-  changes nothing at all (ASCII, no ``=``, short lines) the part is labelled
-  ``7bit`` instead, byte for byte the same. A line starting with ``From `` is
+  re-broken). A part that can go as it is goes unencoded as ``7bit`` (RFC
+  2045 2.7): ASCII, no control character but TAB, lines of at most 998
+  octets, no line ending in whitespace, no line starting with ``From ``, and
+  not containing the boundary. That is the usual English HTML part, and it
+  skips quoted-printable's cost (the largest part of building a message) and
+  its ``=3D`` escapes. A line starting with ``From `` is
   written ``=46rom `` (RFC 2049 3 (8)) so an mbox store cannot mangle it into
   ``>From``; such a part is always quoted-printable. Lines starting with ``.``
   are left alone (a line holding just ``.`` is ``=2E`` by ``b2a_qp``): SMTP
   dot-stuffing (RFC 5321 4.5.2) is the transport's job.
 * **The boundary** is random per builder and starts with ``=_``. Quoted-printable
   output never contains ``=_`` (an ``=`` is always followed by two hex digits or
-  a line break), and a part is only labelled ``7bit`` when it contains no ``=`` at
-  all, so the boundary cannot occur inside a part (RFC 2046 5.1.1). Since ``=``
+  a line break), and a ``7bit`` part is checked not to contain the boundary
+  (else it is quoted-printable), so the boundary cannot occur inside a part
+  (RFC 2046 5.1.1). Since ``=``
   is a ``tspecial`` the parameter is quoted (RFC 2045 5.1).
 * ``Date`` is formatted as ``email.utils.format_datetime`` does (RFC 5322 3.3),
   without its per-call overhead.
@@ -98,6 +102,8 @@ _WORD = 75  # RFC 2047 2: an encoded word is at most 75 characters
 _OVERHEAD = len("=?utf-8?q??=")  # 12, the same for b
 _MIN_ROOM = _OVERHEAD + 12  # the longest single-character encoded word (4 bytes in Q)
 _QP_LINE = 76  # RFC 2045 6.7 (5)
+_7BIT_LINE = 998  # RFC 2045 2.7 / RFC 5322 2.1.1: octets in a line, CRLF not counted
+_CONTROLS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # all but TAB and LF
 
 # RFC 5322 3.2.3 atext.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
@@ -296,13 +302,39 @@ def _repair(qp: bytes) -> bytes:
     return b"\n".join(out)
 
 
-def encode_body(text: str) -> tuple[str, bytes]:
-    """(Content-Transfer-Encoding, body with CRLF line ends ending in CRLF) for ``text``."""
+def _plain_7bit(data: bytes, avoid: bytes) -> bool:
+    """Can ``data`` (LF line ends) go unencoded as ``7bit`` (RFC 2045 2.7)?
+
+    ASCII, no control character but TAB, lines of at most 998 octets, no
+    line ending in a space or TAB (a transport may strip it), no line
+    starting with ``From `` (an mbox store would mangle it), and without
+    ``avoid`` (the multipart boundary) anywhere in it.
+    """
+    return (
+        data.isascii()
+        and _CONTROLS.search(data) is None
+        and b" \n" not in data
+        and b"\t\n" not in data
+        and not data.startswith(b"From ")
+        and b"\nFrom " not in data
+        and not (avoid and avoid in data)
+        and (len(data) <= _7BIT_LINE or max(map(len, data.split(b"\n"))) <= _7BIT_LINE)
+    )
+
+
+def encode_body(text: str, avoid: bytes = b"") -> tuple[str, bytes]:
+    """(Content-Transfer-Encoding, body with CRLF line ends ending in CRLF) for ``text``.
+
+    ``7bit`` when the text can go as it is (see :func:`_plain_7bit`; ``avoid``
+    is the boundary it must not contain), else quoted-printable.
+    """
     data = text.encode("utf-8")
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if not data.endswith(b"\n"):
         data += b"\n"
+    if _plain_7bit(data, avoid):
+        return "7bit", data.replace(b"\n", b"\r\n")
     qp = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
     if (
         qp.startswith(b"From ")
@@ -321,6 +353,7 @@ class MessageBuilder:
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
         self.boundary = "=_" + secrets.token_hex(16)
+        self._boundary_bytes = self.boundary.encode("ascii")
         self._from = _address_header("From", identity.from_name, identity.from_address)
         self._reply_to = _stdlib_header("Reply-To", identity.reply_to) if identity.reply_to else ""
         self._list_id = _stdlib_header("List-Id", identity.list_id)
@@ -393,8 +426,8 @@ class MessageBuilder:
                 self._mime,
             )
         )
-        text_cte, text_body = encode_body(alert.text)
-        html_cte, html_body = encode_body(alert.html)
+        text_cte, text_body = encode_body(alert.text, self._boundary_bytes)
+        html_cte, html_body = encode_body(alert.html, self._boundary_bytes)
         return b"".join(
             (
                 head.encode("ascii"),
