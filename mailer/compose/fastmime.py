@@ -103,7 +103,7 @@ _OVERHEAD = len("=?utf-8?q??=")  # 12, the same for b
 _MIN_ROOM = _OVERHEAD + 12  # the longest single-character encoded word (4 bytes in Q)
 _QP_LINE = 76  # RFC 2045 6.7 (5)
 _7BIT_LINE = 998  # RFC 2045 2.7 / RFC 5322 2.1.1: octets in a line, CRLF not counted
-_CONTROLS = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # all but TAB and LF
+_PLAIN = b"\t\n" + bytes(range(0x20, 0x7F))  # what a 7bit part may hold as it is
 
 # RFC 5322 3.2.3 atext.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
@@ -311,8 +311,7 @@ def _plain_7bit(data: bytes, avoid: bytes) -> bool:
     ``avoid`` (the multipart boundary) anywhere in it.
     """
     return (
-        data.isascii()
-        and _CONTROLS.search(data) is None
+        not data.translate(None, _PLAIN)  # nothing but printable ASCII, TAB and LF
         and b" \n" not in data
         and b"\t\n" not in data
         and not data.startswith(b"From ")
