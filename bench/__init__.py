@@ -38,10 +38,13 @@ mailer end to end
     :func:`mailer.blasts.send_now` timed on a fresh copy of that database
     while it claims, composes (render, tracking links, signed tokens, MIME,
     DKIM), sends over K aiosmtplib connections and records every delivery.
-    Four runs: the default ``[sending] connections`` and 16, each with DKIM
-    off and on (an RSA-2048 key generated for the run; domain example.org,
-    selector "bench"); everything else is the default engine setting. The
-    send runs in a fresh subprocess, whose ``VmHWM`` (the high-water mark of
+    Six runs: the default ``[sending] connections``, 16, and one sender
+    process per CPU core (``[sending] processes``, at least 2) with 16 each,
+    each with DKIM off and on (an RSA-2048 key generated for the run; domain
+    example.org, selector "bench"); everything else is the default engine
+    setting. A run with several processes counts the helpers' CPU (they are
+    its children, waited for before it reports) and their start-up (a fresh
+    interpreter each) in its time. The send runs in a fresh subprocess, whose ``VmHWM`` (the high-water mark of
     its own memory map; ``ru_maxrss`` would carry the bench's peak across
     ``execve``) is the send's own peak memory.
 
@@ -55,7 +58,8 @@ mailer end to end
     per message against wall time per message, and cores busy, say whether
     the sender is bound by its CPU, by the GIL, or by waiting.
 SMTP client alone
-    ``SmtpTransport`` delivering pre-composed messages, no database, over 1
+    ``SmtpTransport`` (pipelining, as smtp-sink offers it) delivering
+    pre-composed messages, no database, over 1
     connection (wall time per message against the client's CPU: the
     difference is waiting for the server's replies), over the default number
     of connections and over 16: what the sending side could do if composing

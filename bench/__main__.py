@@ -264,7 +264,7 @@ def end_to_end(
 
 
 def client_alone(receiver: Receiver, sizes: Sizes) -> list[breakdown.TransportRun]:
-    say("SMTP client alone: SmtpTransport (aiosmtplib), pre-composed messages, no database")
+    say("SMTP client alone: SmtpTransport (pipelining), pre-composed messages, no database")
     runs = []
     for connections, n in (
         (1, sizes.floor),
@@ -520,7 +520,7 @@ def summary(
     for client in clients:
         row(
             "client",
-            f"aiosmtplib alone, pre-composed, {client.connections} conn",
+            f"SMTP client alone, pre-composed, {client.connections} conn",
             f"{client.rate:,.0f}",
             fmt(ratio(client.rate, ceiling_rate), ".3f"),
             fmt(ratio(client.rate, floor_rate), ".1f"),
@@ -549,7 +549,7 @@ def summary(
         say(
             f"  isolated: Jinja {found.us('render'):,.0f}, links + tokens {found.us('links'):,.0f},"
             f" MIME {found.us('mime'):,.0f}, DKIM {found.us('dkim'):,.0f},"
-            f" aiosmtplib DATA regexes {found.us('smtp_data'):,.0f},"
+            f" aiosmtplib DATA regexes (unpipelined path) {found.us('smtp_data'):,.0f},"
             f" 1-conn SMTP client CPU {clients[0].cpu_us:,.0f} of {clients[0].wall_us:,.0f} wall"
         )
     for run in runs:

@@ -279,7 +279,7 @@ def measure(iterations: int, dkim_key: Path) -> Breakdown:
             ),
             Step(
                 "smtp_data",
-                "aiosmtplib DATA prep: line-ending + dot-stuffing regexes",
+                "aiosmtplib DATA prep (unpipelined path): line ends + dot-stuffing regexes",
                 per_call_us(smtp_data, iterations),
             ),
         ]
