@@ -44,9 +44,10 @@ mailer end to end
     example.org, selector "bench"); everything else is the default engine
     setting. A run with several processes counts the helpers' CPU (they are
     its children, waited for before it reports) and their start-up (a fresh
-    interpreter each) in its time. The send runs in a fresh subprocess, whose ``VmHWM`` (the high-water mark of
-    its own memory map; ``ru_maxrss`` would carry the bench's peak across
-    ``execve``) is the send's own peak memory.
+    interpreter each) in its time. The send runs in a fresh subprocess,
+    whose ``VmHWM`` (the high-water mark of its own memory map;
+    ``ru_maxrss`` would carry the bench's peak across ``execve``) is the
+    send's own peak memory.
 
     Where its time goes is measured without stopwatches around
     ``SmtpTransport.deliver`` (with K connections in flight their wall times

@@ -223,7 +223,11 @@ def send_test(
     checked = []
     for address in addresses:
         try:
-            checked.append(validate_email(address.strip(), check_deliverability=False).normalized)
+            checked.append(
+                validate_email(
+                    address.strip(), check_deliverability=False, allow_smtputf8=False
+                ).normalized
+            )
         except EmailNotValidError as exc:
             raise InvalidState(f"{address!r} is not an email address: {exc}") from None
     with db.session() as session:

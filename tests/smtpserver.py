@@ -63,6 +63,8 @@ class RecordingHandler:
     peers: set[object] = field(default_factory=set)  # client (address, port) of each session
     # addresses refused at RCPT but then taken all the same, so that DATA gets 354 (broken)
     data_after_refused_rcpt: set[str] = field(default_factory=set)
+    # address -> reply: refuse DATA itself (no 354) for a message to that address.
+    refuse_data: dict[str, str] = field(default_factory=dict)
     rcpt_delay: float = 0.0  # seconds every RCPT takes (its reply comes apart from MAIL's)
 
     async def handle_RCPT(
@@ -177,6 +179,23 @@ class PipeliningHandler(RecordingHandler):
         return "221 Bye"
 
 
+class _Smtp(SMTP):
+    """aiosmtpd's server, which can also refuse ``DATA`` itself for chosen recipients."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        handler = self.event_handler
+        rcpts = self.envelope.rcpt_tos if self.envelope is not None else []
+        if isinstance(handler, RecordingHandler) and rcpts and rcpts[0] in handler.refuse_data:
+            await self.push(handler.refuse_data[rcpts[0]])  # MAIL and RCPT still stand
+            return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Smtp(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpTestServer:
     def __init__(
         self,
@@ -199,7 +218,7 @@ class SmtpTestServer:
             kwargs.update(ssl_context=context, auth_require_tls=False)
         if users:
             kwargs.update(authenticator=self._authenticate, auth_required=True)
-        self.controller = Controller(
+        self.controller = _Controller(
             self.handler, hostname=self.host, port=self.port, **server_kwargs, **kwargs
         )
 

@@ -281,6 +281,8 @@ def test_public_opt_in_makes_a_supporter_on_the_opt_in_list(
         ({"first_name": ""}, "Please enter your first name."),
         ({"email": "not an address"}, "This does not look like an email address."),
         ({"email": "someone@"}, "This does not look like an email address."),
+        # Not ASCII: without SMTPUTF8 no message could ever reach it (as on import).
+        ({"email": "zoë@example.org"}, "This does not look like an email address."),
         ({"email": ""}, "Please enter your email address."),
         ({"zip": "9461"}, "Please enter a 5-digit ZIP code."),
         ({"message": "y" * 2001}, "Your message is too long"),

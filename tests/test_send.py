@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlmodel import col, select
 
-from mailer.blasts import composer_for, create_blast, make_sender, send_now
+from mailer.blasts import composer_for, create_blast, make_sender, send_now, send_test
 from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.send import workers
@@ -280,3 +280,13 @@ def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(
 )
 def test_reply_classification(code: int, text: str, verdict: Verdict) -> None:
     assert classify(code, text).verdict is verdict
+
+
+def test_a_test_send_refuses_a_seed_address_smtp_cannot_carry(
+    sqlite_db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(sqlite_db, "members", people(2))
+    blast_id = new_blast(sqlite_db, settings)
+    with pytest.raises(InvalidState, match=r"zoë@example\.org"):
+        send_test(sqlite_db, settings, blast_id, ["seed@example.net", "zoë@example.org"])
+    assert smtp_server.handler.received == []  # checked before anything is sent

@@ -401,8 +401,8 @@ def test_replies_that_arrive_apart_are_read_in_order(
 @pytest.mark.parametrize(
     ("recipient", "expected"),
     [
-        ("zoë@example.org", UnicodeEncodeError),  # no SMTPUTF8, as the plain path does it
-        ("p0@example.org\x00", ValueError),
+        ("zoë@example.org", Verdict.FAILED),  # no SMTPUTF8: failed alone, nothing sent
+        ("p0@example.org\x00", Verdict.FAILED),
         # aiosmtplib's address parsing keeps the first address and drops the rest
         ("p0@example.org>\r\nRCPT TO:<evil@example.net", "p0@example.org"),
         ("p0@example.org\r\nRSET", "p0@example.org"),
@@ -416,15 +416,49 @@ def test_supporter_data_never_breaks_out_of_the_envelope(
         pipelining_server, [message(recipient), message("p1@example.org")], pipelining=pipelining
     )
     handler = pipelining_server.handler
-    if isinstance(expected, str):
+    if not isinstance(expected, Verdict):  # the address aiosmtplib's parsing keeps
         assert verdicts(results) == [Verdict.SENT, Verdict.SENT]
         assert [r.rcpt_tos for r in handler.received] == [[expected], ["p1@example.org"]]
     else:
-        assert type(results[0]) is expected
+        # Checked before anything is written: this one fails alone and the
+        # session stays usable for the next message, on both paths.
+        assert verdicts(results) == [expected, Verdict.SENT]
+        first = results[0]
+        assert isinstance(first, Outcome) and first.code is None and first.enhanced == "5.1.3"
         assert recipient not in handler.rcpt_attempts
-        if pipelining:  # checked before anything is written: the session stays usable
-            assert verdicts(results[1:]) == [Verdict.SENT]
+        assert [r.rcpt_tos for r in handler.received] == [["p1@example.org"]]
     assert set(handler.rcpt_attempts) <= {"p0@example.org", "p1@example.org"}
+
+
+@both_clients
+def test_data_refused_is_followed_by_rset_and_the_next_message_goes(
+    pipelining_server: SmtpTestServer, pipelining: bool
+) -> None:
+    pipelining_server.handler.refuse_data["p0@example.org"] = "451 4.3.0 Try DATA later"
+    results = deliver(
+        pipelining_server,
+        [message("p0@example.org"), message("p1@example.org")],
+        pipelining=pipelining,
+    )
+    assert verdicts(results) == [Verdict.RETRY, Verdict.SENT]  # not a "nested MAIL" refusal
+    assert [r.rcpt_tos for r in pipelining_server.handler.received] == [["p1@example.org"]]
+    assert len(pipelining_server.handler.peers) == 1  # on the same connection
+
+
+@both_clients
+def test_an_envelope_sender_smtp_cannot_carry_stops_the_blast(
+    pipelining_server: SmtpTestServer, pipelining: bool
+) -> None:
+    bad = OutgoingMessage(
+        delivery_id=1,
+        envelope_sender="bounces\x00@example.org",
+        recipient="p0@example.org",
+        message_id="<1@example.org>",
+        data=b"Subject: x\r\n\r\nbody\r\n",
+    )
+    (result,) = deliver(pipelining_server, [bad], pipelining=pipelining)
+    assert isinstance(result, TransportError) and "envelope sender" in str(result)
+    assert pipelining_server.handler.received == []
 
 
 # -- the reply reader alone ---------------------------------------------------------------

@@ -83,7 +83,10 @@ def clean_form(
             problems["email"] = "missing"
         else:
             try:
-                email = validate_email(raw, check_deliverability=False).normalized.lower()
+                # No SMTPUTF8 (as on import): the mailer could never send to such an address.
+                email = validate_email(
+                    raw, check_deliverability=False, allow_smtputf8=False
+                ).normalized.lower()
             except EmailNotValidError:
                 problems["email"] = "invalid"
         found = _ZIP.match(form.get("zip", "").strip())

@@ -43,7 +43,7 @@ import aiosmtplib
 from mailer.compose.alert import OutgoingMessage
 from mailer.config import SmtpSettings
 from mailer.errors import ConfigError, RelayUnavailable, TransportError
-from mailer.send.outcome import Outcome, classify, connection_lost
+from mailer.send.outcome import Outcome, Verdict, classify, connection_lost
 from mailer.send.pipeline import Pipeline, data_body, envelope_address
 
 log = logging.getLogger(__name__)
@@ -174,12 +174,22 @@ class SmtpTransport:
         self._pipeline = None
 
     async def deliver(self, message: OutgoingMessage) -> Outcome:
-        envelope = b""  # MAIL, RCPT and DATA, when pipelining
+        # Both addresses are checked before a command is sent, so a bad one never
+        # leaves a half-open transaction behind on the connection.
+        sender = self._sender_address(message.envelope_sender)
+        try:
+            recipient = envelope_address(message.recipient)
+        except ValueError as exc:
+            return Outcome(
+                Verdict.FAILED,
+                None,
+                f"not sent: the address cannot go into SMTP's RCPT TO ({exc})",
+                "5.1.3",  # RFC 3463: bad destination mailbox address syntax
+            )
+        envelope = b"".join((b"MAIL FROM:", sender, b"\r\nRCPT TO:", recipient, b"\r\nDATA\r\n"))
         for attempt in (1, 2):
             smtp = await self._connected()
             if isinstance(smtp, Pipeline):
-                if not envelope:
-                    envelope = self._envelope(message)
                 outcome = await self._pipelined(smtp, message, envelope, last_try=attempt == 2)
                 if outcome is None:
                     continue  # the connection was lost before anything was handed over
@@ -213,6 +223,7 @@ class SmtpTransport:
             try:
                 response = await smtp.data(message.data)
             except aiosmtplib.SMTPResponseException as exc:
+                await self._reset(smtp)  # DATA refused: MAIL and RCPT still stand
                 return classify(exc.code, exc.message)
             except _CONNECTION_ERRORS as exc:
                 self._drop()
@@ -220,21 +231,18 @@ class SmtpTransport:
             return classify(response.code, response.message)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _envelope(self, message: OutgoingMessage) -> bytes:
-        """``MAIL FROM``, ``RCPT TO`` and ``DATA`` in one piece; ValueError for a bad address."""
+    def _sender_address(self, address: str) -> bytes:
+        """The envelope sender as sent; TransportError when it cannot be (a setting's fault)."""
         sender, encoded = self._sender
-        if sender != message.envelope_sender:  # without VERP it is the same for every message
-            encoded = envelope_address(message.envelope_sender)
-            self._sender = (message.envelope_sender, encoded)
-        return b"".join(
-            (
-                b"MAIL FROM:",
-                encoded,
-                b"\r\nRCPT TO:",
-                envelope_address(message.recipient),
-                b"\r\nDATA\r\n",
-            )
-        )
+        if sender != address:  # without VERP it is the same for every message
+            try:
+                encoded = envelope_address(address)
+            except ValueError as exc:
+                raise TransportError(
+                    f"the envelope sender {address!r} cannot go into SMTP's MAIL FROM: {exc}"
+                ) from exc
+            self._sender = (address, encoded)
+        return encoded
 
     async def _pipelined(
         self, pipeline: Pipeline, message: OutgoingMessage, envelope: bytes, *, last_try: bool
