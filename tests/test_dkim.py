@@ -21,13 +21,14 @@ import dkim  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from dkim.canonicalization import CanonicalizationPolicy  # type: ignore[import-untyped]
 from dkim.util import parse_tag_value  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailer.blasts import create_blast, send_now
 from mailer.compose.alert import AlertComposer, Recipient
-from mailer.compose.dkim import DEFAULT_SIGNED_HEADERS, DkimSigner
+from mailer.compose.dkim import DEFAULT_SIGNED_HEADERS, DkimSigner, relaxed_body
 from mailer.compose.message import Identity, build_message, list_id_header, to_bytes
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
@@ -523,3 +524,17 @@ def test_a_blast_sent_by_the_engine_is_signed_and_verifies_as_received(
     for item in smtp_server.handler.received:
         assert item.data.startswith(b"DKIM-Signature:")
         assert dkim.verify(item.data, dnsfunc=published)
+
+
+BODY_BYTES = st.lists(
+    st.sampled_from([b" ", b"  ", b"\t", b"\r\n", b"\r", b"\n", b"a", b".", b"=20", b"\xc3\xa9"]),
+    max_size=40,
+).map(b"".join)
+
+
+@settings(max_examples=500)
+@given(BODY_BYTES)
+def test_relaxed_body_is_dkimpys_canonical_form(body: bytes) -> None:
+    """Replacing only the whitespace runs that change gives dkimpy's bytes exactly."""
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    assert relaxed_body(body) == policy.canonicalize_body(body)
