@@ -21,7 +21,7 @@ from rich.progress import (
 class BarProgress:
     """A rich progress bar on stderr."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, console: Console | None = None) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -30,7 +30,7 @@ class BarProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
         )
         self._label = label
         self._task: TaskID | None = None
