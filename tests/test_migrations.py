@@ -9,12 +9,10 @@ upgrade runs as a real ``mailer db upgrade`` process on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from mailer.store import Database, migrate
@@ -31,16 +29,6 @@ def mailer(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def write_config(folder: Path, url: str) -> None:
     write_config_file(folder, database_url=url, smtp_port=None, organization_name=None)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database: a new SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    with pg_schema() as url:
-        yield url
 
 
 def run_ddl(engine: sa.Engine, dialect: str) -> None:

@@ -39,15 +39,6 @@ from tests.smtpserver import SmtpTestServer
 PEOPLE = 12
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    with pg_schema() as pg_url:
-        yield pg_url
-
-
 class Site:
     """A folder with settings, supporters and one draft blast; processes started from it."""
 
@@ -125,8 +116,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, url: str, smtp_server: SmtpTestServer) -> Iterator[Site]:
-    site = Site(tmp_path, url, smtp_server)
+def site(tmp_path: Path, empty_url: str, smtp_server: SmtpTestServer) -> Iterator[Site]:
+    site = Site(tmp_path, empty_url, smtp_server)
     yield site
     site.close()
 
@@ -206,7 +197,7 @@ def test_a_worker_drains_on_sigterm_and_another_finishes_the_blast(site: Site) -
     site.stop(again)
 
 
-@pytest.mark.parametrize("url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("empty_url", ["postgresql"], indirect=True)
 def test_three_workers_share_a_blast_and_survive_a_kill_9(site: Site) -> None:
     """Invariant 1 with `mailer worker` processes: one killed with SIGKILL mid-blast,
     the other two take its rows over; everyone gets the alert once, except what
@@ -255,8 +246,8 @@ def test_three_workers_share_a_blast_and_survive_a_kill_9(site: Site) -> None:
         site.stop(worker)
 
 
-def test_one_lock_holder_per_database(url: str) -> None:
-    db = open_database(url, create=True)
+def test_one_lock_holder_per_database(empty_url: str) -> None:
+    db = open_database(empty_url, create=True)
     try:
         first, second = scheduler_lock(db.engine), scheduler_lock(db.engine)
         assert first.acquire() and first.held()

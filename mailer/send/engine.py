@@ -95,7 +95,7 @@ from mailer.store import (
     SenderWorker,
     Supporter,
 )
-from mailer.store.driver import DriverSql
+from mailer.store.driver import IDS, DriverSql
 from mailer.store.models import SupporterStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -436,7 +436,7 @@ class BlastSender:
             sql.driver.write_time(self.clock()),
         )
         with self._hot() as cursor:
-            cursor.execute(sql.mark.replace(_IDS, sql.driver.marks(len(ids))), params)
+            cursor.execute(sql.driver.with_ids(sql.mark, len(ids)), params)
             return {row[0] for row in cursor.fetchall()}
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
@@ -988,15 +988,12 @@ class _Run:
         )
 
 
-_IDS = "__ids__"  # where a statement's IN list of placeholders goes
-
-
 @dataclass(frozen=True)
 class _SendSql:
     """The sender's per-message statements for one dialect, run on the driver directly."""
 
     driver: DriverSql
-    mark: str  # ``_IDS`` stands for the placeholders of the ids
+    mark: str  # with ``IDS`` for the ids
     record: str
 
     @classmethod
@@ -1006,7 +1003,7 @@ class _SendSql:
         delivery = Delivery.__tablename__
         senders = SenderWorker.__tablename__
         mark = (
-            f"UPDATE {delivery} SET state = {m} WHERE id IN ({_IDS}) AND worker = {m}"  # noqa: S608 (constants only)
+            f"UPDATE {delivery} SET state = {m} WHERE id IN ({IDS}) AND worker = {m}"  # noqa: S608 (constants only)
             f" AND state = {m} AND EXISTS (SELECT 1 FROM {senders}"
             f" WHERE name = {m} AND lease_until > {m}) RETURNING id"
         )

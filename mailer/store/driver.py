@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Dialect
 
+IDS = "__ids__"  # in a statement's text, where the placeholders of an IN list of ids go
+
 
 @dataclass(frozen=True)
 class DriverSql:
@@ -55,3 +57,7 @@ class DriverSql:
     def marks(self, count: int) -> str:
         """``count`` placeholders separated by commas, for an ``IN (...)`` list."""
         return ", ".join([self.mark] * count)
+
+    def with_ids(self, statement: str, count: int) -> str:
+        """``statement`` with ``IDS`` replaced by ``count`` placeholders, for the ids."""
+        return statement.replace(IDS, self.marks(count))

@@ -92,6 +92,11 @@ def language_of(request: Request) -> str:
     return "en"
 
 
+# The fields a form with problems is shown again with, as the supporter typed them.
+_ALERT_FIELDS = ("first_name", "last_name", "message")
+_PUBLIC_FIELDS = ("first_name", "last_name", "email", "zip", "message")
+
+
 @dataclass(frozen=True)
 class _Alert:
     """An action token's recipient, as the page needs them."""
@@ -270,38 +275,16 @@ class ActionPages:
         )
 
     async def alert_submit(self, request: Request) -> Response:
-        form = await _read_form(request)
-        if isinstance(form, Response):
-            return form
-        return await run_in_threadpool(self._alert_submit, request, form)
+        return await self._submit(request, self._alert_submit)
 
     def _alert_submit(self, request: Request, form: dict[str, str]) -> Response:
         found = self._alert(request.path_params["token"])
         if found is None:
             return self._not_found()
         lang = _page_language(found.supporter.language)
-        refused = self._refused(request, form, lang)
-        if refused is not None:
-            return refused
-        if form.get(HONEYPOT):
-            return self._thanks(found.petition, lang, "", "", new=False)
-        signer, problems = clean_form(
-            form,
-            public=False,
-            max_message=self.settings.max_message_chars,
-            require_message=True,
-        )
-        if signer is None:
-            values = {k: form.get(k, "") for k in ("first_name", "last_name", "message")}
-            return self._form(
-                request,
-                found.petition,
-                lang,
-                public=False,
-                values=values,
-                problems=problems,
-                status=400,
-            )
+        signer = self._screened(request, form, found.petition, lang, public=False)
+        if isinstance(signer, Response):
+            return signer
         supporter = found.supporter
         with self.db.session() as session:
             new = sign(
@@ -339,35 +322,16 @@ class ActionPages:
         return self._form(request, petition, lang, public=True, values=values)
 
     async def public_submit(self, request: Request) -> Response:
-        form = await _read_form(request)
-        if isinstance(form, Response):
-            return form
-        return await run_in_threadpool(self._public_submit, request, form)
+        return await self._submit(request, self._public_submit)
 
     def _public_submit(self, request: Request, form: dict[str, str]) -> Response:
         petition = self._petition(request.path_params["slug"])
         if petition is None:
             return self._not_found()
         lang = form.get("lang", "") if form.get("lang") in LANGUAGES else language_of(request)
-        refused = self._refused(request, form, lang)
-        if refused is not None:
-            return refused
-        if form.get(HONEYPOT):
-            return self._thanks(petition, lang, "", "", new=False)
-        signer, problems = clean_form(
-            form,
-            public=True,
-            max_message=self.settings.max_message_chars,
-            require_message=False,
-        )
-        if signer is None:
-            values: dict[str, Any] = {
-                k: form.get(k, "") for k in ("first_name", "last_name", "email", "zip", "message")
-            }
-            values["opt_in"] = form.get("opt_in") == "1"
-            return self._form(
-                request, petition, lang, public=True, values=values, problems=problems, status=400
-            )
+        signer = self._screened(request, form, petition, lang, public=True)
+        if isinstance(signer, Response):
+            return signer
         new = self._store_public(request, petition, signer, lang)
         return self._thanks(petition, lang, signer.first_name, signer.message, new=new)
 
@@ -397,6 +361,50 @@ class ActionPages:
             )
 
     # -- checks shared by both forms --------------------------------------
+
+    async def _submit(
+        self, request: Request, handle: Callable[[Request, dict[str, str]], Response]
+    ) -> Response:
+        """Read the posted form on the event loop, then handle it in the thread pool."""
+        form = await _read_form(request)
+        if isinstance(form, Response):
+            return form
+        return await run_in_threadpool(handle, request, form)
+
+    def _screened(
+        self,
+        request: Request,
+        form: dict[str, str],
+        petition: Petition,
+        lang: str,
+        *,
+        public: bool,
+    ) -> Signer | Response:
+        """The signer of a posted form, or the page to answer with instead.
+
+        Refused (rate limit, CSRF), a honeypot's quiet thank-you, or the form
+        again with its problems (a message is required on the alert's page).
+        """
+        refused = self._refused(request, form, lang)
+        if refused is not None:
+            return refused
+        if form.get(HONEYPOT):
+            return self._thanks(petition, lang, "", "", new=False)
+        signer, problems = clean_form(
+            form,
+            public=public,
+            max_message=self.settings.max_message_chars,
+            require_message=not public,
+        )
+        if signer is not None:
+            return signer
+        fields = _PUBLIC_FIELDS if public else _ALERT_FIELDS
+        values: dict[str, Any] = {k: form.get(k, "") for k in fields}
+        if public:
+            values["opt_in"] = form.get("opt_in") == "1"
+        return self._form(
+            request, petition, lang, public=public, values=values, problems=problems, status=400
+        )
 
     def _refused(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
         client = request.client.host if request.client is not None else "unknown"

@@ -25,7 +25,7 @@ from sqlalchemy import Dialect, select
 from sqlmodel import SQLModel
 
 from mailer.store import Blast, Click, Database, Delivery, Link
-from mailer.store.driver import DriverSql
+from mailer.store.driver import IDS, DriverSql
 
 T = TypeVar("T")
 MAX_BATCH = 500
@@ -191,9 +191,9 @@ class ClickBatcher(_BatchThread[_Click]):
         with self.db.engine.begin() as conn:
             ids = list({c.delivery_id for c in batch})
             found = {
-                d_id: (blast_id, sql.read_time(sent_at))
+                d_id: (blast_id, sql.driver.read_time(sent_at))
                 for d_id, blast_id, sent_at in conn.exec_driver_sql(
-                    sql.deliveries % ", ".join([sql.mark] * len(ids)), tuple(ids)
+                    sql.driver.with_ids(sql.deliveries, len(ids)), tuple(ids)
                 )
             }
             missing = {c.link_id for c in batch} - set(self._links)
@@ -220,7 +220,7 @@ class ClickBatcher(_BatchThread[_Click]):
                     sent_at is not None and (c.at - sent_at).total_seconds() <= self.scanner_window
                 )
                 rows.append(
-                    (delivery[0], c.delivery_id, c.link_id, sql.write_time(c.at), bot, c.ip)
+                    (delivery[0], c.delivery_id, c.link_id, sql.driver.write_time(c.at), bot, c.ip)
                 )
                 petition_id = link[2]
                 if petition_id is not None and self.action_path is not None:
@@ -242,30 +242,20 @@ class _ClickSql:
     """The click writer's statements for one database dialect."""
 
     driver: DriverSql
-    mark: str
-    deliveries: str
+    deliveries: str  # with ``IDS`` for the batch's delivery ids
     insert: str
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _ClickSql:
         driver = DriverSql.for_dialect(dialect)
-        mark = driver.mark
         delivery = Delivery.__tablename__
         click = Click.__tablename__
         columns = "blast_id, delivery_id, link_id, clicked_at, suspected_bot, ip"
         return cls(
             driver=driver,
-            mark=mark,
-            # the IN list's placeholders are filled in per batch (ids go as parameters)
-            deliveries=f"SELECT id, blast_id, sent_at FROM {delivery} WHERE id IN (%s)",  # noqa: S608 (constants only)
+            deliveries=f"SELECT id, blast_id, sent_at FROM {delivery} WHERE id IN ({IDS})",  # noqa: S608 (constants only)
             insert=f"INSERT INTO {click} ({columns}) VALUES ({driver.marks(6)})",  # noqa: S608 (constants only)
         )
-
-    def read_time(self, value: object) -> datetime | None:
-        return self.driver.read_time(value)
-
-    def write_time(self, value: datetime) -> object:
-        return self.driver.write_time(value)
 
 
 def _settle(pairs: list[tuple[asyncio.Future[str | None], Any]]) -> None:
