@@ -20,8 +20,9 @@ from mailer.petitions.report import petition_report
 from mailer.petitions.signing import sign
 from mailer.petitions.store import create_petition, refresh_texts, slugify
 from mailer.report import blast_report
+from mailer.schedule.planner import start_due
 from mailer.store import Blast, Database, Delivery, Supporter, open_database
-from mailer.store.models import Petition, Signature
+from mailer.store.models import Petition, Signature, utcnow
 from tests.conftest import REPO, make_settings
 from tests.factories import Person, people
 from tests.petitionkit import TARGET, send_petition_blast
@@ -418,9 +419,11 @@ def test_delivery_document_lists_signers_escaped(db: Database) -> None:
 # -- follow-ups to those who did not act --------------------------------------
 
 
+@pytest.mark.parametrize("starter", ["sender", "scheduler"])
 def test_follow_up_to_those_who_did_not_act(
-    db: Database, settings: Settings, smtp_server: SmtpTestServer
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, starter: str
 ) -> None:
+    """Started by a sender, or by a scheduler that leaves the sending to workers."""
     group = people(4)
     sent = send_petition_blast(db, settings, smtp_server, group)
     with db.session() as session:
@@ -448,6 +451,11 @@ def test_follow_up_to_those_who_did_not_act(
     )
     assert follow_up.follow_up_audience == "no-action" and follow_up.petition_id == sent.petition.id
     assert follow_up.id is not None
+    if starter == "scheduler":
+        with db.session() as session:
+            assert start_due(
+                session, follow_up.id, now=utcnow(), dialect=db.engine.dialect.name, actor="test"
+            )
     send_now(db, settings, follow_up.id)
     with db.session() as session:
         got = set(

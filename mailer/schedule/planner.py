@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mailer.errors import InvalidState
-from mailer.send.audience import snapshot_audience
+from mailer.send.audience import snapshot_of
 from mailer.store import Blast, BlastStatus, Event
 
 SCHEDULABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
@@ -85,14 +85,7 @@ def start_due(session: Session, blast_id: int, *, now: datetime, dialect: str, a
     assert blast is not None
     added = 0
     if blast.started_at is None:
-        added = snapshot_audience(
-            session,
-            blast_id,
-            now,
-            dialect=dialect,
-            segment=blast.segment,
-            follow_up_of=blast.follow_up_of,
-        )
+        added = snapshot_of(session, blast, now, dialect=dialect)
         blast.started_at = now
     blast.last_error = ""
     session.add(blast)

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from mailer.errors import InvalidState
 from mailer.store.models import (
+    Blast,
     BlastList,
     Click,
     Delivery,
@@ -89,6 +90,26 @@ def _segment_filters(segment: dict[str, Any] | None) -> list[ColumnElement[bool]
 def suppressed() -> Exists:
     """True for a supporter whose address is on the suppression list."""
     return sa_select(col(Suppression.id)).where(col(Suppression.email) == Supporter.email).exists()
+
+
+def snapshot_of(session: Session, blast: Blast, now: datetime, *, dialect: str) -> int:
+    """Take ``blast``'s audience snapshot as the blast describes it; return how many.
+
+    Its segment, the original of a follow-up, and for a ``no-action``
+    follow-up the petition its recipients must not have signed: every start
+    of a blast (a sender's, or a scheduler's that leaves the sending to
+    workers) goes through here, so they cannot disagree.
+    """
+    assert blast.id is not None
+    return snapshot_audience(
+        session,
+        blast.id,
+        now,
+        dialect=dialect,
+        segment=blast.segment,
+        follow_up_of=blast.follow_up_of,
+        not_acted_on=blast.petition_id if blast.follow_up_audience == "no-action" else None,
+    )
 
 
 def snapshot_audience(

@@ -81,7 +81,7 @@ from mailer.compose.message import domain_of
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState, TemplateProblem, TransportError
 from mailer.send import control, shared_rate, workers
-from mailer.send.audience import snapshot_audience, suppressed
+from mailer.send.audience import snapshot_of, suppressed
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, Grants
 from mailer.send.transport import Transport
@@ -244,17 +244,7 @@ class BlastSender:
             if blast.status is BlastStatus.SENDING and workers.live_on(session, blast_id, now):
                 action = "blast.joined"  # other senders are at work on it
             if blast.started_at is None:  # first start: take the audience snapshot
-                added = snapshot_audience(
-                    session,
-                    blast_id,
-                    now,
-                    dialect=self.db.engine.dialect.name,
-                    segment=blast.segment,
-                    follow_up_of=blast.follow_up_of,
-                    not_acted_on=(
-                        blast.petition_id if blast.follow_up_audience == "no-action" else None
-                    ),
-                )
+                added = snapshot_of(session, blast, now, dialect=self.db.engine.dialect.name)
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
