@@ -17,7 +17,7 @@ from mailer.devsmtp import free_port
 from mailer.report import blast_report, delivery_log, link_report
 from mailer.store import Click, Database
 from mailer.web import app_for
-from mailer.web.app import truncate_ip
+from mailer.web.common import truncate_ip
 from mailer.web.server import BackgroundServer
 from tests.conftest import make_settings
 from tests.factories import add_people, people

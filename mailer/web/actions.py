@@ -21,18 +21,11 @@ No IP address is kept unless ``tracking.store_ip`` asks, and then truncated.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-from limits import parse as parse_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -41,19 +34,27 @@ from starlette.routing import Route
 
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, TrackingSettings
-from mailer.errors import ConfigError, TokenError
+from mailer.errors import TokenError
 from mailer.petitions.signing import Signer, clean_form, opt_in, sign
 from mailer.petitions.store import signature_count
 from mailer.petitions.texts import texts_for
 from mailer.store import Blast, Database, Delivery, Supporter
 from mailer.store.models import Petition, Signature, utcnow
+from mailer.web.common import (
+    LANGUAGES,
+    BodyError,
+    ClientRateLimit,
+    Form,
+    PublicPages,
+    kept_ip,
+    page_language,
+    read_form,
+    request_language,
+)
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.csrf import Csrf
 
-LANGUAGES = ("en", "es")
 HONEYPOT = "website"  # hidden from people by CSS; bots fill in every field
-MAX_BODY_BYTES = 64 * 1024
-_NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 # What the pages say about a field's problem, by language, field and code.
 PROBLEMS: dict[str, dict[str, str]] = {
@@ -80,18 +81,6 @@ PROBLEMS: dict[str, dict[str, str]] = {
 }
 
 
-def language_of(request: Request) -> str:
-    """``?lang=`` when the pages speak it, else the browser's first language we speak."""
-    asked = request.query_params.get("lang", "")
-    if asked in LANGUAGES:
-        return asked
-    for part in request.headers.get("accept-language", "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGUAGES:
-            return code
-    return "en"
-
-
 # The fields a form with problems is shown again with, as the supporter typed them.
 _ALERT_FIELDS = ("first_name", "last_name", "message")
 _PUBLIC_FIELDS = ("first_name", "last_name", "email", "zip", "message")
@@ -114,8 +103,8 @@ class ActionPages:
         self,
         db: Database,
         secret_key: str,
+        pages: PublicPages,
         *,
-        organization_name: str = "",
         tracking: TrackingSettings | None = None,
         petitions: PetitionsSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -126,18 +115,9 @@ class ActionPages:
         self.tracking = tracking or TrackingSettings()
         self.settings = petitions or PetitionsSettings()
         self.clock = clock
-        self.organization_name = organization_name
-        try:
-            self.rate = parse_limit(self.settings.rate_limit)
-        except ValueError:
-            raise ConfigError(
-                "petitions.rate_limit",
-                f'must look like "10/minute" or "50 per hour", got {self.settings.rate_limit!r}',
-            ) from None
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.pages = Environment(
-            loader=PackageLoader("mailer.web", "templates"),
-            autoescape=select_autoescape(["html"]),
+        self.pages = pages
+        self.rate_limit = ClientRateLimit(
+            self.settings.rate_limit, setting="petitions.rate_limit", scope="sign"
         )
 
     def action_path(self, delivery_id: int, petition_id: int) -> str:
@@ -154,14 +134,8 @@ class ActionPages:
 
     # -- rendering ----------------------------------------------------------
 
-    def _render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.pages.get_template(name).render(
-            organization_name=self.organization_name, **context
-        )
-        return HTMLResponse(html, status_code=status, headers=_NO_CACHE)
-
     def _message_page(self, status: int, lang: str, kind: str) -> HTMLResponse:
-        return self._render("petition_message.html", status, lang=lang, kind=kind)
+        return self.pages.render("petition_message.html", status, lang=lang, kind=kind)
 
     def _counter(self, petition: Petition) -> dict[str, Any]:
         assert petition.id is not None
@@ -188,7 +162,7 @@ class ActionPages:
             field: words[f"{field}.{code}"].format(max=self.settings.max_message_chars)
             for field, code in (problems or {}).items()
         }
-        response = self._render(
+        response = self.pages.render(
             "action.html",
             status,
             lang=lang,
@@ -210,7 +184,7 @@ class ActionPages:
     def _thanks(
         self, petition: Petition, lang: str, first_name: str, message: str, *, new: bool
     ) -> Response:
-        return self._render(
+        return self.pages.render(
             "thanks.html",
             lang=lang,
             texts=texts_for(petition.texts, lang, petition.default_language),
@@ -242,9 +216,6 @@ class ActionPages:
             assert delivery.id is not None
             return _Alert(petition, supporter, delivery.blast_id, delivery.id)
 
-    def _not_found(self) -> Response:
-        return self._render("not_found.html", 404)
-
     def _signature(self, petition: Petition, email: str) -> Signature | None:
         with self.db.session() as session:
             return session.exec(
@@ -256,8 +227,8 @@ class ActionPages:
     def alert_page(self, request: Request) -> Response:
         found = self._alert(request.path_params["token"])
         if found is None:
-            return self._not_found()
-        lang = _page_language(found.supporter.language)
+            return self.pages.not_found()
+        lang = page_language(found.supporter.language)
         texts = texts_for(found.petition.texts, lang, found.petition.default_language)
         signed = self._signature(found.petition, found.supporter.email)
         values = {
@@ -277,11 +248,11 @@ class ActionPages:
     async def alert_submit(self, request: Request) -> Response:
         return await self._submit(request, self._alert_submit)
 
-    def _alert_submit(self, request: Request, form: dict[str, str]) -> Response:
+    def _alert_submit(self, request: Request, form: Form) -> Response:
         found = self._alert(request.path_params["token"])
         if found is None:
-            return self._not_found()
-        lang = _page_language(found.supporter.language)
+            return self.pages.not_found()
+        lang = page_language(found.supporter.language)
         signer = self._screened(request, form, found.petition, lang, public=False)
         if isinstance(signer, Response):
             return signer
@@ -315,8 +286,8 @@ class ActionPages:
     def public_page(self, request: Request) -> Response:
         petition = self._petition(request.path_params["slug"])
         if petition is None:
-            return self._not_found()
-        lang = language_of(request)
+            return self.pages.not_found()
+        lang = request_language(request)
         texts = texts_for(petition.texts, lang, petition.default_language)
         values = {"message": texts["message"], "opt_in": False}
         return self._form(request, petition, lang, public=True, values=values)
@@ -324,11 +295,11 @@ class ActionPages:
     async def public_submit(self, request: Request) -> Response:
         return await self._submit(request, self._public_submit)
 
-    def _public_submit(self, request: Request, form: dict[str, str]) -> Response:
+    def _public_submit(self, request: Request, form: Form) -> Response:
         petition = self._petition(request.path_params["slug"])
         if petition is None:
-            return self._not_found()
-        lang = form.get("lang", "") if form.get("lang") in LANGUAGES else language_of(request)
+            return self.pages.not_found()
+        lang = form.get("lang", "") if form.get("lang") in LANGUAGES else request_language(request)
         signer = self._screened(request, form, petition, lang, public=True)
         if isinstance(signer, Response):
             return signer
@@ -363,18 +334,19 @@ class ActionPages:
     # -- checks shared by both forms --------------------------------------
 
     async def _submit(
-        self, request: Request, handle: Callable[[Request, dict[str, str]], Response]
+        self, request: Request, handle: Callable[[Request, Form], Response]
     ) -> Response:
         """Read the posted form on the event loop, then handle it in the thread pool."""
-        form = await _read_form(request)
-        if isinstance(form, Response):
-            return form
+        try:
+            form = await read_form(request)
+        except BodyError as exc:
+            return PlainTextResponse(exc.message, status_code=exc.status)
         return await run_in_threadpool(handle, request, form)
 
     def _screened(
         self,
         request: Request,
-        form: dict[str, str],
+        form: Form,
         petition: Petition,
         lang: str,
         *,
@@ -406,12 +378,10 @@ class ActionPages:
             request, petition, lang, public=public, values=values, problems=problems, status=400
         )
 
-    def _refused(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
-        client = request.client.host if request.client is not None else "unknown"
-        if not self.limiter.hit(self.rate, "sign", client):
+    def _refused(self, request: Request, form: Form, lang: str) -> Response | None:
+        wait = self.rate_limit.wait(request)
+        if wait:
             response = self._message_page(429, lang, "rate_limited")
-            stats = self.limiter.get_window_stats(self.rate, "sign", client)
-            wait = max(1, math.ceil(stats.reset_time - time.time()))
             response.headers["Retry-After"] = str(wait)
             return response
         if not self.csrf.valid(request, form.get(CSRF_FIELD, "")):
@@ -419,30 +389,4 @@ class ActionPages:
         return None
 
     def _ip(self, request: Request) -> str:
-        if self.tracking.store_ip != "truncated" or request.client is None:
-            return ""
-        from mailer.web.app import truncate_ip  # the same cut as for clicks
-
-        return truncate_ip(request.client.host)
-
-
-def _page_language(language: str) -> str:
-    return language if language in LANGUAGES else "en"
-
-
-async def _read_form(request: Request) -> dict[str, str] | Response:
-    """The urlencoded form of a POST (first value of each field), bounded in size."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return PlainTextResponse("request body too large", status_code=413)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return PlainTextResponse("the form is not UTF-8", status_code=400)
-    try:
-        parsed = parse_qs(text, keep_blank_values=True, max_num_fields=50, errors="strict")
-    except (ValueError, UnicodeDecodeError):
-        return PlainTextResponse("the form could not be read", status_code=400)
-    return {key: values[0] for key, values in parsed.items()}
+        return kept_ip(request, self.tracking.store_ip)

@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mailer.compose.tokens import TokenSigner
@@ -50,15 +48,20 @@ from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
 from mailer.web.actions import ActionPages
 from mailer.web.admin import admin_routes
+from mailer.web.common import (
+    PUBLIC_HEADERS,
+    REDIRECT_RAW_HEADERS,
+    BodyError,
+    PublicPages,
+    kept_ip,
+    page_language,
+    read_body,
+)
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
-_NO_CACHE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-_REDIRECT_HEADERS = [
-    (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"content-length", b"0"),
-]
+MAX_UNSUBSCRIBE_BYTES = 4096  # the unsubscribe form and the RFC 8058 body are a few bytes
+_REDIRECT_HEADERS = [*REDIRECT_RAW_HEADERS, (b"content-length", b"0")]
 
 
 @lru_cache(maxsize=4096)
@@ -78,26 +81,7 @@ class _ClickRedirect(Response):
         self.raw_headers = [(b"location", _location(url)), *_REDIRECT_HEADERS]
 
 
-PAGE_LANGUAGES = ("en", "es")
-MAX_FORM_BYTES = 4096  # the unsubscribe form and the RFC 8058 body are a few bytes
-
-
-def page_language(language: str) -> str:
-    """The supporter's language when the pages speak it, else English."""
-    return language if language in PAGE_LANGUAGES else "en"
-
-
 PIXEL = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1x1 GIF
-
-
-def truncate_ip(address: str) -> str:
-    """An IPv4 address cut to its /24, an IPv6 address to its /48 (never the host)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return ""
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
 def app_for(db: Database, settings: Settings) -> Starlette:
@@ -126,34 +110,19 @@ def create_app(
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
     writer = GroupWriter(db)
+    pages = PublicPages(organization_name)
     actions = ActionPages(
-        db,
-        secret_key,
-        organization_name=organization_name,
-        tracking=tracking,
-        petitions=petitions,
-        clock=clock,
+        db, secret_key, pages, tracking=tracking, petitions=petitions, clock=clock
     )
     clicks = ClickBatcher(db, tracking.scanner_window, action_path=actions.action_path)
-    pages = Environment(
-        loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
-    )
-
-    def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
-        html = pages.get_template(name).render(organization_name=organization_name, **context)
-        return HTMLResponse(html, status_code=status, headers=_NO_CACHE)
-
-    def not_found() -> HTMLResponse:
-        return page("not_found.html", status=404)
+    page, not_found = pages.render, pages.not_found
 
     async def click(request: Request) -> Response:
         try:
             token = signer.read_click(request.path_params["token"])
         except TokenError:
             return not_found()
-        ip = ""
-        if tracking.store_ip == "truncated" and request.client is not None:
-            ip = truncate_ip(request.client.host)
+        ip = kept_ip(request, tracking.store_ip)
         target = await clicks.record(token.delivery_id, token.link_id, clock(), ip)
         if target is None:
             return not_found()
@@ -169,7 +138,7 @@ def create_app(
         if delivery is None:
             return not_found()
         writer.submit(Open(blast_id=delivery.blast_id, delivery_id=delivery_id, opened_at=clock()))
-        return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
+        return Response(PIXEL, media_type="image/gif", headers=PUBLIC_HEADERS)
 
     def _delivery_for(raw: str) -> tuple[Delivery, Supporter] | None:
         try:
@@ -199,12 +168,12 @@ def create_app(
 
     async def unsubscribe_post(request: Request) -> Response:
         # Any POST here unsubscribes (RFC 8058 one-click sends "List-Unsubscribe=One-Click",
-        # urlencoded or multipart); the body only tells our own page's button apart.
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return PlainTextResponse("request body too large", status_code=413)
+        # urlencoded or multipart), so the body is not parsed as a form: whatever its
+        # encoding, it only tells our own page's button ("confirm") apart.
+        try:
+            body = await read_body(request, MAX_UNSUBSCRIBE_BYTES)
+        except BodyError as exc:
+            return PlainTextResponse(exc.message, status_code=exc.status)
         via = "page" if b"confirm" in body else "one-click"
         raw = request.path_params["token"]
         return await run_in_threadpool(_unsubscribe, raw, via)
