@@ -424,7 +424,7 @@ def test_blast_page_and_send_log(db: Database, settings: Settings, sent_blast: i
 
 
 def test_send_log_pages_by_key(db: Database, settings: Settings, sent_blast: int) -> None:
-    from mailer.web.admin import log_pages as pages
+    from mailer.web.admin import logs as pages
 
     seen: list[str] = []
     with serve(db, settings) as url, httpx.Client(base_url=url) as client:

@@ -1,6 +1,9 @@
 """The web admin (``/admin``) and its JSON API (``/api``), served by the same app.
 
-See docs/admin.md for roles, pages, the API and the security choices.
+One :class:`~mailer.web.admin.site.Site` (settings, database, clock, guard,
+rendering) is shared by the page modules; each module's ``routes(site)``
+lists its URLs with the role each needs, and :func:`admin_routes` mounts them
+in order. See docs/admin.md for roles, pages, the API and the security choices.
 """
 
 from __future__ import annotations
@@ -8,23 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.routing import BaseRoute
 
 from mailer.config import Settings
 from mailer.store import Database
 from mailer.store.models import utcnow
+from mailer.web.admin import api, blasts, home, logs, people, users
+from mailer.web.admin.site import Site
+
+# Route order matters where paths overlap: /admin/blasts/new before /admin/blasts/{ref}.
+MODULES = (home, blasts, logs, people, users, api)
 
 
 def admin_routes(
     db: Database, settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> list[BaseRoute]:
     """The routes of the admin pages and the JSON API."""
-    from mailer.web.admin.api import AdminApi
-    from mailer.web.admin.pages import AdminPages
-
-    pages = Environment(
-        loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
-    )
-    admin = AdminPages(db, settings, pages, clock)
-    return [*admin.routes(), *AdminApi(db, settings, admin.guard, clock).routes()]
+    site = Site(db, settings, clock)
+    return [route for module in MODULES for route in module.routes(site)]

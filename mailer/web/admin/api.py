@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from markupsafe import escape
@@ -24,14 +23,15 @@ from starlette.routing import BaseRoute, Route
 from mailer import __version__
 from mailer.accounts import Permission
 from mailer.blasts import find_blast
-from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
-from mailer.store import Blast, Database, DeliveryState
-from mailer.supporters.history import find_supporters, supporter_history
+from mailer.store import Blast, DeliveryState
+from mailer.supporters import history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
-from mailer.web.admin.guard import Call, Guard
+from mailer.web.admin.guard import Call
+from mailer.web.admin.site import Site
+from mailer.web.common import API_DOCS_HEADERS
 
 MAX_LIMIT = 1000
 
@@ -42,7 +42,7 @@ class Endpoint:
     path: str
     permission: Permission
     summary: str
-    handler: str  # AdminApi method name
+    handler: str  # the name of its function here (and the operationId)
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     body: dict[str, Any] | None = None  # JSON schema of the request body
 
@@ -224,180 +224,190 @@ def _error(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 
-class AdminApi:
-    def __init__(
-        self, db: Database, settings: Settings, guard: Guard, clock: Callable[[], datetime]
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.guard = guard
-        self.clock = clock
+def list_blasts(site: Site, call: Call) -> Response:
+    with site.db.session() as session:
+        ids = [b for b in session.exec(select(Blast.id).order_by(col(Blast.id))) if b]
+    return JSONResponse({"blasts": [blast_report(site.db, i) for i in ids]})
 
-    def list_blasts(self, call: Call) -> Response:
-        with self.db.session() as session:
-            ids = [b for b in session.exec(select(Blast.id).order_by(col(Blast.id))) if b]
-        return JSONResponse({"blasts": [blast_report(self.db, i) for i in ids]})
 
-    def create_blast(self, call: Call) -> Response:
-        blast = actions.create(self.db, self.settings, call.caller.name, call.json)
-        return JSONResponse(blast_report(self.db, blast.id or 0), status_code=201)
+def create_blast(site: Site, call: Call) -> Response:
+    blast = actions.create(site.db, site.settings, call.caller.name, call.json)
+    return JSONResponse(blast_report(site.db, blast.id or 0), status_code=201)
 
-    def get_blast(self, call: Call) -> Response:
-        report = blast_report(self.db, call.param("ref"))
-        blast_id = report["id"]
-        return JSONResponse(
-            {
-                **report,
-                "links": link_report(self.db, blast_id),
-                "timeline": timeline(self.db, blast_id),
-                "failures": failure_breakdown(self.db, blast_id),
-            }
+
+def get_blast(site: Site, call: Call) -> Response:
+    report = blast_report(site.db, call.param("ref"))
+    blast_id = report["id"]
+    return JSONResponse(
+        {
+            **report,
+            "links": link_report(site.db, blast_id),
+            "timeline": timeline(site.db, blast_id),
+            "failures": failure_breakdown(site.db, blast_id),
+        }
+    )
+
+
+def send_log(site: Site, call: Call) -> Response:
+    with site.db.session() as session:
+        blast = find_blast(session, call.param("ref"))
+    assert blast.id is not None
+    state = call.query("state")
+    if state and state not in {str(s) for s in DeliveryState}:
+        raise NotFound(f"no delivery state {state!r}")
+    code = call.query("reply_code")
+    numbers = {name: call.query(name) for name in ("after", "limit")}
+    for name, value in {"reply_code": code, **numbers}.items():
+        if value and not value.isdigit():
+            raise MailerError(f"{name} must be a whole number, got {value!r}")
+    limit = min(int(numbers["limit"] or 100), MAX_LIMIT) or 1
+    rows = []
+    for row in delivery_log(
+        site.db,
+        blast.id,
+        state=DeliveryState(state) if state else None,
+        domain=call.query("domain"),
+        reply_code=int(code) if code else None,
+        address=call.query("q"),
+        after=int(numbers["after"] or 0),
+        chunk=limit + 1,
+    ):
+        rows.append(row)
+        if len(rows) > limit:
+            break
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return JSONResponse({"deliveries": rows, "next_after": rows[-1]["delivery"] if more else None})
+
+
+def schedule(site: Site, call: Call) -> Response:
+    body = call.json
+    notice = actions.schedule(
+        site.db,
+        site.settings,
+        call.caller.name,
+        call.param("ref"),
+        date=str(body.get("date", "")),
+        time=str(body.get("time", "")),
+        zone=str(body.get("zone", "")),
+        force=bool(body.get("force", False)),
+        now=site.clock(),
+    )
+    return JSONResponse({"result": notice, **blast_report(site.db, call.param("ref"))})
+
+
+def test_send(site: Site, call: Call) -> Response:
+    to = call.json.get("to", [])
+    if isinstance(to, list):
+        to = ",".join(str(a) for a in to)
+    notice = actions.test_send(site.db, site.settings, call.caller.name, call.param("ref"), str(to))
+    return JSONResponse({"result": notice})
+
+
+def blast_action(site: Site, call: Call, action: str) -> Response:
+    notice = actions.blast_action(
+        site.db, call.caller.name, call.param("ref"), action, now=site.clock()
+    )
+    return JSONResponse({"result": notice, **blast_report(site.db, call.param("ref"))})
+
+
+def find_supporters(site: Site, call: Call) -> Response:
+    q = call.query("q")
+    if not q:
+        raise MailerError("give q, the start of an address")
+    found = history.find_supporters(site.db, q)
+    return JSONResponse({"supporters": [s.model_dump(mode="json") for s in found]})
+
+
+def get_supporter(site: Site, call: Call) -> Response:
+    raw = call.param("id")
+    return JSONResponse(history.supporter_history(site.db, int(raw) if raw.isdigit() else 0))
+
+
+def unsubscribe(site: Site, call: Call) -> Response:
+    raw = call.param("id")
+    notice = actions.unsubscribe(
+        site.db,
+        call.caller.name,
+        int(raw) if raw.isdigit() else 0,
+        reason=str(call.json.get("reason", "")),
+        now=site.clock(),
+    )
+    return JSONResponse({"result": notice})
+
+
+def suppress(site: Site, call: Call) -> Response:
+    with site.db.session() as session:
+        added = suppress_address(
+            session,
+            str(call.json.get("email", "")),
+            reason=str(call.json.get("reason", ""))[:200],
+            actor=call.caller.name,
+            now=site.clock(),
+        )
+    return JSONResponse({"added": added}, status_code=201 if added else 200)
+
+
+HANDLERS: dict[str, Callable[[Site, Call], Response]] = {
+    handler.__name__: handler
+    for handler in (
+        list_blasts,
+        create_blast,
+        get_blast,
+        send_log,
+        schedule,
+        test_send,
+        find_supporters,
+        get_supporter,
+        unsubscribe,
+        suppress,
+    )
+}
+
+
+def _endpoint(site: Site, name: str) -> Callable[[Call], Response]:
+    """The handler ``name`` of :data:`ENDPOINTS`, its errors answered as JSON."""
+
+    def run(call: Call) -> Response:
+        try:
+            if name in actions.BLAST_ACTIONS:
+                return blast_action(site, call, name)
+            return HANDLERS[name](site, call)
+        except (MailerError, ConfigError) as exc:
+            return _error(exc)
+
+    return run
+
+
+def routes(site: Site) -> list[BaseRoute]:
+    schema = openapi_schema()
+
+    def openapi(request: Request) -> Response:
+        return JSONResponse(schema)
+
+    def docs(request: Request) -> Response:
+        items = "".join(
+            f"<li><code>{escape(ep.method)} {escape(ep.path)}</code> — {escape(ep.summary)} "
+            f"<small>({escape(ep.permission)})</small></li>"
+            for ep in ENDPOINTS
+        )
+        return HTMLResponse(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<title>mailer admin API</title><link rel="stylesheet" '
+            'href="/admin/static/admin.css"></head><body><main><h1>mailer admin API</h1>'
+            "<p>Send <code>Authorization: Bearer TOKEN</code> "
+            "(<code>mailer user token NAME</code> prints one). The schema: "
+            '<a href="/api/openapi.json">/api/openapi.json</a>.</p>'
+            f"<ul>{items}</ul></main></body></html>",
+            headers=API_DOCS_HEADERS,
         )
 
-    def send_log(self, call: Call) -> Response:
-        with self.db.session() as session:
-            blast = find_blast(session, call.param("ref"))
-        assert blast.id is not None
-        state = call.query("state")
-        if state and state not in {str(s) for s in DeliveryState}:
-            raise NotFound(f"no delivery state {state!r}")
-        code = call.query("reply_code")
-        numbers = {name: call.query(name) for name in ("after", "limit")}
-        for name, value in {"reply_code": code, **numbers}.items():
-            if value and not value.isdigit():
-                raise MailerError(f"{name} must be a whole number, got {value!r}")
-        limit = min(int(numbers["limit"] or 100), MAX_LIMIT) or 1
-        rows = []
-        for row in delivery_log(
-            self.db,
-            blast.id,
-            state=DeliveryState(state) if state else None,
-            domain=call.query("domain"),
-            reply_code=int(code) if code else None,
-            address=call.query("q"),
-            after=int(numbers["after"] or 0),
-            chunk=limit + 1,
-        ):
-            rows.append(row)
-            if len(rows) > limit:
-                break
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return JSONResponse(
-            {"deliveries": rows, "next_after": rows[-1]["delivery"] if more else None}
-        )
-
-    def schedule(self, call: Call) -> Response:
-        body = call.json
-        notice = actions.schedule(
-            self.db,
-            self.settings,
-            call.caller.name,
-            call.param("ref"),
-            date=str(body.get("date", "")),
-            time=str(body.get("time", "")),
-            zone=str(body.get("zone", "")),
-            force=bool(body.get("force", False)),
-            now=self.clock(),
-        )
-        return JSONResponse({"result": notice, **blast_report(self.db, call.param("ref"))})
-
-    def test_send(self, call: Call) -> Response:
-        to = call.json.get("to", [])
-        if isinstance(to, list):
-            to = ",".join(str(a) for a in to)
-        notice = actions.test_send(
-            self.db, self.settings, call.caller.name, call.param("ref"), str(to)
-        )
-        return JSONResponse({"result": notice})
-
-    def _action(self, action: str) -> Callable[[Call], Response]:
-        def run(call: Call) -> Response:
-            notice = actions.blast_action(
-                self.db, call.caller.name, call.param("ref"), action, now=self.clock()
-            )
-            return JSONResponse({"result": notice, **blast_report(self.db, call.param("ref"))})
-
-        return run
-
-    def find_supporters(self, call: Call) -> Response:
-        q = call.query("q")
-        if not q:
-            raise MailerError("give q, the start of an address")
-        found = find_supporters(self.db, q)
-        return JSONResponse({"supporters": [s.model_dump(mode="json") for s in found]})
-
-    def get_supporter(self, call: Call) -> Response:
-        raw = call.param("id")
-        return JSONResponse(supporter_history(self.db, int(raw) if raw.isdigit() else 0))
-
-    def unsubscribe(self, call: Call) -> Response:
-        raw = call.param("id")
-        notice = actions.unsubscribe(
-            self.db,
-            call.caller.name,
-            int(raw) if raw.isdigit() else 0,
-            reason=str(call.json.get("reason", "")),
-            now=self.clock(),
-        )
-        return JSONResponse({"result": notice})
-
-    def suppress(self, call: Call) -> Response:
-        with self.db.session() as session:
-            added = suppress_address(
-                session,
-                str(call.json.get("email", "")),
-                reason=str(call.json.get("reason", ""))[:200],
-                actor=call.caller.name,
-                now=self.clock(),
-            )
-        return JSONResponse({"added": added}, status_code=201 if added else 200)
-
-    def _wrap(self, handler: Callable[[Call], Response]) -> Callable[[Call], Response]:
-        def run(call: Call) -> Response:
-            try:
-                return handler(call)
-            except (MailerError, ConfigError) as exc:
-                return _error(exc)
-
-        return run
-
-    def routes(self) -> list[BaseRoute]:
-        schema = openapi_schema()
-
-        def openapi(request: Request) -> Response:
-            return JSONResponse(schema)
-
-        def docs(request: Request) -> Response:
-            items = "".join(
-                f"<li><code>{escape(ep.method)} {escape(ep.path)}</code> — {escape(ep.summary)} "
-                f"<small>({escape(ep.permission)})</small></li>"
-                for ep in ENDPOINTS
-            )
-            return HTMLResponse(
-                '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-                '<meta name="viewport" content="width=device-width, initial-scale=1">'
-                '<title>mailer admin API</title><link rel="stylesheet" '
-                'href="/admin/static/admin.css"></head><body><main><h1>mailer admin API</h1>'
-                "<p>Send <code>Authorization: Bearer TOKEN</code> "
-                "(<code>mailer user token NAME</code> prints one). The schema: "
-                '<a href="/api/openapi.json">/api/openapi.json</a>.</p>'
-                f"<ul>{items}</ul></main></body></html>",
-                headers={"Content-Security-Policy": "default-src 'none'; style-src 'self'"},
-            )
-
-        routes: list[BaseRoute] = [
-            Route("/api/openapi.json", openapi, methods=["GET"]),
-            Route("/api/docs", docs, methods=["GET"]),
-        ]
-        for ep in ENDPOINTS:
-            if ep.handler in actions.BLAST_ACTIONS:
-                handler = self._action(ep.handler)
-            else:
-                handler = getattr(self, ep.handler)
-            routes.append(
-                Route(
-                    ep.path, self.guard.api(ep.permission, self._wrap(handler)), methods=[ep.method]
-                )
-            )
-        return routes
+    routes: list[BaseRoute] = [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/docs", docs, methods=["GET"]),
+    ]
+    for ep in ENDPOINTS:
+        endpoint = site.guard.api(ep.permission, _endpoint(site, ep.handler))
+        routes.append(Route(ep.path, endpoint, methods=[ep.method]))
+    return routes

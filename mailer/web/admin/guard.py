@@ -12,29 +12,30 @@ Every admin and API handler is wrapped by :meth:`Guard.page` or :meth:`Guard.api
   answers 401.
 
 Handlers run in Starlette's thread pool, so database work never blocks the
-event loop. Form bodies are read whole but capped at :data:`MAX_FORM_BYTES`.
+event loop. Bodies are read by :mod:`mailer.web.common` (capped; one rule for
+repeated fields and for bytes that are not UTF-8).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from mailer.accounts import Caller, Permission, session_caller, token_caller
 from mailer.store import Database
+from mailer.web.common import BodyError, Form, read_body, read_form
 
 SESSION_COOKIE = "mailer_session"
 LOGIN_CSRF_COOKIE = "mailer_login_csrf"
-MAX_FORM_BYTES = 64 * 1024
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -44,8 +45,7 @@ class Call:
 
     request: Request
     caller: Caller
-    form: dict[str, str] = field(default_factory=dict)
-    multi: dict[str, list[str]] = field(default_factory=dict)  # repeated form fields
+    form: Form = field(default_factory=lambda: Form({}))
     json: Any = None
 
     def param(self, name: str) -> str:
@@ -56,29 +56,6 @@ class Call:
 
 
 Handler = Callable[[Call], Response]
-
-
-class TooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise TooLarge
-    return body
-
-
-def parse_form(body: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """An urlencoded form body: last value of each field, and every value of each."""
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-        single[key] = value
-        multi.setdefault(key, []).append(value)
-    return single, multi
 
 
 def same_token(given: str, expected: str) -> bool:
@@ -96,9 +73,12 @@ class Guard:
     forbidden_page: FORBIDDEN_PAGE
 
     def page(
-        self, permission: Permission, handler: Handler
+        self, permission: Permission, handler: Handler, *, repeatable: Collection[str] = ()
     ) -> Callable[[Request], Awaitable[Response]]:
-        """An admin page: session cookie, CSRF on writes, role check."""
+        """An admin page: session cookie, CSRF on writes, role check.
+
+        ``repeatable`` names the form fields that may be sent more than once.
+        """
 
         async def endpoint(request: Request) -> Response:
             token = request.cookies.get(SESSION_COOKIE, "")
@@ -111,9 +91,9 @@ class Guard:
             call = Call(request, caller)
             if request.method in WRITE_METHODS:
                 try:
-                    call.form, call.multi = parse_form(await read_body(request))
-                except TooLarge:
-                    return Response("form too large", status_code=413)
+                    call.form = await read_form(request, repeatable=repeatable)
+                except BodyError as exc:
+                    return PlainTextResponse(exc.message, status_code=exc.status)
                 if not same_token(call.form.get("csrf", ""), caller.csrf_token):
                     return self.forbidden_page(
                         request,
@@ -158,8 +138,8 @@ class Guard:
                     return JSONResponse({"error": "missing or wrong X-CSRF-Token"}, status_code=403)
                 try:
                     body = await read_body(request)
-                except TooLarge:
-                    return JSONResponse({"error": "request body too large"}, status_code=413)
+                except BodyError as exc:
+                    return JSONResponse({"error": exc.message}, status_code=exc.status)
                 if body.strip():
                     try:
                         call.json = json.loads(body)

@@ -1,4 +1,4 @@
-"""Signing in and out, and the dashboard."""
+"""Signing in and out, the dashboard, and the admin's stylesheet."""
 
 from __future__ import annotations
 
@@ -10,132 +10,151 @@ from typing import Any
 from sqlmodel import col, desc, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from mailer import accounts
-from mailer.accounts import sign_in, start_session
+from mailer.accounts import Permission, sign_in, start_session
 from mailer.report import blast_report
 from mailer.schedule.times import show
 from mailer.store import Blast, BlastStatus
-from mailer.web.admin.guard import (
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    Call,
-    TooLarge,
-    parse_form,
-    read_body,
-    same_token,
-)
-from mailer.web.admin.site import Site
+from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Call, same_token
+from mailer.web.admin.site import STATIC, Site
+from mailer.web.common import BodyError, read_form
 
 LIVE_REFRESH = 5  # seconds between reloads of the dashboard while something sends
 RECENT = 20
 
 
-class HomePages(Site):
-    def login_form(self, request: Request, *, error: str = "", status: int = 200) -> Response:
-        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-        response = self.render(
-            "login.html",
-            None,
-            status=status,
-            login_csrf=token,
-            next=_safe_next(request.query_params.get("next", "/admin/")),
-            name="",
-            error=error,
-        )
-        self._cookie(response, LOGIN_CSRF_COOKIE, token, 3600)
-        return response
+def routes(site: Site) -> list[BaseRoute]:
+    def css(request: Request) -> Response:
+        return FileResponse(STATIC / "admin.css", media_type="text/css")
 
-    async def login(self, request: Request) -> Response:
-        try:
-            form, _ = parse_form(await read_body(request))
-        except TooLarge:
-            return Response("form too large", status_code=413)
-        if not same_token(form.get("csrf", ""), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
-            return self.login_form(
-                request,
-                error="The sign-in form expired or came from elsewhere; try again.",
-                status=403,
+    def home(request: Request) -> Response:
+        return RedirectResponse("/admin/", status_code=307)
+
+    def login_page(request: Request) -> Response:
+        return login_form(site, request)
+
+    async def login_post(request: Request) -> Response:
+        return await login(site, request)
+
+    return [
+        Route("/admin", home, methods=["GET"]),
+        Route("/admin/static/admin.css", css, methods=["GET"]),
+        Route("/admin/login", login_page, methods=["GET"]),
+        Route("/admin/login", login_post, methods=["POST"]),
+        site.page("POST", "/admin/logout", Permission.READ, logout),
+        site.page("GET", "/admin/", Permission.READ, dashboard),
+    ]
+
+
+def login_form(site: Site, request: Request, *, error: str = "", status: int = 200) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = site.render(
+        "login.html",
+        None,
+        status=status,
+        login_csrf=token,
+        next=_safe_next(request.query_params.get("next", "/admin/")),
+        name="",
+        error=error,
+    )
+    site.set_cookie(response, LOGIN_CSRF_COOKIE, token, 3600)
+    return response
+
+
+async def login(site: Site, request: Request) -> Response:
+    try:
+        form = await read_form(request)
+    except BodyError as exc:
+        return PlainTextResponse(exc.message, status_code=exc.status)
+    if not same_token(form.get("csrf", ""), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+        return login_form(
+            site,
+            request,
+            error="The sign-in form expired or came from elsewhere; try again.",
+            status=403,
+        )
+    result = await run_in_threadpool(
+        sign_in, site.db, form.get("name", ""), form.get("password", ""), now=site.clock()
+    )
+    if result.user is None:
+        if result.locked_until is not None:
+            wait = max(int((result.locked_until - site.clock()).total_seconds()), 1)
+            error = f"Too many failed sign-ins for this name; try again in {wait} seconds."
+            return login_form(site, request, error=error, status=429)
+        return login_form(site, request, error="Wrong name or password.", status=401)
+    token, _ = await run_in_threadpool(start_session, site.db, result.user, now=site.clock())
+    response = RedirectResponse(_safe_next(form.get("next", "/admin/")), status_code=303)
+    site.set_cookie(response, SESSION_COOKIE, token, int(accounts.SESSION_LIFETIME.total_seconds()))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+def logout(site: Site, call: Call) -> Response:
+    accounts.end_session(
+        site.db,
+        call.request.cookies.get(SESSION_COOKIE, ""),
+        actor=call.caller.name,
+        now=site.clock(),
+    )
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=site.secure)
+    return response
+
+
+# -- dashboard ----------------------------------------------------------------------
+
+
+def dashboard(site: Site, call: Call) -> Response:
+    with site.db.session() as session:
+        live = session.exec(
+            select(Blast)
+            .where(col(Blast.status).in_((BlastStatus.SENDING, BlastStatus.PAUSED)))
+            .order_by(col(Blast.id))
+        ).all()
+        scheduled = session.exec(
+            select(Blast)
+            .where(Blast.status == BlastStatus.SCHEDULED)
+            .order_by(col(Blast.scheduled_at))
+        ).all()
+        recent = session.exec(
+            select(Blast)
+            .where(
+                col(Blast.status).not_in(
+                    (BlastStatus.SENDING, BlastStatus.PAUSED, BlastStatus.SCHEDULED)
+                )
             )
-        result = await run_in_threadpool(
-            sign_in, self.db, form.get("name", ""), form.get("password", ""), now=self.clock()
-        )
-        if result.user is None:
-            if result.locked_until is not None:
-                wait = max(int((result.locked_until - self.clock()).total_seconds()), 1)
-                error = f"Too many failed sign-ins for this name; try again in {wait} seconds."
-                return self.login_form(request, error=error, status=429)
-            return self.login_form(request, error="Wrong name or password.", status=401)
-        token, _ = await run_in_threadpool(start_session, self.db, result.user, now=self.clock())
-        response = RedirectResponse(_safe_next(form.get("next", "/admin/")), status_code=303)
-        self._cookie(
-            response, SESSION_COOKIE, token, int(accounts.SESSION_LIFETIME.total_seconds())
-        )
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
-        return response
+            .order_by(desc(col(Blast.id)))
+            .limit(RECENT)
+        ).all()
 
-    def logout(self, call: Call) -> Response:
-        accounts.end_session(
-            self.db,
-            call.request.cookies.get(SESSION_COOKIE, ""),
-            actor=call.caller.name,
-            now=self.clock(),
-        )
-        response = RedirectResponse("/admin/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=self.secure)
-        return response
+    def rows(blasts: Any, when: Callable[[Blast], datetime | None]) -> list[dict[str, Any]]:
+        out = []
+        for blast in blasts:
+            report = blast_report(site.db, blast.id)
+            pending = sum(report.get(s, 0) for s in ("queued", "sending", "deferred"))
+            moment = when(blast)
+            out.append(
+                {
+                    "report": report,
+                    "done": report["recipients"] - pending,
+                    "when": show(moment, site.zone) if moment else "after the original",
+                }
+            )
+        return out
 
-    # -- dashboard ----------------------------------------------------------------------
-
-    def dashboard(self, call: Call) -> Response:
-        with self.db.session() as session:
-            live = session.exec(
-                select(Blast)
-                .where(col(Blast.status).in_((BlastStatus.SENDING, BlastStatus.PAUSED)))
-                .order_by(col(Blast.id))
-            ).all()
-            scheduled = session.exec(
-                select(Blast)
-                .where(Blast.status == BlastStatus.SCHEDULED)
-                .order_by(col(Blast.scheduled_at))
-            ).all()
-            recent = session.exec(
-                select(Blast)
-                .where(
-                    col(Blast.status).not_in(
-                        (BlastStatus.SENDING, BlastStatus.PAUSED, BlastStatus.SCHEDULED)
-                    )
-                )
-                .order_by(desc(col(Blast.id)))
-                .limit(RECENT)
-            ).all()
-
-        def rows(blasts: Any, when: Callable[[Blast], datetime | None]) -> list[dict[str, Any]]:
-            out = []
-            for blast in blasts:
-                report = blast_report(self.db, blast.id)
-                pending = sum(report.get(s, 0) for s in ("queued", "sending", "deferred"))
-                moment = when(blast)
-                out.append(
-                    {
-                        "report": report,
-                        "done": report["recipients"] - pending,
-                        "when": show(moment, self.zone) if moment else "after the original",
-                    }
-                )
-            return out
-
-        return self.render(
-            "dashboard.html",
-            call.caller,
-            request=call.request,
-            live=rows(live, lambda b: b.started_at or b.scheduled_at),
-            scheduled=rows(scheduled, lambda b: b.scheduled_at),
-            recent=rows(recent, lambda b: b.finished_at or b.created_at),
-            zone=self.zone,
-            refresh=LIVE_REFRESH if live else 0,
-        )
+    return site.render(
+        "dashboard.html",
+        call.caller,
+        request=call.request,
+        live=rows(live, lambda b: b.started_at or b.scheduled_at),
+        scheduled=rows(scheduled, lambda b: b.scheduled_at),
+        recent=rows(recent, lambda b: b.finished_at or b.created_at),
+        zone=site.zone,
+        refresh=LIVE_REFRESH if live else 0,
+    )
 
 
 def _safe_next(target: str) -> str:

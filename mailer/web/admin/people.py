@@ -1,18 +1,15 @@
-"""Supporters, the suppression list and the admin's users."""
+"""Supporters (find, look at, unsubscribe) and the suppression list."""
 
 from __future__ import annotations
 
 from sqlmodel import col, select
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute
 
-from mailer import accounts
+from mailer.accounts import Permission
 from mailer.errors import MailerError, NotFound
 from mailer.report import like_escape
-from mailer.store import (
-    Supporter,
-    Suppression,
-)
-from mailer.store.models import UserRole
+from mailer.store import Supporter, Suppression
 from mailer.supporters.history import find_supporters, supporter_history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
@@ -22,127 +19,98 @@ from mailer.web.admin.site import Site
 SUPPRESSIONS_SHOWN = 200
 
 
-class PeoplePages(Site):
-    # -- supporters ---------------------------------------------------------------------
+def routes(site: Site) -> list[BaseRoute]:
+    read, manage = Permission.READ, Permission.MANAGE
+    return [
+        site.page("GET", "/admin/supporters", read, supporters),
+        site.page("GET", "/admin/supporters/{id}", read, supporter),
+        site.page("POST", "/admin/supporters/{id}/unsubscribe", manage, unsubscribe),
+        site.page("GET", "/admin/suppressions", manage, suppressions),
+        site.page("POST", "/admin/suppressions", manage, suppress),
+    ]
 
-    def supporters(self, call: Call) -> Response:
-        q = call.query("q").lower()
-        found: list[Supporter] = []
-        if q:
-            with self.db.session() as session:
-                exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
-            if exact is not None and "notice" not in call.request.query_params:
-                return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
-            found = find_supporters(self.db, q)
-        return self.render("supporters.html", call.caller, request=call.request, q=q, found=found)
 
-    def supporter(self, call: Call) -> Response:
-        raw = call.param("id")
-        try:
-            history = supporter_history(self.db, int(raw) if raw.isdigit() else 0)
-        except NotFound:
-            return self.render(
-                "message.html",
-                call.caller,
-                status=404,
-                heading="No such supporter",
-                text=f"no supporter {raw!r}",
-            )
-        return self.render("supporter.html", call.caller, request=call.request, **history)
+# -- supporters ---------------------------------------------------------------------
 
-    def unsubscribe(self, call: Call) -> Response:
-        raw = call.param("id")
-        try:
-            notice = actions.unsubscribe(
-                self.db,
-                call.caller.name,
-                int(raw) if raw.isdigit() else 0,
-                reason=call.form.get("reason", ""),
-                now=self.clock(),
-            )
-        except MailerError as exc:
-            return self.render(
-                "message.html", call.caller, status=404, heading="Not done", text=str(exc)
-            )
-        return self.back(f"/admin/supporters/{raw}", notice)
 
-    # -- suppressions -------------------------------------------------------------------
+def supporters(site: Site, call: Call) -> Response:
+    q = call.query("q").lower()
+    found: list[Supporter] = []
+    if q:
+        with site.db.session() as session:
+            exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
+        if exact is not None and "notice" not in call.request.query_params:
+            return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
+        found = find_supporters(site.db, q)
+    return site.render("supporters.html", call.caller, request=call.request, q=q, found=found)
 
-    def suppressions(self, call: Call, *, error: str = "", status: int = 200) -> Response:
-        q = call.query("q").lower()
-        query = select(Suppression).order_by(col(Suppression.email)).limit(SUPPRESSIONS_SHOWN)
-        if q:
-            prefix = like_escape(q)
-            query = query.where(col(Suppression.email).like(f"{prefix}%", escape="\\"))
-        with self.db.session() as session:
-            rows = list(session.exec(query))
-        return self.render(
-            "suppressions.html",
+
+def supporter(site: Site, call: Call) -> Response:
+    raw = call.param("id")
+    try:
+        history = supporter_history(site.db, int(raw) if raw.isdigit() else 0)
+    except NotFound:
+        return site.render(
+            "message.html",
             call.caller,
-            status=status,
-            request=call.request,
-            error=error,
-            q=q,
-            rows=rows,
-            limit=SUPPRESSIONS_SHOWN,
+            status=404,
+            heading="No such supporter",
+            text=f"no supporter {raw!r}",
         )
+    return site.render("supporter.html", call.caller, request=call.request, **history)
 
-    def suppress(self, call: Call) -> Response:
-        try:
-            with self.db.session() as session:
-                added = suppress_address(
-                    session,
-                    call.form.get("email", ""),
-                    reason=call.form.get("reason", "").strip()[:200],
-                    actor=call.caller.name,
-                    now=self.clock(),
-                )
-        except MailerError as exc:
-            return self.suppressions(call, error=str(exc), status=400)
-        notice = "Address suppressed." if added else "That address is suppressed already."
-        return self.back("/admin/suppressions", notice)
 
-    # -- users --------------------------------------------------------------------------
-
-    def users(self, call: Call, *, error: str = "", status: int = 200) -> Response:
-        return self.render(
-            "users.html",
-            call.caller,
-            status=status,
-            request=call.request,
-            error=error,
-            users=accounts.list_users(self.db),
-            roles=[str(r) for r in UserRole],
-            min_password=accounts.MIN_PASSWORD,
+def unsubscribe(site: Site, call: Call) -> Response:
+    raw = call.param("id")
+    try:
+        notice = actions.unsubscribe(
+            site.db,
+            call.caller.name,
+            int(raw) if raw.isdigit() else 0,
+            reason=call.form.get("reason", ""),
+            now=site.clock(),
         )
+    except MailerError as exc:
+        return site.render(
+            "message.html", call.caller, status=404, heading="Not done", text=str(exc)
+        )
+    return site.back(f"/admin/supporters/{raw}", notice)
 
-    def add_user(self, call: Call) -> Response:
-        try:
-            role = UserRole(call.form.get("role", ""))
-        except ValueError:
-            return self.users(call, error="choose a role", status=400)
-        try:
-            user = accounts.add_user(
-                self.db,
-                call.form.get("name", ""),
-                role,
-                call.form.get("password", ""),
+
+# -- suppressions -------------------------------------------------------------------
+
+
+def suppressions(site: Site, call: Call, *, error: str = "", status: int = 200) -> Response:
+    q = call.query("q").lower()
+    query = select(Suppression).order_by(col(Suppression.email)).limit(SUPPRESSIONS_SHOWN)
+    if q:
+        prefix = like_escape(q)
+        query = query.where(col(Suppression.email).like(f"{prefix}%", escape="\\"))
+    with site.db.session() as session:
+        rows = list(session.exec(query))
+    return site.render(
+        "suppressions.html",
+        call.caller,
+        status=status,
+        request=call.request,
+        error=error,
+        q=q,
+        rows=rows,
+        limit=SUPPRESSIONS_SHOWN,
+    )
+
+
+def suppress(site: Site, call: Call) -> Response:
+    try:
+        with site.db.session() as session:
+            added = suppress_address(
+                session,
+                call.form.get("email", ""),
+                reason=call.form.get("reason", "").strip()[:200],
                 actor=call.caller.name,
-                now=self.clock(),
+                now=site.clock(),
             )
-        except MailerError as exc:
-            return self.users(call, error=str(exc), status=400)
-        return self.back("/admin/users", f"User {user.name} ({user.role}) added.")
-
-    def set_disabled(self, call: Call) -> Response:
-        name = call.param("name")
-        if name == call.caller.name:
-            return self.users(call, error="you cannot disable yourself", status=400)
-        if call.param("change") not in ("disable", "enable"):
-            return self.users(call, error="no such change", status=404)
-        disabled = call.param("change") == "disable"
-        try:
-            accounts.set_disabled(self.db, name, disabled, actor=call.caller.name, now=self.clock())
-        except MailerError as exc:
-            return self.users(call, error=str(exc), status=400)
-        return self.back("/admin/users", f"User {name} {'disabled' if disabled else 'enabled'}.")
+    except MailerError as exc:
+        return suppressions(site, call, error=str(exc), status=400)
+    notice = "Address suppressed." if added else "That address is suppressed already."
+    return site.back("/admin/suppressions", notice)

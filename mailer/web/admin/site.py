@@ -1,8 +1,15 @@
-"""The admin pages' common ground: rendering with the signed-in caller, headers, cookies."""
+"""What every admin page shares: the context the page modules are given.
+
+Each page module (:mod:`~mailer.web.admin.home`, :mod:`~mailer.web.admin.blasts`,
+:mod:`~mailer.web.admin.logs`, :mod:`~mailer.web.admin.people`,
+:mod:`~mailer.web.admin.users`, :mod:`~mailer.web.admin.api`) has a
+``routes(site)`` function; its handlers are plain functions of ``(site, call)``
+that :meth:`Site.page` puts behind the :class:`~mailer.web.admin.guard.Guard`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,44 +18,59 @@ from urllib.parse import urlencode
 from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from mailer.accounts import Caller, Permission
 from mailer.config import Settings
 from mailer.schedule.times import show
 from mailer.store import Database
-from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, Guard
+from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, Call, Guard
+from mailer.web.common import ADMIN_HEADERS, page_templates
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
-# Admin pages: nothing from elsewhere, no scripts, not framed by other sites.
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": CSP,
-}
+
+PageHandler = Callable[["Site", Call], Response]
 
 
 class Site:
-    """What every admin page needs: settings, the database, rendering, redirects."""
+    """The settings, the database, the clock, the guard, and rendering with the caller."""
 
     def __init__(
         self,
         db: Database,
         settings: Settings,
-        pages: Environment,
         clock: Callable[[], datetime],
+        pages: Environment | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
-        self.pages = pages
+        self.pages = pages or page_templates()
         self.clock = clock
         self.secure = settings.web.base_url.startswith("https://")
         self.zone = settings.schedule.timezone
         self.guard = Guard(db, clock, self.forbidden)
+
+    # -- routes -------------------------------------------------------------------------
+
+    def page(
+        self,
+        method: str,
+        path: str,
+        permission: Permission,
+        handler: PageHandler,
+        *,
+        repeatable: Collection[str] = (),
+    ) -> Route:
+        """A route to ``handler(site, call)``, for callers with ``permission``.
+
+        ``repeatable`` names the form fields that may be sent more than once.
+        """
+
+        def bound(call: Call) -> Response:
+            return handler(self, call)
+
+        endpoint = self.guard.page(permission, bound, repeatable=repeatable)
+        return Route(path, endpoint, methods=[method])
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -72,19 +94,22 @@ class Site:
             show=lambda moment: show(moment, self.zone),
             **context,
         )
-        return HTMLResponse(html, status_code=status, headers=HEADERS)
+        return HTMLResponse(html, status_code=status, headers=ADMIN_HEADERS)
+
+    def message(self, caller: Caller, status: int, heading: str, text: str) -> HTMLResponse:
+        """A page with one message: not found, not done."""
+        return self.render("message.html", caller, status=status, heading=heading, text=text)
 
     def forbidden(self, request: Request, caller: Caller, text: str) -> Response:
-        return self.render(
-            "message.html", caller, status=403, heading="Not allowed", text=text, request=None
-        )
+        return self.message(caller, 403, "Not allowed", text)
 
     def back(self, path: str, notice: str) -> Response:
+        """Back (303) to ``path``, which shows ``notice``."""
         return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
 
-    # -- sign in and out ----------------------------------------------------------------
+    # -- cookies ------------------------------------------------------------------------
 
-    def _cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
         response.set_cookie(
             name,
             value,
