@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -274,3 +275,78 @@ def test_the_template_commands(tmp_path: Path) -> None:
     broken.mkdir()
     refused = mailer("template", "import", str(broken))
     assert refused.returncode == 1 and "no template.toml" in refused.stderr
+
+
+def test_markdown_is_compiled_once_per_revision_not_per_recipient(
+    db: Database, settings: Settings, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer.alerts import compiled, markdown
+
+    calls: list[str] = []
+    real = markdown.compile_markdown
+
+    def counting(source: str) -> markdown.Compiled:
+        calls.append(source)
+        return real(source)
+
+    monkeypatch.setattr(compiled, "compile_markdown", counting)
+    add_people(db, "members", [Person(f"p{i}@example.org", f"P{i}") for i in range(20)])
+    save_revision(db, "orders", {"en": EN, "es": ES}, author="a")
+    blast = create_blast(db, settings, name="b", template="orders", list_names=["members"])
+    assert blast.id is not None
+    calls.clear()
+    send_now(db, settings, blast.id)
+    assert len(smtp_server.handler.received) == 20
+    assert sorted(calls) == sorted([EN.body, ES.body])  # one composer, two languages
+
+
+def test_a_stored_folder_includes_its_own_files_not_the_disk(db: Database, tmp_path: Path) -> None:
+    root = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", root)
+    folder = root / "eo"
+    shutil.copytree(FOLDER, folder)
+    (folder / "signoff.html").write_text("<p>Stored sign-off</p>\n", "utf-8")
+    en = folder / "en.html"
+    en.write_text(
+        en.read_text("utf-8").replace(
+            "{% endblock %}", '{% include "eo/signoff.html" %}\n{% endblock %}'
+        ),
+        "utf-8",
+    )
+    settings = make_settings(templates=root)
+    import_folder(db, folder, layouts=root, author="cli")
+    (folder / "signoff.html").write_text("<p>Changed on disk</p>\n", "utf-8")
+    add_people(db, "members", [Person("ana@example.org", "Ana")])
+    blast = create_blast(db, settings, name="b", template="eo", list_names=["members"])
+    html = composer_for(db, settings, blast).render(Recipient("x@example.org"), "u").html
+    assert "Stored sign-off" in html and "Changed on disk" not in html
+
+
+def test_two_organizers_saving_at_once_one_wins_and_one_is_told(db: Database) -> None:
+    save_revision(db, "orders", {"en": EN}, author="a")
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def save(author: str) -> None:
+        barrier.wait()
+        try:
+            save_revision(
+                db,
+                "orders",
+                {"en": ES if author == "es" else EN, "es": ES},
+                author=author,
+                based_on=1,
+            )
+            outcomes[author] = "saved"
+        except InvalidState as exc:
+            outcomes[author] = str(exc)
+
+    threads = [threading.Thread(target=save, args=(who,)) for who in ("ana", "bo")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v == "saved" for v in outcomes.values()) == [False, True]
+    [refusal] = [v for v in outcomes.values() if v != "saved"]
+    assert "save" in refusal and "orders" in refusal
+    assert [r.number for r in history(db, "orders")] == [1, 2]

@@ -74,7 +74,11 @@ class StoredAlertTemplate(AlertTemplate):
         self.description = revision.description
         self.default_language = revision.default_language
         prefix = f"{revision.alert}@{revision.number}"
-        sources: dict[str, str] = {}
+        # The folder's other files, under the names a body would include them by,
+        # come from the revision too, never from a folder on disk.
+        sources: dict[str, str] = {
+            f"{revision.alert}/{path}": content for path, content in revision.files.items()
+        }
         for lang, t in revision.texts.items():
             if revision.format is AlertFormat.MARKDOWN:
                 compiled = compile_markdown(t.body)
