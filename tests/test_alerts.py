@@ -27,6 +27,7 @@ from mailer.check import check_blast
 from mailer.compose.alert import Recipient
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound, TemplateProblem
+from mailer.report import blast_report
 from mailer.store import Blast, Database, Event
 from mailer.store.models import AlertFormat
 from tests.conftest import REPO, make_settings
@@ -187,6 +188,7 @@ def test_a_blast_pins_its_revision_and_sends_it_after_later_edits(
     preview_now = composer_for(db, settings, blast).render(Recipient("x@example.org"), "u")
     assert "The orders are cruel." in preview_now.html and "Edited" not in preview_now.html
     send_now(db, settings, blast.id)
+    assert blast_report(db, blast.id)["alert_revision"] == 1
     [ana] = smtp_server.handler.to("ana@example.org")
     [ines] = smtp_server.handler.to("ines@example.org")
     html = ana.message().get_body(("html",))
