@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
+from mailer.alerts.resolve import template_named, template_of_blast
 from mailer.compose.alert import AlertComposer, Recipient
 from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import Identity, domain_of, list_id_header
-from mailer.compose.templates import AlertTemplate, check_template
+from mailer.compose.templates import check_template
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
@@ -94,7 +95,9 @@ def create_blast(
     name = name.strip()
     if not name:
         raise InvalidState("a blast needs a name")
-    check_template(AlertTemplate(settings.templates_path(), template))
+    # A stored alert wins over a template folder of the same name (mailer.alerts.resolve).
+    resolved, revision_id = template_named(db, settings, template)
+    check_template(resolved)
     if follow_up_audience not in FOLLOW_UP_AUDIENCES:
         raise InvalidState(
             f"follow-up audience {follow_up_audience!r} is not one of "
@@ -139,6 +142,7 @@ def create_blast(
             segment=segment,
             created_at=now(),
             petition_id=linked.id if linked is not None else None,
+            alert_revision_id=revision_id,
         )
         if follow_up is not None:
             original, delay = follow_up
@@ -166,6 +170,7 @@ def create_blast(
                     "lists": [lst.name for lst in lists],
                     "cta_url": cta,
                     "petition": linked.name if linked is not None else None,
+                    "alert_revision_id": revision_id,
                 },
             )
         )
@@ -362,7 +367,7 @@ def composer_for(
     with db.session() as session:
         names = [lst.name for lst in blast_lists(session, blast.id)]
     return AlertComposer(
-        template=AlertTemplate(templates_dir or settings.templates_path(), blast.template),
+        template=template_of_blast(db, settings, blast, templates_dir),
         blast_id=blast.id,
         blast_name=blast.name,
         cta_url=blast.cta_url,

@@ -21,6 +21,7 @@ image-alt-missing             warning   an <img> without alt text
 subject-empty                 error     an empty subject
 subject-long                  warning   a subject over 80 characters (inboxes cut it)
 audience-empty                warning   nobody would receive the blast now
+translation-missing           warning   some of the audience speak a language the alert lacks
 ============================  ========  ==============================================
 
 A blast with errors is refused by ``blast send`` and by the service unless it
@@ -122,6 +123,13 @@ def check_blast(db: Database, settings: Settings, ref: str | int) -> list[Proble
             for lang in composer.template.languages
             for name in ("Alex", "")
         ]
+    for language in sorted({r.language for r in recipients} - set(composer.template.languages)):
+        add(
+            "warning",
+            "translation-missing",
+            f"the alert has no {language} text: those supporters get the "
+            f"{composer.template.default_language} one",
+        )
     base = settings.web.base_url.rstrip("/")
     postal = settings.organization.postal_address.split("\n")[0].strip()
     cta_seen = False

@@ -38,7 +38,7 @@ from sqlmodel import Session, col, select
 from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
 from mailer.store import Click, Database, Delivery, DeliveryState, Event, Link, Open, Supporter
-from mailer.store.models import Petition, Signature
+from mailer.store.models import AlertRevision, Petition, Signature
 
 UNSUBSCRIBE_ACTION = "supporter.unsubscribed"
 
@@ -72,6 +72,9 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
             select(func.count()).select_from(Signature).where(Signature.blast_id == blast.id)
         ).one()
         petition = session.get(Petition, blast.petition_id) if blast.petition_id else None
+        pinned = (
+            session.get(AlertRevision, blast.alert_revision_id) if blast.alert_revision_id else None
+        )
     counts = delivery_counts(db, blast.id)
     sent = counts["sent"]
     recipients = sum(counts.values())
@@ -80,6 +83,8 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         "id": blast.id,
         "status": str(blast.status),
         "template": blast.template,
+        # the stored alert's revision it sends (None: sent from the template folder)
+        "alert_revision": pinned.number if pinned is not None else None,
         "lists": lists,
         "cta_url": blast.cta_url,
         "started_at": blast.started_at.isoformat() if blast.started_at else None,

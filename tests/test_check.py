@@ -123,3 +123,19 @@ def test_sending_a_failing_blast_is_refused_unless_forced(db: Database, broken: 
         event = session.exec(select(Event).where(Event.action == "blast.checks_overridden")).one()
         assert any("too-big" in e for e in event.detail["errors"])
     gate(db, broken, blast.id, force=False, actor="test")  # forced once: it passes now
+
+
+def test_audience_languages_the_alert_lacks_are_a_warning(db: Database) -> None:
+    settings = make_settings()
+    add_people(
+        db,
+        "members",
+        [Person("a@example.org", "Ann"), Person("f@example.org", "Flo", "fr")],
+    )
+    blast = create_blast(
+        db, settings, name="eo", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    [problem] = check_blast(db, settings, blast.id)
+    assert (problem.severity, problem.code) == ("warning", "translation-missing")
+    assert "no fr text: those supporters get the en one" in problem.message

@@ -87,6 +87,7 @@ def _register() -> None:
         report,
         service,
         suppress,
+        template,
         user,
         web,
     )
@@ -107,6 +108,7 @@ def _register() -> None:
         db,
         petition,
         processes,
+        template,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

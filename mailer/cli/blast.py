@@ -36,7 +36,10 @@ def blast_group() -> None:
     "--template",
     "-t",
     required=True,
-    help="Alert template: a folder under the templates directory.",
+    help=(
+        "Alert: one stored in the database (`mailer template list`) or a folder under the "
+        "templates directory; a stored one wins on a name clash."
+    ),
 )
 @click.option(
     "--list", "-l", "lists", required=True, multiple=True, help="List to send to (repeatable)."

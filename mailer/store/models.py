@@ -147,6 +147,8 @@ class Blast(SQLModel, table=True):
     checks_overridden: bool = False  # sent or scheduled with --force despite check errors
     petition_id: int | None = Field(default=None, foreign_key="petition.id", index=True)
     follow_up_audience: str = Field(default="", max_length=16)  # "" or "no-click"; "no-action"
+    # The stored alert revision it sends (None: the template folder named in ``template``).
+    alert_revision_id: int | None = Field(default=None, foreign_key="alert_revision.id")
 
 
 class BlastList(SQLModel, table=True):
@@ -315,6 +317,63 @@ class SendRate(SQLModel, table=True):
     tokens: float = 0.0
     stamp: float = 0.0
     granted: int = 0  # the last grant, for RETURNING
+
+
+# -- alerts kept in the database, with revisions -----------------------------------------
+
+
+class AlertFormat(StrEnum):
+    MARKDOWN = "markdown"  # bodies in Markdown, compiled into the shared layout once per revision
+    FOLDER = "folder"  # bodies are a template folder's own Jinja files, kept exactly as they are
+
+
+class Alert(SQLModel, table=True):
+    """An alert organizers write and send; what it says lives in its revisions."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)  # what `blast create --template` names
+    description: str = ""
+    default_language: str = Field(default="en", max_length=16)
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+
+
+class AlertRevision(SQLModel, table=True):
+    """One save of an alert: never changed afterwards, so a blast can pin it."""
+
+    __tablename__ = "alert_revision"
+    __table_args__ = (UniqueConstraint("alert_id", "number", name="uq_alert_revision_number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id")
+    number: int  # 1, 2, ... per alert
+    author: str = Field(default="", max_length=200)
+    created_at: datetime | None = _time()
+    format: AlertFormat = _state(AlertFormat, AlertFormat.MARKDOWN)
+    description: str = ""  # the alert's description and default language as saved here
+    default_language: str = Field(default="en", max_length=16)
+    note: str = ""  # what the author said about this save
+
+
+class AlertText(SQLModel, table=True):
+    """What one revision says in one language, as plain text columns (diff-able)."""
+
+    __tablename__ = "alert_text"
+    revision_id: int = Field(foreign_key="alert_revision.id", primary_key=True)
+    language: str = Field(primary_key=True, max_length=16)
+    subject: str = ""  # Jinja, not HTML
+    preheader: str = ""  # Jinja, not HTML
+    body: str = ""  # Markdown (format markdown) or the folder's <language>.html
+    text: str = ""  # the plain-text override ("": generated) or the folder's <language>.txt
+
+
+class AlertFile(SQLModel, table=True):
+    """Any other file of an imported template folder (template.toml as written,
+    petition.toml, ...), kept so that exporting gives the folder back byte for byte."""
+
+    __tablename__ = "alert_file"
+    revision_id: int = Field(foreign_key="alert_revision.id", primary_key=True)
+    path: str = Field(primary_key=True, max_length=200)
+    content: str = ""
 
 
 # -- the web admin: accounts, sessions, API tokens, login attempts ----------------------

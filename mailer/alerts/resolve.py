@@ -1,0 +1,37 @@
+"""Which template a blast uses: a stored alert or a template folder.
+
+``blast create --template NAME`` takes either. When the database holds an
+alert named NAME, the alert wins over a folder of the same name (the folder
+is typically where it was imported from, and edits happen in the database
+since), and the blast pins the alert's newest revision then. A blast that
+pins no revision (every blast made before alerts were stored) is sent from
+the folder named in ``blast.template``, as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailer.alerts.compiled import StoredAlertTemplate
+from mailer.alerts.store import alert_exists, get_revision, load_revision
+from mailer.compose.templates import AlertTemplate
+from mailer.config import Settings
+from mailer.store import Blast, Database
+
+
+def template_named(db: Database, settings: Settings, name: str) -> tuple[AlertTemplate, int | None]:
+    """The template ``name`` means now, and the revision id to pin (None: a folder)."""
+    if alert_exists(db, name):
+        revision = get_revision(db, name)
+        return StoredAlertTemplate(settings.templates_path(), revision), revision.id
+    return AlertTemplate(settings.templates_path(), name), None
+
+
+def template_of_blast(
+    db: Database, settings: Settings, blast: Blast, templates_dir: Path | None = None
+) -> AlertTemplate:
+    """The template ``blast`` is sent with: its pinned revision, else its folder."""
+    root = templates_dir or settings.templates_path()
+    if blast.alert_revision_id is not None:
+        return StoredAlertTemplate(root, load_revision(db, blast.alert_revision_id))
+    return AlertTemplate(root, blast.template)
