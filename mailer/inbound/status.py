@@ -21,6 +21,7 @@ from enum import StrEnum
 class Kind(StrEnum):
     HARD_BOUNCE = "hard_bounce"  # the address does not work: mark delivery and supporter
     SOFT_BOUNCE = "soft_bounce"  # a temporary failure: counted, marks after a limit
+    BLOCKED = "blocked"  # the message or the sender was refused: counted, never marks
     COMPLAINT = "complaint"  # the supporter reported an alert as spam (ARF)
     UNSUBSCRIBE = "unsubscribe"  # a mailto: unsubscribe request
     AUTO_REPLY = "auto_reply"  # out-of-office and other automatic answers: ignored
