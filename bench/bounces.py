@@ -35,11 +35,13 @@ _CLASS_OF = {
     Kind.SOFT_BOUNCE: "soft",
     Kind.BLOCKED: "blocked",
     Kind.COMPLAINT: "complaint",
+    Kind.UNSUBSCRIBE: "complaint",  # both: the supporter asked not to be mailed again
 }
 
 
 def class_of(kind: Kind) -> str:
-    """The corpus class of a finding's kind (unsubscribe, auto-reply, unknown: "unknown")."""
+    """The corpus class of a finding's kind (auto-reply and unknown are "unknown"; an
+    unsubscribe request counts as a complaint: both mean "stop mailing me")."""
     return _CLASS_OF.get(kind, "unknown")
 
 
@@ -127,7 +129,9 @@ def report(scores: Scores, *, misses: bool = False) -> list[str]:
     confusion = scores.confusion
     for real in CLASSES:
         row = [confusion[(real, said)] for said in CLASSES]
-        lines.append(real.ljust(10) + "".join(str(n).rjust(10) for n in row) + str(sum(row)).rjust(8))
+        lines.append(
+            real.ljust(10) + "".join(str(n).rjust(10) for n in row) + str(sum(row)).rjust(8)
+        )
     lines += ["", "class".ljust(10) + "precision".rjust(10) + "recall".rjust(10)]
     for klass in CLASSES:
         lines.append(

@@ -754,7 +754,7 @@ def test_parse_an_rfc3464_report() -> None:
     ("status", "action", "diagnostic", "kind"),
     [
         ("5.1.1", "failed", "smtp; 550 5.1.1 no such user", Kind.HARD_BOUNCE),
-        ("5.7.1", "failed", "smtp; 554 5.7.1 rejected by policy", Kind.HARD_BOUNCE),
+        ("5.7.1", "failed", "smtp; 554 5.7.1 rejected by policy", Kind.BLOCKED),
         ("5.2.2", "failed", "smtp; 552 5.2.2 mailbox full", Kind.SOFT_BOUNCE),
         ("4.2.2", "failed", "smtp; 452 4.2.2 over quota", Kind.SOFT_BOUNCE),
         ("5.1.1", "delayed", "smtp; 550 5.1.1 odd, but a delay", Kind.SOFT_BOUNCE),

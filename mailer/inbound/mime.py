@@ -17,6 +17,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import compat32
+from html import unescape
 
 TEXT_LIMIT = 1000  # characters kept of any one piece of evidence
 MAX_PARTS = 200
@@ -138,3 +139,15 @@ def original_of(parts: list[Message]) -> Message | None:
 def parse_headers(text: str) -> Message:
     """The header block at the start of ``text`` (e.g. an original quoted in prose)."""
     return HeaderParser(policy=compat32).parsestr(text.lstrip(), headersonly=True)
+
+
+_TAG = re.compile(
+    r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL
+)
+_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE)
+
+
+def html_text(html: str) -> str:
+    """The text of an HTML part: line breaks kept, tags dropped, entities undone."""
+    text = _TAG.sub(" ", _BREAK.sub("\n", html[:200_000]))
+    return unescape(text)

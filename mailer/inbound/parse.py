@@ -42,6 +42,7 @@ from email.message import Message
 from email.policy import compat32
 from typing import Any
 
+from mailer.inbound.address import recipient_address
 from mailer.inbound.mime import (
     MAX_PARTS,
     body_text,
@@ -49,17 +50,20 @@ from mailer.inbound.mime import (
     field_blocks,
     header,
     headers,
+    html_text,
     mime_parts,
     original_of,
     parse_headers,
 )
-from mailer.inbound.status import Kind, bounce_kind, reply_code, status_field
+from mailer.inbound.ses import read_ses_notification
+from mailer.inbound.status import SUCCESS_ACTIONS, Kind, reply_code, status_field
 from mailer.inbound.textbounce import (
     bounce_subject,
     from_mail_system,
     read_text_bounce,
     split_original,
 )
+from mailer.inbound.verdict import judge
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +79,16 @@ _AUTO_SUBJECT = re.compile(
     r"|fuera de la oficina|away from (?:the )?office|on vacation|vacation reply)",
     re.IGNORECASE,
 )
-_COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other"})
+_COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other", "opt-out"})
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 _EVIDENCE = (
-    *("kind", "shape", "note", "status", "action", "diagnostic", "reply_code", "reporter"),
+    *("kind", "rule", "shape", "note", "status", "action", "diagnostic", "reply_code"),
+    *("reporter",),
     *("remote_mta", "feedback_type", "original_recipient", "original_message_id"),
     *("message_id", "subject", "sender"),
 )
-_SEVERITY = {("hard_bounce", "failed"): 3, ("soft_bounce", "failed"): 2}
+_SEVERITY = {"hard_bounce": 4, "blocked": 3, "soft_bounce": 2}
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Finding:
     kind: Kind
     shape: str = ""  # "arf", "rfc3464", "qmail", "exim", "sendmail", "text", "mailto", ...
     note: str = ""  # why it was read this way (or ignored)
+    rule: str = ""  # the rule that decided the kind (see mailer.inbound.verdict)
     status: str = ""  # RFC 3463 enhanced status, e.g. "5.1.1"
     action: str = ""  # DSN Action: "failed" or "delayed"
     diagnostic: str = ""  # the remote server's words, e.g. "550 5.1.1 <x@y>: user unknown"
@@ -183,7 +189,8 @@ def _arf(report: Message, original: Message | None) -> Finding:
         note="" if complaint else f"feedback report of type {feedback_type or '(none)'}",
         feedback_type=feedback_type,
         reporter=header(fields, "User-Agent"),
-        original_recipient=header(fields, "Original-Rcpt-To"),
+        rule=f"arf:{feedback_type or 'none'}",
+        original_recipient=recipient_address(header(fields, "Original-Rcpt-To")),
         verp_tokens=tuple(_VERP.findall(header(fields, "Original-Mail-From"))),
         original_message_id=(
             _message_id(header(original, "Message-ID")) if original is not None else ""
@@ -191,7 +198,7 @@ def _arf(report: Message, original: Message | None) -> Finding:
     )
 
 
-def _dsn(report: Message, original: Message | None) -> Finding:
+def _dsn(report: Message, original: Message | None, prose: str) -> Finding:
     blocks = field_blocks(report)
     per_message = blocks[0] if blocks else Message()
     recipients = blocks[1:]
@@ -202,28 +209,33 @@ def _dsn(report: Message, original: Message | None) -> Finding:
     for fields in recipients:
         action = header(fields, "Action").lower()
         diagnostic = _typed(header(fields, "Diagnostic-Code"))
-        status = status_field(header(fields, "Status"))
+        status_value = header(fields, "Status")
+        status = status_field(status_value)
+        comment = status_value[len(status) :].strip(" ()") if status else status_value
         code = reply_code(diagnostic)
         seen.append(action or "?")
-        kind = bounce_kind(action, status, code)
-        if kind is None:
+        if not (action or status or diagnostic):
+            continue  # not a per-recipient block
+        verdict = judge(action, status, f"{diagnostic} {comment}", code=code, prose=prose)
+        if verdict is None:
             continue
         found = Finding(
-            kind,
+            verdict.kind,
+            rule=verdict.rule,
             shape="rfc3464",
-            status=status,
+            status=verdict.status,
             action=action or "failed",
-            diagnostic=diagnostic,
+            diagnostic=diagnostic or comment,
             reply_code=code,
             remote_mta=_typed(header(fields, "Remote-MTA")),
-            original_recipient=_typed(
-                header(fields, "Original-Recipient") or header(fields, "Final-Recipient")
+            original_recipient=recipient_address(
+                header(fields, "Final-Recipient"), header(fields, "Original-Recipient")
             ),
         )
-        if best is None or _SEVERITY.get((found.kind, found.action), 1) > _SEVERITY.get(
-            (best.kind, best.action), 1
-        ):
+        if best is None or _rank(found) > _rank(best):
             best = found
+    if best is None and not any(a in SUCCESS_ACTIONS for a in seen):
+        return Finding(Kind.UNKNOWN, shape="rfc3464", note="no per-recipient fields")
     if best is None:
         best = Finding(
             Kind.UNKNOWN,
@@ -239,10 +251,22 @@ def _dsn(report: Message, original: Message | None) -> Finding:
     )
 
 
+def _rank(finding: Finding) -> int:
+    if finding.action == "delayed":
+        return 1
+    return _SEVERITY.get(str(finding.kind), 0)
+
+
 def _explanation(parts: list[Message]) -> tuple[str, Message]:
     """The prose of a message without report parts, and the original it quotes
-    (an attached one, else the copy below the prose; empty when there is none)."""
+    (an attached one, else the copy below the prose; empty when there is none).
+
+    Plain-text parts are read; HTML parts only when there is no plain text
+    (their tags dropped), so an HTML-only bounce is read too.
+    """
     texts = [body_text(p) for p in parts if p.get_content_type() == "text/plain"]
+    if not any(t.strip() for t in texts):
+        texts = [html_text(body_text(p)) for p in parts if p.get_content_type() == "text/html"]
     explanation, copied = split_original("\n".join(texts))
     original = original_of(parts)
     if original is None:
@@ -250,23 +274,43 @@ def _explanation(parts: list[Message]) -> tuple[str, Message]:
     return explanation, original
 
 
-def _prose(parts: list[Message], subject: str) -> tuple[Finding | None, Message]:
-    """A prose bounce (see :mod:`.textbounce`), with the original it quotes."""
-    explanation, original = _explanation(parts)
+def _prose(explanation: str, original: Message, subject: str) -> Finding | None:
+    """A prose bounce (see :mod:`.textbounce`)."""
     bounce = read_text_bounce(explanation, subject)
     if bounce is None:
-        return None, original
-    finding = Finding(
+        return None
+    return Finding(
         bounce.kind,
+        rule=bounce.rule,
         shape=bounce.shape,
         status=bounce.status,
         action=bounce.action,
         diagnostic=bounce.diagnostic,
         reply_code=bounce.reply_code,
-        original_recipient=bounce.recipient,
+        original_recipient=recipient_address(bounce.recipient),
         original_message_id=_message_id(header(original, "Message-ID")),
     )
-    return finding, original
+
+
+def _jmrp(msg: Message, original: Message | None) -> Finding | None:
+    """Microsoft's JMRP complaint (Outlook.com, Hotmail): not ARF, but an attached
+    original that carries ``X-HmXmrOriginalRecipient``."""
+    if original is None:
+        return None
+    recipient = header(original, "X-HmXmrOriginalRecipient") or header(
+        msg, "X-HmXmrOriginalRecipient"
+    )
+    if not recipient:
+        return None
+    return Finding(
+        Kind.COMPLAINT,
+        rule="jmrp",
+        shape="jmrp",
+        feedback_type="abuse",
+        reporter=header(msg, "From"),
+        original_recipient=recipient_address(recipient),
+        original_message_id=_message_id(header(original, "Message-ID")),
+    )
 
 
 def _classify(data: bytes, envelope_to: str) -> Finding:
@@ -274,18 +318,25 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
     parts = list(mime_parts(msg))[:MAX_PARTS]
     subject = header(msg, "Subject")
     by_type = {p.get_content_type(): p for p in reversed(parts)}
-    original = original_of(parts)
+    explanation, original = _explanation(parts)
+    attached = original_of(parts)
     finding: Finding | None = None
+    from_system = from_mail_system(header(msg, "From"))
     if "message/feedback-report" in by_type:
-        finding = _arf(by_type["message/feedback-report"], original)
+        finding = _arf(by_type["message/feedback-report"], attached)
     elif report := next((by_type[t] for t in _DSN_TYPES if t in by_type), None):
-        finding = _dsn(report, original)
+        finding = _dsn(report, attached, explanation)
+        if finding.kind is Kind.UNKNOWN and finding.note == "no per-recipient fields":
+            finding = _prose(explanation, original, subject) or finding
+    elif jmrp := _jmrp(msg, attached):
+        finding = jmrp
+    elif ses := read_ses_notification(explanation):
+        finding = ses
     elif m := _SUBJECT_UNSUBSCRIBE.search(subject):
         finding = Finding(Kind.UNSUBSCRIBE, shape="mailto", unsubscribe_tokens=(m.group(1),))
     else:
-        from_system = from_mail_system(header(msg, "From"))
         if from_system or (bounce_subject(subject) and not _AUTO_SUBJECT.search(subject)):
-            finding, original = _prose(parts, subject)
+            finding = _prose(explanation, original, subject)
             if finding is None and from_system:
                 finding = Finding(
                     Kind.UNKNOWN, shape="text", note="from a mail system, but no status found"
@@ -294,16 +345,25 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
             finding = Finding(Kind.AUTO_REPLY, shape="auto-reply", note=reason)
     if finding is None:
         finding = Finding(Kind.UNKNOWN, note="not a bounce, complaint or unsubscribe")
+    if original is None:
+        original = attached
     verp = [*_VERP.findall(envelope_to), *finding.verp_tokens]
     for name in _ENVELOPE_HEADERS:
         for value in headers(msg, name):
             verp.extend(_VERP.findall(value))
     unsubscribe = list(finding.unsubscribe_tokens)
+    ours: set[str] = set()
     if original is not None:
         verp.extend(_VERP.findall(header(original, "Return-Path")))
         unsubscribe.extend(_LIST_UNSUBSCRIBE.findall(header(original, "List-Unsubscribe")))
+        for name in ("From", "Return-Path", "Sender", "Reply-To"):
+            ours.add(recipient_address(header(original, name)).lower())
+    recipient = finding.original_recipient
+    if recipient.lower() in ours or _VERP.search(recipient):
+        recipient = ""  # our own sender or return path, never the supporter's address
     return replace(
         finding,
+        original_recipient=recipient,
         verp_tokens=_unique(verp),
         unsubscribe_tokens=_unique(unsubscribe),
         diagnostic=clean(finding.diagnostic),
