@@ -612,7 +612,7 @@ def test_soft_bounces_outside_the_window_do_not_count(
     ]
     signer = TokenSigner(TEST_SECRET)
     start = utcnow()
-    days = [0, 31, 40, 45]  # the window is 30 days: the first has aged out by day 31
+    days = [0, 31, 40, 45]  # the window is 15 days: the first has aged out by day 31
     for n, (item, day) in enumerate(zip(items, days, strict=True)):
         report = dsn(
             to=item.return_path,

@@ -372,3 +372,16 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
         sender=clean(header(msg, "From"), 200),
         fingerprint=_fingerprint(msg, data),
     )
+
+
+def for_recipient(finding: Finding, envelope_to: str) -> Finding:
+    """``finding`` as seen by one SMTP recipient: that recipient's VERP token first.
+
+    The message is parsed once (:func:`classify`); each ``RCPT TO`` only adds
+    the token in its own address, so a message to many recipients costs one
+    parse, not one per recipient.
+    """
+    own = _VERP.findall(envelope_to)
+    if not own:
+        return finding
+    return replace(finding, verp_tokens=_unique([*own, *finding.verp_tokens]))
