@@ -25,11 +25,22 @@ nothing and is recorded as ``inbound.unattributed``.
   unsubscribed, or one who complained, it changes nothing [``inbound.no_change``].
 - auto-reply, unknown: nothing changes [``inbound.ignored``].
 
-Soft bounces count **per delivery**: the number of distinct deliveries with a
-soft bounce in the last ``soft_bounce_window_days``; when it reaches
-``soft_bounce_limit`` (0 turns this off) the supporter becomes ``bounced``.
-So one alert that is delayed, delayed again and finally given up on counts
-once, and it takes that many different alerts to mark a supporter.
+Soft bounces add up like Mailman's bounce score: one step per delivery per
+day (UTC) with a soft bounce in the last ``soft_bounce_window_days``; when the
+steps reach ``soft_bounce_limit`` (0 turns this off) **and** come from at least
+``soft_bounce_min_blasts`` different blasts, the supporter becomes
+``bounced``. So reports about one alert on one day count once, one blast's
+trouble alone never stops anyone, and each step is a ``supporter.soft_bounce``
+event with its evidence, count, blasts and whether the limit was reached. A
+delivery that arrives in between resets nothing; only an undo (see
+:mod:`mailer.inbound.review`) starts the count afresh, and that is recorded.
+A **blocked** report (the message or our sender was refused) marks the
+delivery ``bounced`` and records ``delivery.blocked`` with the recipient's
+domain; it never changes the supporter.
+
+A report about a delivery that is still ``sending`` raises
+:class:`ReportTooEarly` before anything is written: the sender's outcome write
+comes after it and would overwrite the bounce.
 
 A status only ever moves to a stronger one: active < bounced < unsubscribed
 < complained. A bounce never turns an unsubscribe into a "bounced", and
@@ -353,11 +364,15 @@ class _Applier:
                 col(Event.at) >= since,
             )
         ).all()
-        counted_before = {d: b for d, b, detail in rows if detail.get("counted")}
-        counted = delivery.id not in counted_before
-        deliveries = {**counted_before, delivery.id: delivery.blast_id}
-        count = len(deliveries)
-        blasts = len(set(deliveries.values()))
+        # One step per delivery per day (as Mailman's bounce score counts a day once).
+        today = self.now.date().isoformat()
+        counted_before = {
+            (d, str(detail.get("day", ""))): b for d, b, detail in rows if detail.get("counted")
+        }
+        counted = (delivery.id, today) not in counted_before
+        steps = {**counted_before, (delivery.id, today): delivery.blast_id}
+        count = len(steps)
+        blasts = len(set(steps.values()))
         if self.finding.action != "delayed":
             self.bounce_delivery(delivery)
         reached = limit > 0 and count >= limit and blasts >= min_blasts
@@ -365,6 +380,7 @@ class _Applier:
             SOFT_BOUNCE,
             delivery,
             counted=counted,
+            day=today,
             count=count,
             blasts=blasts,
             limit=limit,

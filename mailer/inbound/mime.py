@@ -104,8 +104,14 @@ def field_blocks(part: Message) -> list[Message]:
     if encoding in ("base64", "quoted-printable"):
         # The parser took the still-encoded text for header blocks; encoded text has no
         # "name:" lines, so it is all in their bodies: join those and decode.
-        pieces = [item.get_payload(decode=True) for item in payload if isinstance(item, Message)]
-        body = b"\n".join(p for p in pieces if isinstance(p, bytes))
+        if encoding == "base64":
+            pieces = [
+                item.get_payload(decode=True) for item in payload if isinstance(item, Message)
+            ]
+            body = b"\n".join(p for p in pieces if isinstance(p, bytes))
+        else:  # quoted-printable text mostly keeps its "name:" lines: undo it as a whole
+            text = "\n".join(item.as_string() for item in payload if isinstance(item, Message))
+            body = text.encode("utf-8", "surrogateescape")
         try:
             raw = base64.b64decode(body) if encoding == "base64" else quopri.decodestring(body)
         except (binascii.Error, ValueError):

@@ -335,11 +335,15 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
     elif m := _SUBJECT_UNSUBSCRIBE.search(subject):
         finding = Finding(Kind.UNSUBSCRIBE, shape="mailto", unsubscribe_tokens=(m.group(1),))
     else:
-        if from_system or (bounce_subject(subject) and not _AUTO_SUBJECT.search(subject)):
+        looks_like_bounce = bounce_subject(subject) and not _AUTO_SUBJECT.search(subject)
+        if from_system or looks_like_bounce:
             finding = _prose(explanation, original, subject)
-            if finding is None and from_system:
+            if finding is None:
+                # Not an auto-reply for all its Precedence: bulk; just not understood.
                 finding = Finding(
-                    Kind.UNKNOWN, shape="text", note="from a mail system, but no status found"
+                    Kind.UNKNOWN,
+                    shape="text",
+                    note="from a mail system, or with a bounce subject, but no status found",
                 )
         if finding is None and (reason := _auto_reply(msg, subject)):
             finding = Finding(Kind.AUTO_REPLY, shape="auto-reply", note=reason)

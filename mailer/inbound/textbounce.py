@@ -36,9 +36,17 @@ from mailer.inbound.status import Kind, scan
 from mailer.inbound.verdict import BLOCKED_WORDS, HARD_WORDS, SOFT_WORDS, judge, unfold, words
 
 _DAEMON_LOCALS = frozenset(
-    {"mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster", "double-bounce"}
+    {
+        *("mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster"),
+        *("double-bounce", "mdaemon", "mailadmin", "mail-admin", "mailerdaemon-noreply"),
+        *("mail.delivery.system", "bounce", "bounces", "nobody"),
+    }
 )
-_DAEMON_NAME = re.compile(r"mail delivery (?:sub)?system|mailer[- ]daemon", re.IGNORECASE)
+_DAEMON_NAME = re.compile(
+    r"mail delivery (?:sub)?system|mailer[- ]daemon|mail administrator|post ?master"
+    r"|mail ?system|delivery status notification|microsoftexchange|mail delivery service",
+    re.IGNORECASE,
+)
 _BOUNCE_SUBJECT = re.compile(
     r"failure notice|undeliver|returned mail|returned to sender|non[- ]?delivery"
     r"|delivery (?:status notification|failure|failed|problem|delayed|has failed|report)"
