@@ -73,6 +73,7 @@ _VERP = re.compile(rf"\+({_SIGNED}){_END}@")
 _SUBJECT_UNSUBSCRIBE = re.compile(rf"\bunsubscribe\s+({_SIGNED}){_END}", re.IGNORECASE)
 _LIST_UNSUBSCRIBE = re.compile(rf"(?:subject=unsubscribe(?:%20|\+)|/u/)({_SIGNED}){_END}")
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
     r"|autoreply|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica"
@@ -267,6 +268,13 @@ def _explanation(parts: list[Message]) -> tuple[str, Message]:
     texts = [body_text(p) for p in parts if p.get_content_type() == "text/plain"]
     if not any(t.strip() for t in texts):
         texts = [html_text(body_text(p)) for p in parts if p.get_content_type() == "text/html"]
+    if not any(t.strip() for t in texts):
+        # A multipart whose boundary does not match: the parser kept its body as text.
+        texts = [
+            p.get_payload()
+            for p in parts
+            if p.get_content_maintype() == "multipart" and isinstance(p.get_payload(), str)
+        ]
     explanation, copied = split_original("\n".join(texts))
     original = original_of(parts)
     if original is None:
@@ -311,6 +319,42 @@ def _jmrp(msg: Message, original: Message | None) -> Finding | None:
         original_recipient=recipient_address(recipient),
         original_message_id=_message_id(header(original, "Message-ID")),
     )
+
+
+def _not_ours(address: str, ours: set[str]) -> str:
+    """``address``, unless it is ours (sender, return path, the report's own ends)."""
+    lowered = address.lower()
+    if not address or lowered in ours or _VERP.search(address):
+        return ""
+    return address
+
+
+def _bounced_address(
+    finding: Finding,
+    original: Message | None,
+    explanation: str,
+    ours: set[str],
+    failed_recipients: str,
+) -> str:
+    """The supporter's address the report is about, in order of trust: what the
+    report's fields or prose name, an ``X-Failed-Recipients`` header (Exim, Google),
+    the returned original's single ``To``, then the first address in the
+    explanation that is none of ours."""
+    if address := _not_ours(finding.original_recipient, ours):
+        return address
+    if finding.kind in (Kind.UNKNOWN, Kind.AUTO_REPLY, Kind.UNSUBSCRIBE):
+        return ""
+    if address := _not_ours(recipient_address(failed_recipients), ours):
+        return address
+    if original is not None:
+        to = [recipient_address(v) for v in headers(original, "To")]
+        to = [a for a in to if a] if len(to) == 1 and "," not in header(original, "To") else []
+        if to and (address := _not_ours(to[0], ours)):
+            return address
+    for m in _ANY_ADDRESS.finditer(explanation[:20_000]):
+        if address := _not_ours(recipient_address(m.group(0)), ours):
+            return address
+    return ""
 
 
 def _classify(data: bytes, envelope_to: str) -> Finding:
@@ -362,9 +406,12 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
         unsubscribe.extend(_LIST_UNSUBSCRIBE.findall(header(original, "List-Unsubscribe")))
         for name in ("From", "Return-Path", "Sender", "Reply-To"):
             ours.add(recipient_address(header(original, name)).lower())
-    recipient = finding.original_recipient
-    if recipient.lower() in ours or _VERP.search(recipient):
-        recipient = ""  # our own sender or return path, never the supporter's address
+    for name in ("From", "To", "Reply-To"):  # the report's own ends: the MTA and us
+        ours.add(recipient_address(header(msg, name)).lower())
+    ours.discard("")
+    recipient = _bounced_address(
+        finding, original, explanation, ours, header(msg, "X-Failed-Recipients")
+    )
     return replace(
         finding,
         original_recipient=recipient,

@@ -87,6 +87,7 @@ _BLOCKED = (
     (
         "policy",
         r"\bpolic(?:y|ies)\b|not (?:allowed|permitted|authorized|accepted) (?:to|by)"
+        r"|(?:do not|don't|not) have permission|permission to post|not permitted to post"
         r"|refused to accept|rejected by (?:the )?(?:recipient|domain|filter|server)"
         r"|\b(?<!#)filter(?:ed|ing)?\b|prohibited|administrative(?:ly)? prohibit"
         r"|(?<!rejected: )access denied"
@@ -123,7 +124,8 @@ _SOFT = (
         r"|could not connect|unable to connect|cannot connect|host not reachable"
         r"|lost connection|no route to host|loop(?:s)? back to myself|mail loop|routing loop"
         r"|too many hops|system (?:error|failure)|local (?:error|configuration)|internal error"
-        r"|i/o error|resources? (?:temporarily )?unavailable|insufficient resources",
+        r"|i/o error|resources? (?:temporarily )?unavailable|insufficient resources"
+        r"|(?:couldn't|could not|can't|cannot) create|name service error|host not found, try again",
     ),
     (
         "size",
@@ -150,7 +152,8 @@ _HARD = (
         r"|not (?:listed|found) in (?:the )?(?:domino |public |address )?(?:directory|name)"
         r"|not a (?:valid|known) (?:user|recipient|mailbox)|invalid (?:recipient|mailbox|address|user)"  # noqa: E501
         r"|bad (?:recipient|destination mailbox)|no valid recipients|unrouteable address"
-        r"|(?:recipient|address) rejected: (?:user|undeliverable|unknown|not)|unknown local"
+        r"|(?:recipient|address) rejected: (?:user unknown|undeliverable|unknown|not)|unknown local"
+        r"|invalid (?:final delivery )?userid"
         r"|addressee unknown|user (?:name )?is not|not our customer|no longer (?:valid|available|active)"  # noqa: E501
         r"|mailbox not (?:found|available)|recipient (?:not found|unknown)|invalid address"
         r"|this user doesn't have|account (?:closed|has been closed|expired|removed|deleted)"
@@ -162,7 +165,9 @@ _HARD = (
         r"unknown host|host (?:or domain name )?not found|host unknown|domain (?:not found|does not"
         r" exist|doesn't exist|name not found|unknown|is not|not exist)|no (?:mx|mail exchanger)"
         r"|name or service not known|nxdomain|unrouteable (?:mail )?domain|no such domain"
-        r"|dns (?:lookup )?(?:error|failure).{0,30}(?:domain|host)|does not accept mail|null mx",
+        r"|dns (?:lookup )?(?:error|failure).{0,30}(?:domain|host)|does not accept mail|null mx"
+        r"|indicated no smtp service|not accepting network messages"
+        r"|^\d{3}[ -](?:\d\.\d\.\d+ )?[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist",
     ),
     ("moved", r"has moved|address (?:has )?changed|moved to|no longer (?:at|with)"),
 )
@@ -189,9 +194,13 @@ class Verdict:
     status: str  # the enhanced status used (the field, or the one the diagnostic quotes)
 
 
+_NOT_WORDS = re.compile(r"\S*@\S+")
+
+
 def unfold(text: str) -> str:
-    """``text`` on one line, lowercased, each run of white space one space."""
-    return " ".join(text.split()).lower()
+    """``text`` on one line, lowercased, each run of white space one space, without
+    addresses (a mailbox called "blocked@" says nothing)."""
+    return " ".join(_NOT_WORDS.sub(" ", text).split()).lower()
 
 
 def words(table: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str:
@@ -267,6 +276,9 @@ def judge(
         permanent = False
     if status[2:] in _BLOCKED_DETAILS:
         return Verdict(Kind.BLOCKED, f"status:{status}", status)
+    if code is not None and 500 <= code <= 504 and status[2:] not in _HARD_DETAILS:
+        # A syntax or sequence error: our SMTP conversation was refused, not the address.
+        return Verdict(Kind.BLOCKED, f"reply:{code}", status)
     after_data = bool(_AFTER_DATA.search(text) or _AFTER_DATA.search(unfold(prose)))
     for source in (text, unfold(prose)) if prose else (text,):
         if not source:
