@@ -26,7 +26,7 @@ _MAX_JSON = 200_000
 
 def _notification(text: str) -> dict[str, Any] | None:
     start = text.find("{")
-    if start < 0 or '"notificationType"' not in text[:_MAX_JSON]:
+    if start < 0 or "notificationType" not in text[:_MAX_JSON]:
         return None
     body = text[start:_MAX_JSON]
     value: Any = None

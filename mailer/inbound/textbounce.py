@@ -39,7 +39,7 @@ _DAEMON_LOCALS = frozenset(
     {
         *("mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster"),
         *("double-bounce", "mdaemon", "mailadmin", "mail-admin", "mailerdaemon-noreply"),
-        *("mail.delivery.system", "bounce", "bounces", "nobody"),
+        *("mail.delivery.system", "bounce", "bounces", "nobody", "post_master"),
     }
 )
 _DAEMON_NAME = re.compile(
@@ -142,6 +142,7 @@ def read_text_bounce(explanation: str, subject: str = "") -> TextBounce | None:
     :mod:`.verdict` knows; the verdict is :func:`~.verdict.judge`'s.
     """
     status, code, line = scan(explanation)
+    line = _with_continuation(explanation, line)
     delayed = bool(_DELAYED.search(unfold(explanation)) or _DELAYED.search(subject))
     action = "delayed" if delayed else "failed"
     text = unfold(explanation)
@@ -163,6 +164,22 @@ def read_text_bounce(explanation: str, subject: str = "") -> TextBounce | None:
         diagnostic=line,
         recipient=_recipient(explanation),
     )
+
+
+def _with_continuation(explanation: str, line: str) -> str:
+    """``line`` and the indented lines that continue it (Exim wraps the server's words)."""
+    if not line:
+        return line
+    lines = explanation.splitlines()
+    for number, text in enumerate(lines):
+        if text.strip() == line:
+            more = []
+            for follow in lines[number + 1 : number + 4]:
+                if not follow[:1].isspace() or not follow.strip():
+                    break
+                more.append(follow.strip())
+            return " ".join([line, *more])
+    return line
 
 
 def _deciding_line(explanation: str) -> str:

@@ -67,14 +67,14 @@ _BLOCKED = (
     ),
     (
         "reputation",
-        r"reputation|poor (?:ip|sending)|low (?:ip|sender)|\bip (?:address )?(?:has been )?"
+        r"reputation|invalid ip|poor (?:ip|sending)|low (?:ip|sender)|\bip (?:address )?(?:has been )?"
         r"(?:blocked|banned|rejected|is on)|banned|ip address.{0,30}(?:rejected|refused|denied)",
     ),
     (
         "sender",
         r"sender (?:address )?(?:rejected|refused|denied|blocked|domain|is not|unknown)"
         r"|(?:from|sender)(?: address)? (?:domain )?(?:not|does not|doesn't) (?:exist|resolve)"
-        r"|mail from.{0,30}(?:rejected|refused|denied)|envelope sender|return.?path"
+        r"|mail from.{0,30}(?:rejected|refused|denied)|envelope sender"
         r"|(?:domain of|unroutable|invalid) sender|sender (?:mx|verify)|insecure mail relay"
         r"|protocol violation|messages from \S+ (?:weren't|were not)|your message was rejected"
         r"|^\d{3}[ -](?:\d\.\d\.\d+ )?rejected\b",
@@ -88,7 +88,7 @@ _BLOCKED = (
         "policy",
         r"\bpolic(?:y|ies)\b|not (?:allowed|permitted|authorized|accepted) (?:to|by)"
         r"|(?:do not|don't|not) have permission|permission to post|not permitted to post"
-        r"|refused to accept|rejected by (?:the )?(?:recipient|domain|filter|server)"
+        r"|refused to accept|rejected by (?:the )?(?:recipient(?:'s)? )?(?:filter|server's policy)"
         r"|\b(?<!#)filter(?:ed|ing)?\b|prohibited|administrative(?:ly)? prohibit"
         r"|(?<!rejected: )access denied"
         r"|not accepting mail from|rejected for (?:your|our)"
@@ -125,7 +125,7 @@ _SOFT = (
         r"|lost connection|no route to host|loop(?:s)? back to myself|mail loop|routing loop"
         r"|too many hops|system (?:error|failure)|local (?:error|configuration)|internal error"
         r"|i/o error|resources? (?:temporarily )?unavailable|insufficient resources"
-        r"|(?:couldn't|could not|can't|cannot) create|name service error|host not found, try again",
+        r"|(?:couldn't|could not|can't|cannot) create|host not found, try again",
     ),
     (
         "size",
@@ -153,6 +153,7 @@ _HARD = (
         r"|not a (?:valid|known) (?:user|recipient|mailbox)|invalid (?:recipient|mailbox|address|user)"  # noqa: E501
         r"|bad (?:recipient|destination mailbox)|no valid recipients|unrouteable address"
         r"|(?:recipient|address) rejected: (?:user unknown|undeliverable|unknown|not)|unknown local"
+        r"|recipient address rejected\.?$"
         r"|invalid (?:final delivery )?userid"
         r"|addressee unknown|user (?:name )?is not|not our customer|no longer (?:valid|available|active)"  # noqa: E501
         r"|mailbox not (?:found|available)|recipient (?:not found|unknown)|invalid address"
@@ -224,6 +225,14 @@ def refined_status(status: str, diagnostic: str) -> str:
     return status
 
 
+def _specific(status: str) -> bool:
+    """Whether ``status`` says more than "failed": an address (X.1.x), mailbox (X.2.x)
+    or security (X.7.x) status, not a generic or protocol one (qmail puts ``5.5.0``
+    on everything it does not understand)."""
+    subject = status[2:].partition(".")[0]
+    return subject in ("1", "2", "7") and not status.endswith(".0")
+
+
 def _by_status(status: str) -> tuple[Kind, str] | None:
     klass, _, detail = status.partition(".")
     subject = detail.partition(".")[0]
@@ -288,7 +297,7 @@ def judge(
         if name := words(SOFT_WORDS, source):
             return Verdict(Kind.SOFT_BOUNCE, f"words:{name}", status)
         if name := words(HARD_WORDS, source):
-            if after_data:
+            if after_data and name == "no-mailbox":
                 # A real unknown user is refused at RCPT TO; "unknown user" as the answer
                 # to the message itself is a recipient's filter refusing our mail.
                 return Verdict(Kind.BLOCKED, f"words:{name}-after-data", status)
@@ -296,8 +305,8 @@ def judge(
             return Verdict(kind, f"words:{name}", status)
         if name := words(SUSPENDED_WORDS, source):
             return Verdict(Kind.SOFT_BOUNCE, f"words:{name}", status)
-        if text and (status[1:] not in ("", ".0.0") or code is not None):
-            break  # the server's words say nothing known, but a code does: read the code
+        if text and _specific(status):
+            break  # the server's words say nothing known, but a specific code does
     decided = _by_status(status) or (_by_code(code) if status[1:] in ("", ".0.0") else None)
     if decided is not None:
         if decided[0] is Kind.HARD_BOUNCE and status[:1] == "4":
