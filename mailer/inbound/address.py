@@ -16,7 +16,7 @@ import re
 _TYPED = re.compile(r"^\s*(?:rfc822|utf-8|x-[\w-]+)\s*;\s*", re.IGNORECASE)
 _ADDRESS = re.compile(
     r"(?<![\w.!#$%&'*+/=?^`{|}~-])"
-    r"([\w.!#$%&'*+/=?^`{}~-]{1,64}@[A-Za-z0-9\u00a0-\uffff](?:[A-Za-z0-9\u00a0-\uffff.-]{0,253}"
+    r"((?:\"[^\"\\\s]{1,62}\"|[\w.!#$%&'*+/=?^`{}~-]{1,64})@[A-Za-z0-9\u00a0-\uffff](?:[A-Za-z0-9\u00a0-\uffff.-]{0,253}"
     r"[A-Za-z0-9\u00a0-\uffff])?)"
 )
 
@@ -28,7 +28,9 @@ def _one(value: str) -> str:
     if "<" in value:
         inner = re.search(r"<([^<>]*)>", value)
         value = inner.group(1) if inner else value
-    value = value.strip().strip("<>\"'()[],;:. \t")
+    value = value.strip().strip("<>'()[],;:. \t")
+    if value.count('"') == 1:
+        value = value.replace('"', "")
     if value.lower().startswith("mailto:"):
         if "?" in value:
             return ""

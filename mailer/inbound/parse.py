@@ -73,6 +73,11 @@ _VERP = re.compile(rf"\+({_SIGNED}){_END}@")
 _SUBJECT_UNSUBSCRIBE = re.compile(rf"\bunsubscribe\s+({_SIGNED}){_END}", re.IGNORECASE)
 _LIST_UNSUBSCRIBE = re.compile(rf"(?:subject=unsubscribe(?:%20|\+)|/u/)({_SIGNED}){_END}")
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_HEADER_LINE = re.compile(
+    r"^[\s>]*(?:message-id|references|in-reply-to|received|return-path|from|sender|reply-to"
+    r"|cc|date|subject|x-[\w-]+)\s*:|^\s+(?:by|for|from|with|id)\s",
+    re.IGNORECASE,
+)
 _ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
@@ -271,7 +276,7 @@ def _explanation(parts: list[Message]) -> tuple[str, Message]:
     if not any(t.strip() for t in texts):
         # A multipart whose boundary does not match: the parser kept its body as text.
         texts = [
-            p.get_payload()
+            str(p.get_payload())
             for p in parts
             if p.get_content_maintype() == "multipart" and isinstance(p.get_payload(), str)
         ]
@@ -342,8 +347,8 @@ def _bounced_address(
     explanation that is none of ours."""
     if address := _not_ours(finding.original_recipient, ours):
         return address
-    if finding.kind in (Kind.UNKNOWN, Kind.AUTO_REPLY, Kind.UNSUBSCRIBE):
-        return ""
+    if finding.kind in (Kind.AUTO_REPLY, Kind.UNSUBSCRIBE) or not finding.shape:
+        return ""  # not a report about a recipient at all
     if address := _not_ours(recipient_address(failed_recipients), ours):
         return address
     if original is not None:
@@ -351,9 +356,12 @@ def _bounced_address(
         to = [a for a in to if a] if len(to) == 1 and "," not in header(original, "To") else []
         if to and (address := _not_ours(to[0], ours)):
             return address
-    for m in _ANY_ADDRESS.finditer(explanation[:20_000]):
-        if address := _not_ours(recipient_address(m.group(0)), ours):
-            return address
+    for line in explanation[:20_000].splitlines():
+        if _HEADER_LINE.match(line):
+            continue  # a quoted header: ids, the sender, the trace of the original
+        for m in _ANY_ADDRESS.finditer(line):
+            if address := _not_ours(recipient_address(m.group(0)), ours):
+                return address
     return ""
 
 
@@ -406,7 +414,7 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
         unsubscribe.extend(_LIST_UNSUBSCRIBE.findall(header(original, "List-Unsubscribe")))
         for name in ("From", "Return-Path", "Sender", "Reply-To"):
             ours.add(recipient_address(header(original, name)).lower())
-    for name in ("From", "To", "Reply-To"):  # the report's own ends: the MTA and us
+    for name in ("From", "To"):  # the report's own ends: the MTA and us
         ours.add(recipient_address(header(msg, name)).lower())
     ours.discard("")
     recipient = _bounced_address(

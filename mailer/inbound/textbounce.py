@@ -78,8 +78,12 @@ _RECIPIENT_LINES = (
         r"^\s*(?:final-)?recipient:\s*(?:rfc822;)?\s*<?([^<>\s]+@[^<>\s]+?)>?\s*$",
         re.MULTILINE | re.IGNORECASE,
     ),
-    re.compile(r"^<?([^<>\s]+@[^<>\s]+?)>?\.\.\.", re.MULTILINE),  # sendmail
+    re.compile(r"^(?:\d{3}[ -])?<?([^<>\s]+@[^<>\s]+?)>?\.\.\.", re.MULTILINE),  # sendmail
     re.compile(r"^[ \t]+<?([^<>\s@]+@[^<>\s@]+?)>?\s*$", re.MULTILINE),  # exim, indented
+    re.compile(  # "Could not be delivered to: <x>", "Invalid final delivery userid: x"
+        r"(?:delivered to|userid|recipient|addressee)\s*:\s*<?([^<>\s@]+@[^<>\s@]+?)>?[\s.,;]*$",
+        re.MULTILINE | re.IGNORECASE,
+    ),
 )
 
 
