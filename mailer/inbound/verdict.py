@@ -68,7 +68,8 @@ _BLOCKED = (
     (
         "reputation",
         r"reputation|invalid ip|poor (?:ip|sending)|low (?:ip|sender)"
-        r"|\bip (?:address )?(?:has been )?(?:blocked|banned|rejected|is on)|banned|ip address.{0,30}(?:rejected|refused|denied)",
+        r"|\bip (?:address )?(?:has been )?(?:blocked|banned|rejected|is on)|banned"
+        r"|ip address.{0,30}(?:rejected|refused|denied)",
     ),
     (
         "sender",
