@@ -204,10 +204,12 @@ def test_a_microsoft_jmrp_complaint_is_a_complaint() -> None:
     ("recipient", "expected"),
     [
         ("rfc822; p1@example.org:", "p1@example.org"),
-        ("rfc822; <p1@example.org>", "p1@example.org"),
-        ("rfc822; |/usr/local/bin/procmail", ""),
-        ("rfc822; mailto:list-unsubscribe@example.org?subject=unsubscribe", ""),
-        ("rfc822; alerts@example.org", ""),  # our own sender, never a supporter
+        ("rfc822; <p2@example.org>", "p2@example.org"),
+        # Refused: then the returned original's To is the one, never these.
+        ("rfc822; |/usr/local/bin/procmail", "p1@example.org"),
+        ("rfc822; mailto:list-unsubscribe@example.org?subject=unsubscribe", "p1@example.org"),
+        ("rfc822; alerts@example.org", "p1@example.org"),  # our own sender
+        ("rfc822; " + TO, "p1@example.org"),  # our return path
     ],
 )
 def test_the_address_is_cleaned_and_never_ours(recipient: str, expected: str) -> None:

@@ -395,7 +395,11 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
                 finding = Finding(
                     Kind.UNKNOWN,
                     shape="text",
-                    note="from a mail system, or with a bounce subject, but no status found",
+                    note=(
+                        "from a mail system, but no status found"
+                        if from_system
+                        else "a bounce subject, but no status found"
+                    ),
                 )
         if finding is None and (reason := _auto_reply(msg, subject)):
             finding = Finding(Kind.AUTO_REPLY, shape="auto-reply", note=reason)
