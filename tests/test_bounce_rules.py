@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import quopri
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -362,3 +363,25 @@ def test_review_lists_who_was_stopped_and_why_and_undo_brings_them_back(
             undo_bounces(db, Selection(), actor="test")
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "x" * 1_000_000,  # one long line without spaces or @
+        ("a@" * 300_000),
+        "user unknown " + "@" * 500_000,
+        ("<" + "a" * 5000 + "@" + "b." * 5000 + ">\n") * 40,
+    ],
+)
+def test_hostile_prose_is_read_in_well_under_a_second(body: str) -> None:
+    data = (
+        "From: MAILER-DAEMON@mx.example.net\nTo: "
+        + TO
+        + "\nSubject: Undelivered Mail\n\n"
+        + body
+        + "\n"
+    ).encode()
+    started = time.perf_counter()
+    classify(data)
+    assert time.perf_counter() - started < 1.0

@@ -29,6 +29,7 @@ _ORIGINAL_TYPES = frozenset(
 
 def clean(text: str, limit: int = TEXT_LIMIT) -> str:
     """One line of storable text: no controls, no lone surrogates, at most ``limit``."""
+    text = text[: limit * 8]  # enough for ``limit`` characters after spaces are folded
     try:  # bytes the parser kept as surrogates: read them as UTF-8
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:

@@ -78,7 +78,7 @@ _HEADER_LINE = re.compile(
     r"|cc|date|subject|x-[\w-]+)\s*:|^\s+(?:by|for|from|with|id)\s",
     re.IGNORECASE,
 )
-_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]")
+_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]{1,64}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}[A-Za-z0-9]")
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
     r"|autoreply|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica"
@@ -357,8 +357,9 @@ def _bounced_address(
         if to and (address := _not_ours(to[0], ours)):
             return address
     for line in explanation[:20_000].splitlines():
-        if _HEADER_LINE.match(line):
-            continue  # a quoted header: ids, the sender, the trace of the original
+        if "@" not in line or _HEADER_LINE.match(line):
+            continue  # no address, or a quoted header: ids, the sender, the original's trace
+        line = line[:1000]
         for m in _ANY_ADDRESS.finditer(line):
             if address := _not_ours(recipient_address(m.group(0)), ours):
                 return address

@@ -145,11 +145,12 @@ def read_text_bounce(explanation: str, subject: str = "") -> TextBounce | None:
     Read as a bounce only with a status code, or wording that
     :mod:`.verdict` knows; the verdict is :func:`~.verdict.judge`'s.
     """
+    explanation = explanation[:20_000]  # the explanation; more is a quoted message
     status, code, line = scan(explanation)
     line = _with_continuation(explanation, line)
-    delayed = bool(_DELAYED.search(unfold(explanation)) or _DELAYED.search(subject))
+    text = unfold(explanation[:20_000])
+    delayed = bool(_DELAYED.search(text) or _DELAYED.search(subject))
     action = "delayed" if delayed else "failed"
-    text = unfold(explanation)
     known = any(words(table, text) for table in (BLOCKED_WORDS, SOFT_WORDS, HARD_WORDS))
     if not (status or code is not None or known or delayed):
         return None

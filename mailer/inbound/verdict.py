@@ -196,7 +196,8 @@ class Verdict:
     status: str  # the enhanced status used (the field, or the one the diagnostic quotes)
 
 
-_NOT_WORDS = re.compile(r"\S*@\S+")
+_NOT_WORDS = re.compile(r"[^\s@]{0,64}@\S{1,255}")  # bounded: linear on hostile text
+_PROSE_LIMIT = 20_000  # characters of prose read for wording
 
 
 def unfold(text: str) -> str:
@@ -289,8 +290,8 @@ def judge(
     if code is not None and 500 <= code <= 504 and status[2:] not in _HARD_DETAILS:
         # A syntax or sequence error: our SMTP conversation was refused, not the address.
         return Verdict(Kind.BLOCKED, f"reply:{code}", status)
-    after_data = bool(_AFTER_DATA.search(text) or _AFTER_DATA.search(unfold(prose)))
-    for source in (text, unfold(prose)) if prose else (text,):
+    after_data = bool(_AFTER_DATA.search(text) or _AFTER_DATA.search(unfold(prose[:_PROSE_LIMIT])))
+    for source in (text, unfold(prose[:_PROSE_LIMIT])) if prose else (text,):
         if not source:
             continue
         if name := words(BLOCKED_WORDS, source):
