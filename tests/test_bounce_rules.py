@@ -359,6 +359,11 @@ def test_review_lists_who_was_stopped_and_why_and_undo_brings_them_back(
             e.id for e in events(db, "supporter.bounced")
         }
         assert stopped_by_bounces(db) == []
+        spam = "smtp; 550 5.7.1 Message rejected as spam by Content Filtering"
+        apply_report(db, settings, sent["p2@example.org"], "5.7.1", spam, 3)
+        shown = run_mailer(tmp_path, "report", "1", config=config)
+        assert shown.returncode == 0, shown.stderr
+        assert "blocked" in shown.stdout and "words:spam 1" in shown.stdout
         with pytest.raises(ValueError):
             undo_bounces(db, Selection(), actor="test")
     finally:
