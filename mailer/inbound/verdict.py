@@ -54,7 +54,8 @@ _BLOCKED = (
     ("virus", r"\bvirus|malware|infected|\bmalicious"),
     (
         "blocklist",
-        r"black ?list|block ?list|\bblocked\b|\bblocking|\brbl\b|dnsbl|spamhaus|spamcop|barracuda"
+        r"black ?list|block ?list|(?<!account is )\bblocked\b|\bblocking|\brbl\b|dnsbl"
+        r"|spamhaus|spamcop|barracuda"
         r"|sorbs|(?<!not )listed (?:in|on|at|by) "
         r"(?!(?:the )?(?:domino |public )?(?:directory|name))"
         r"|\blisted\b.{0,40}\b(?:dnsbl|rbl|list)|denied by policy",
@@ -95,7 +96,7 @@ _BLOCKED = (
         r"|not accepting mail from|rejected for (?:your|our)"
         r"|(?<!rejected: access )\bdenied\b|message (?:refused|rejected)"
         r"|\bheader\b.{0,40}(?:invalid|rejected|missing|syntax)|rfc ?(?:5322|2822|822)"
-        r"|(?:message|mail) (?:is )?not (?:compliant|accepted)|too many (?:recipients|hops)",
+        r"|(?:message|mail) (?:is )?not (?:compliant|accepted)",
     ),
 )
 _SOFT = (
@@ -104,18 +105,21 @@ _SOFT = (
         r"mailbox\b.{0,60}?\bfull\b|\bfull mailbox|over (?:disk |the |their |storage )?quota"
         r"|quota (?:exceeded|exceed|full)"
         r"|exceed(?:s|ed)? (?:the |their |his |her )?(?:storage|quota|disk|mailbox size)|insufficient (?:system )?storage|(?:disk|storage) (?:is )?full"  # noqa: E501
-        r"|no (?:space|room) left|mail ?box (?:size|quota) limit|mailfolder is full",
+        r"|no (?:space|room) left|mail ?box (?:size|quota) limit|mailfolder is full"
+        r"|exceeds allowed size|messages in recipient's mailbox exceeded",
     ),
     (
         "expired",
         r"retry (?:timeout|time) (?:exceeded|expired)|in the queue too long|too long in (?:the )?queue"  # noqa: E501
         r"|delivery time expired|message expired|expired after|has been delayed|delivery (?:has been )?"  # noqa: E501
         r"delayed|could not be delivered within|giving up|gave up|timed? ?out|no answer from"
-        r"|retry limit|maximum (?:time|retries)|deferred|not yet been delivered",
+        r"|retry limit|maximum (?:time|retries)|deferred|not yet been delivered"
+        r"|envelope expired|was aborted after|retry time not reached",
     ),
     (
         "rate",
-        r"rate limit|rate.?limit|too many (?:connections|messages|mails|emails|concurrent|sessions)"
+        r"rate limit|rate.?limit"
+        r"|too many (?:connections|messages|mails|emails|concurrent|sessions|recipients)"
         r"|sending rate|receiving (?:mail|email) at a rate|try again later|temporar|throttl"
         r"|exceeded (?:the )?(?:rate|limit|maximum number)|frequency|too fast|slow down",
     ),
@@ -126,7 +130,8 @@ _SOFT = (
         r"|lost connection|no route to host|loop(?:s)? back to myself|mail loop|routing loop"
         r"|too many hops|system (?:error|failure)|local (?:error|configuration)|internal error"
         r"|i/o error|resources? (?:temporarily )?unavailable|insufficient resources"
-        r"|(?:couldn't|could not|can't|cannot) create|host not found, try again",
+        r"|(?:couldn't|could not|can't|cannot) create|host not found, try again"
+        r"|could not find a gateway",
     ),
     (
         "size",
@@ -137,7 +142,7 @@ _SOFT = (
 _SUSPENDED = (
     (
         "suspended",
-        r"suspended|(?<!user )disabled|deactivated|not active|is locked|frozen|on hold|over the limit",  # noqa: E501
+        r"suspended|account is blocked|(?<!user )disabled|deactivated|not active|is locked|frozen|on hold|over the limit",  # noqa: E501
     ),
 )
 _HARD = (
