@@ -68,7 +68,8 @@ _BLOCKED = (
     ),
     (
         "reputation",
-        r"reputation|invalid ip|poor (?:ip|sending)|low (?:ip|sender)"
+        r"reputation|invalid ip|poor (?:ip|sending)|low (?:ip|sender)|user complaints"
+        r"|unverif(?:y|i)able sending|client host rejected"
         r"|\bip (?:address )?(?:has been )?(?:blocked|banned|rejected|is on)|banned"
         r"|ip address.{0,30}(?:rejected|refused|denied)",
     ),
@@ -77,7 +78,8 @@ _BLOCKED = (
         r"sender (?:address )?(?:rejected|refused|denied|blocked|domain|is not|unknown)"
         r"|(?:from|sender)(?: address)? (?:domain )?(?:not|does not|doesn't) (?:exist|resolve)"
         r"|mail from.{0,30}(?:rejected|refused|denied)|envelope sender"
-        r"|(?:domain of|unroutable|invalid) sender|sender (?:mx|verify)|insecure mail relay"
+        r"|(?:domain of|unroutable|invalid) sender|from: domain is invalid|\bmail rejected\b"
+        r"|sender (?:mx|verify)|insecure mail relay"
         r"|protocol violation|messages from \S+ (?:weren't|were not)|your message was rejected"
         r"|^\d{3}[ -](?:\d\.\d\.\d+ )?rejected\b",
     ),
