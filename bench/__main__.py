@@ -26,6 +26,10 @@ default
     fresh schema, and by one process with a rate limit that never binds (the
     cost of the shared token bucket); messages per second, the scaling ratio,
     and the SQLite single-process figure of the same run beside them.
+``--bounces``
+    the bounce classifier on the labelled corpus of real reports
+    (:mod:`bench.bounces`): confusion table, precision and recall per class,
+    address extraction, the slowest message. No SMTP tools needed.
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
 """
@@ -45,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import breakdown, clicks, e2e, scale
+from bench import bounces, breakdown, clicks, e2e, scale
 from bench.common import default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
@@ -601,6 +605,9 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="only the click endpoint under wrk, against a bare one",
     )
+    mode.add_argument(
+        "--bounces", action="store_true", help="the bounce classifier on the real-report corpus"
+    )
     parser.add_argument(
         "--n",
         type=int,
@@ -612,6 +619,8 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
+    if args.bounces:
+        return bounces.main([])
     sizes = QUICK if args.quick else Sizes()
     if args.n is not None:
         if args.n < 10:

@@ -268,7 +268,14 @@ class InboundSettings:
         ),
     )
     soft_bounce_window_days: float = field(
-        default=30.0, metadata=_doc("days over which soft bounces are counted")
+        default=15.0, metadata=_doc("days over which soft bounces are counted")
+    )
+    soft_bounce_min_blasts: int = field(
+        default=2,
+        metadata=_doc(
+            "different blasts the counted soft bounces must come from before a supporter is"
+            " marked bounced (so one blast's trouble never stops anyone)"
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Integer, ScalarSelect, case, distinct, func
 from sqlalchemy import cast as sql_cast
 from sqlalchemy import select as sa_select
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from mailer.blasts import blast_lists, find_blast
@@ -76,6 +77,7 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
             session.get(AlertRevision, blast.alert_revision_id) if blast.alert_revision_id else None
         )
     counts = delivery_counts(db, blast.id)
+    blocked = blocked_by_domain(db, blast_id=blast.id)
     sent = counts["sent"]
     recipients = sum(counts.values())
     return {
@@ -96,6 +98,8 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         "clicks_flagged": clicks_flagged,
         "click_rate": round(clicks_unique / sent, 4) if sent else 0.0,
         "unsubscribed": unsubscribed,
+        "blocked": sum(row["blocked"] for row in blocked),
+        "blocked_by_domain": blocked,
         "opens_unique": opens_unique,
         "opens_total": opens_total,
         "petition": petition.name if petition is not None else None,
@@ -353,3 +357,57 @@ def _failed_addresses(db: Database, blast_id: int, chunk: int = 5000) -> Iterato
         last = rows[-1][0]
         assert last is not None
         after = last
+
+
+BLOCKED_ACTION = "delivery.blocked"  # written by mailer.inbound.apply
+
+
+def blocked_by_domain(
+    db: Database,
+    *,
+    blast_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Messages refused as blocked (spam, policy, reputation, authentication), by the
+    recipients' domain, most first: a deliverability alarm, not a list problem.
+
+    Each row: domain, blocked (distinct deliveries), the rules that decided and
+    how often, first and last report time. For one blast (``blast_id``) or for
+    every blast in a time range (``since`` inclusive, ``until`` exclusive).
+    """
+    where: list[ColumnElement[bool]] = [col(Event.action) == BLOCKED_ACTION]
+    if blast_id is not None:
+        where.append(col(Event.blast_id) == blast_id)
+    if since is not None:
+        where.append(col(Event.at) >= since)
+    if until is not None:
+        where.append(col(Event.at) < until)
+    with db.session() as session:
+        rows = session.exec(select(Event.delivery_id, Event.at, Event.detail).where(*where)).all()
+    seen: set[int | None] = set()
+    by_domain: dict[str, dict[str, Any]] = {}
+    for delivery_id, at, detail in rows:
+        if delivery_id in seen:
+            continue  # the same message reported twice counts once
+        seen.add(delivery_id)
+        domain = str(detail.get("domain", "")) or "?"
+        rule = str((detail.get("evidence") or {}).get("rule", "")) or "?"
+        row = by_domain.setdefault(
+            domain, {"domain": domain, "blocked": 0, "rules": Counter(), "first": at, "last": at}
+        )
+        row["blocked"] += 1
+        row["rules"][rule] += 1
+        if at is not None:
+            row["first"] = min(row["first"] or at, at)
+            row["last"] = max(row["last"] or at, at)
+    result = sorted(by_domain.values(), key=lambda r: (-r["blocked"], r["domain"]))
+    return [
+        {
+            **row,
+            "rules": dict(row["rules"].most_common()),
+            "first": _iso(row["first"]),
+            "last": _iso(row["last"]),
+        }
+        for row in result
+    ]

@@ -30,6 +30,7 @@ def test_docs_link_to_files_that_exist() -> None:
         "docs/service.md",
         "docs/deployment.md",
         "docs/performance.md",
+        "docs/bounces.md",
         "config.example.toml",
     ):
         assert target in readme

@@ -612,7 +612,7 @@ def test_soft_bounces_outside_the_window_do_not_count(
     ]
     signer = TokenSigner(TEST_SECRET)
     start = utcnow()
-    days = [0, 31, 40, 45]  # the window is 30 days: the first has aged out by day 31
+    days = [0, 31, 40, 45]  # the window is 15 days: the first has aged out by day 31
     for n, (item, day) in enumerate(zip(items, days, strict=True)):
         report = dsn(
             to=item.return_path,
@@ -754,7 +754,7 @@ def test_parse_an_rfc3464_report() -> None:
     ("status", "action", "diagnostic", "kind"),
     [
         ("5.1.1", "failed", "smtp; 550 5.1.1 no such user", Kind.HARD_BOUNCE),
-        ("5.7.1", "failed", "smtp; 554 5.7.1 rejected by policy", Kind.HARD_BOUNCE),
+        ("5.7.1", "failed", "smtp; 554 5.7.1 rejected by policy", Kind.BLOCKED),
         ("5.2.2", "failed", "smtp; 552 5.2.2 mailbox full", Kind.SOFT_BOUNCE),
         ("4.2.2", "failed", "smtp; 452 4.2.2 over quota", Kind.SOFT_BOUNCE),
         ("5.1.1", "delayed", "smtp; 550 5.1.1 odd, but a delay", Kind.SOFT_BOUNCE),

@@ -16,6 +16,8 @@ ROWS = [
     ("recipients", "Recipients"),
     ("sent", "Sent"),
     ("failed", "Failed"),
+    ("bounced", "Bounced"),
+    ("blocked", "  of which blocked (refused as spam, policy...)"),
     ("deferred", "Deferred (will retry)"),
     ("skipped", "Skipped"),
     ("unknown", "Unknown (in doubt)"),
@@ -80,6 +82,12 @@ def report_command(app: AppContext, blast: str, as_json: bool, links: bool) -> N
                 str(row["clicks_total"]),
                 str(row["clicks_flagged"]),
             )
+        Console().print(table)
+    if report["blocked_by_domain"]:
+        table = Table("blocked by domain", "messages", "why (classifier rule)", "first", "last")
+        for row in report["blocked_by_domain"]:
+            why = ", ".join(f"{rule} {n}" for rule, n in row["rules"].items())
+            table.add_row(row["domain"], str(row["blocked"]), why, row["first"], row["last"])
         Console().print(table)
     if report["last_error"]:
         click.echo(f"last error: {report['last_error']}")

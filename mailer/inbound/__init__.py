@@ -3,19 +3,24 @@
 The path of one inbound message::
 
     SMTP (listener.py, `mailer inbound`)  ─┐
-    Maildir / mbox (mailbox.py)           ─┴─▶ parse.classify(bytes) -> Finding
-                                                     │ (kind, evidence, identifiers)
+    Maildir / mbox (mailbox.py)           ─┴─▶ parse.classify(bytes) -> Finding   (once)
+                                                     │ (kind, rule, evidence, identifiers)
                                                      ▼
                                   apply.apply(db, finding, ...) -> Decision
-                                  (attribute to a delivery, change states, record events)
+                                  (per recipient: attribute to a delivery, change
+                                  states, record events; ReportTooEarly while the
+                                  delivery is still sending)
 
 ``parse`` is pure (bytes in, a :class:`Finding` out, never raises), with
-``mime`` (reading untrusted MIME), ``status`` (what a status code means) and
-``textbounce`` (prose bounces) under it; ``apply`` is the only part that
-writes to the database.
+``mime`` (reading untrusted MIME), ``status`` (status codes in text),
+``verdict`` (hard, soft or blocked, from all the evidence, naming the rule),
+``textbounce`` (prose bounces), ``address`` (the bounced address, cleaned)
+and ``ses`` (Amazon SES notifications) under it; ``apply`` and ``review``
+(who was stopped by bounces, and undo) are the parts that write to the
+database. docs/bounces.md describes the rules.
 """
 
-from mailer.inbound.apply import Decision, Outcome, apply
+from mailer.inbound.apply import Decision, Outcome, ReportTooEarly, apply
 from mailer.inbound.listener import InboundHandler, InboundServer
 from mailer.inbound.mailbox import ImportResult, import_mailbox
 from mailer.inbound.parse import Finding, classify
@@ -29,6 +34,7 @@ __all__ = [
     "InboundServer",
     "Kind",
     "Outcome",
+    "ReportTooEarly",
     "apply",
     "classify",
     "import_mailbox",

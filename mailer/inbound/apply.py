@@ -25,11 +25,22 @@ nothing and is recorded as ``inbound.unattributed``.
   unsubscribed, or one who complained, it changes nothing [``inbound.no_change``].
 - auto-reply, unknown: nothing changes [``inbound.ignored``].
 
-Soft bounces count **per delivery**: the number of distinct deliveries with a
-soft bounce in the last ``soft_bounce_window_days``; when it reaches
-``soft_bounce_limit`` (0 turns this off) the supporter becomes ``bounced``.
-So one alert that is delayed, delayed again and finally given up on counts
-once, and it takes that many different alerts to mark a supporter.
+Soft bounces add up like Mailman's bounce score: one step per delivery per
+day (UTC) with a soft bounce in the last ``soft_bounce_window_days``; when the
+steps reach ``soft_bounce_limit`` (0 turns this off) **and** come from at least
+``soft_bounce_min_blasts`` different blasts, the supporter becomes
+``bounced``. So reports about one alert on one day count once, one blast's
+trouble alone never stops anyone, and each step is a ``supporter.soft_bounce``
+event with its evidence, count, blasts and whether the limit was reached. A
+delivery that arrives in between resets nothing; only an undo (see
+:mod:`mailer.inbound.review`) starts the count afresh, and that is recorded.
+A **blocked** report (the message or our sender was refused) marks the
+delivery ``bounced`` and records ``delivery.blocked`` with the recipient's
+domain; it never changes the supporter.
+
+A report about a delivery that is still ``sending`` raises
+:class:`ReportTooEarly` before anything is written: the sender's outcome write
+comes after it and would overwrite the bounce.
 
 A status only ever moves to a stronger one: active < bounced < unsubscribed
 < complained. A bounce never turns an unsubscribe into a "bounced", and
@@ -56,13 +67,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from mailer.compose.tokens import TokenSigner
 from mailer.config import InboundSettings
 from mailer.errors import TokenError
 from mailer.inbound.parse import Finding
 from mailer.inbound.status import Kind
+from mailer.lifecycle import audit
 from mailer.store import Database, Delivery, DeliveryState, Event, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
@@ -71,6 +83,7 @@ log = logging.getLogger(__name__)
 
 DELIVERY_BOUNCED = "delivery.bounced"
 DELIVERY_COMPLAINED = "delivery.complained"
+DELIVERY_BLOCKED = "delivery.blocked"
 SOFT_BOUNCE = "supporter.soft_bounce"
 SUPPORTER_BOUNCED = "supporter.bounced"
 SUPPORTER_COMPLAINED = "supporter.complained"
@@ -78,7 +91,8 @@ UNATTRIBUTED = "inbound.unattributed"
 IGNORED = "inbound.ignored"
 DUPLICATE = "inbound.duplicate"
 NO_CHANGE = "inbound.no_change"
-REPORT_ACTIONS = (DELIVERY_BOUNCED, DELIVERY_COMPLAINED, SOFT_BOUNCE)
+BOUNCE_UNDONE = "supporter.bounce_undone"  # written by mailer.inbound.review
+REPORT_ACTIONS = (DELIVERY_BOUNCED, DELIVERY_COMPLAINED, SOFT_BOUNCE, DELIVERY_BLOCKED)
 
 STRENGTH = {
     SupporterStatus.ACTIVE: 0,
@@ -91,8 +105,22 @@ _OUR_MESSAGE_ID = re.compile(r"^<\d{1,18}\.(\d{1,18})\.[0-9a-f]+@[^<>\s]+>$", re
 _MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 
 
+class ReportTooEarly(Exception):
+    """A report about a delivery that is still ``sending``: not recorded now.
+
+    The sender's own outcome write lands after it and would overwrite the
+    bounce; the caller answers 451 (SMTP) or leaves the report for the next
+    import (mailbox), and the report is applied once the delivery is settled.
+    """
+
+    def __init__(self, delivery_id: int) -> None:
+        super().__init__(f"delivery {delivery_id} is still sending; report it again later")
+        self.delivery_id = delivery_id
+
+
 class Outcome(StrEnum):
     BOUNCED = "bounced"  # a hard bounce was recorded
+    BLOCKED = "blocked"  # the message or the sender was refused: counted, supporter unchanged
     SOFT_BOUNCE = "soft_bounce"  # a soft bounce was recorded (and counted, once per delivery)
     COMPLAINED = "complained"
     UNSUBSCRIBED = "unsubscribed"
@@ -214,6 +242,9 @@ class _Applier:
         if delivery is None:
             self.record(UNATTRIBUTED, None)
             return self.decide(Outcome.UNATTRIBUTED, None, None, via)
+        if delivery.state is DeliveryState.SENDING and kind is not Kind.UNSUBSCRIBE:
+            assert delivery.id is not None
+            raise ReportTooEarly(delivery.id)
         supporter = self.session.exec(
             select(Supporter).where(Supporter.id == delivery.supporter_id).with_for_update()
         ).one()
@@ -226,6 +257,8 @@ class _Applier:
             outcome = self.complaint(delivery, supporter)
         elif kind is Kind.HARD_BOUNCE:
             outcome = self.hard_bounce(delivery, supporter)
+        elif kind is Kind.BLOCKED:
+            outcome = self.blocked(delivery, supporter)
         else:
             outcome = self.soft_bounce(delivery, supporter)
         return self.decide(outcome, delivery, supporter, via)
@@ -244,16 +277,15 @@ class _Applier:
         )
 
     def record(self, action: str, delivery: Delivery | None, **extra: Any) -> None:
-        self.session.add(
-            Event(
-                at=self.now,
-                actor=self.actor,
-                action=action,
-                blast_id=delivery.blast_id if delivery else None,
-                supporter_id=delivery.supporter_id if delivery else None,
-                delivery_id=delivery.id if delivery else None,
-                detail={**self.detail, **extra},
-            )
+        audit(
+            self.session,
+            action,
+            actor=self.actor,
+            now=self.now,
+            blast_id=delivery.blast_id if delivery else None,
+            supporter_id=delivery.supporter_id if delivery else None,
+            delivery_id=delivery.id if delivery else None,
+            detail={**self.detail, **extra},
         )
         self.events.append(action)
 
@@ -304,36 +336,66 @@ class _Applier:
         self.raise_status(delivery, supporter, SupporterStatus.BOUNCED, reason="hard bounce")
         return Outcome.BOUNCED
 
+    def blocked(self, delivery: Delivery, supporter: Supporter) -> Outcome:
+        """The message or our sender was refused: the delivery did not arrive, the
+        supporter's address is not in question, so their status never changes."""
+        if self.finding.action != "delayed":
+            self.bounce_delivery(delivery)
+        domain = supporter.email.rpartition("@")[2].lower()
+        self.record(DELIVERY_BLOCKED, delivery, domain=domain)
+        return Outcome.BLOCKED
+
     def soft_bounce(self, delivery: Delivery, supporter: Supporter) -> Outcome:
         limit = self.settings.soft_bounce_limit
         window = self.settings.soft_bounce_window_days
+        min_blasts = self.settings.soft_bounce_min_blasts
+        since = self.now - timedelta(days=window)
+        undone = self.session.exec(
+            select(func.max(Event.at)).where(
+                Event.supporter_id == delivery.supporter_id, Event.action == BOUNCE_UNDONE
+            )
+        ).one()
+        if undone is not None and undone > since:
+            since = undone  # an undo starts the count afresh (recorded, never silent)
         rows = self.session.exec(
-            select(Event.delivery_id, Event.detail).where(
+            select(Event.delivery_id, Event.blast_id, Event.detail).where(
                 Event.supporter_id == delivery.supporter_id,
                 Event.action == SOFT_BOUNCE,
-                col(Event.at) >= self.now - timedelta(days=window),
+                col(Event.at) >= since,
             )
         ).all()
-        counted_before = {d for d, detail in rows if detail.get("counted")}
-        counted = delivery.id not in counted_before
-        count = len(counted_before | {delivery.id})
+        # One step per delivery per day (as Mailman's bounce score counts a day once).
+        today = self.now.date().isoformat()
+        counted_before = {
+            (d, str(detail.get("day", ""))): b for d, b, detail in rows if detail.get("counted")
+        }
+        counted = (delivery.id, today) not in counted_before
+        steps = {**counted_before, (delivery.id, today): delivery.blast_id}
+        count = len(steps)
+        blasts = len(set(steps.values()))
         if self.finding.action != "delayed":
             self.bounce_delivery(delivery)
+        reached = limit > 0 and count >= limit and blasts >= min_blasts
         self.record(
             SOFT_BOUNCE,
             delivery,
             counted=counted,
+            day=today,
             count=count,
+            blasts=blasts,
             limit=limit,
+            min_blasts=min_blasts,
             window_days=window,
+            reached=reached,
         )
-        if limit > 0 and count >= limit:
+        if reached:
             self.raise_status(
                 delivery,
                 supporter,
                 SupporterStatus.BOUNCED,
                 reason="soft bounce limit",
                 count=count,
+                blasts=blasts,
                 limit=limit,
                 window_days=window,
             )

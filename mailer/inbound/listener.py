@@ -3,13 +3,20 @@
 Point the MX (or a transport map of the MTA in front) for the return-path and
 unsubscribe addresses at it. It accepts mail for any recipient, because the
 VERP token is in the recipient (``bounces+TOKEN@domain``), and relays
-nothing: every message is classified (:func:`mailer.inbound.parse.classify`)
-and applied (:func:`mailer.inbound.apply.apply`) once per envelope recipient,
-and the ``250`` reply is given only after the decision is committed. If the
-database cannot be written the reply is ``451``, so the sending MTA keeps the
-message and tries again (applying is idempotent, so a retry after a partial
-success counts nothing twice). Messages over 10 MB are refused (``552``);
-a bounce, a complaint or an unsubscribe request never needs that much.
+nothing: every message is parsed and classified once
+(:func:`mailer.inbound.parse.classify`), then applied
+(:func:`mailer.inbound.apply.apply`) once per distinct envelope recipient,
+each with the VERP token of its own address, and the ``250`` reply is given
+only after the decisions are committed. If the database cannot be written the
+reply is ``451``, so the sending MTA keeps the message and tries again
+(applying is idempotent, so a retry after a partial success counts nothing
+twice). A report about a delivery that is still ``sending`` (a relay can
+bounce within milliseconds, before the sender has recorded "sent") is also
+answered ``451``: the relay retries minutes later, when the delivery is
+settled, so the sender's write never overwrites the bounce. Messages over
+10 MB are refused (``552``), and so is a recipient after the 10th
+(``452``, RFC 5321 lets the client send the rest in another transaction);
+a bounce, a complaint or an unsubscribe request never needs more.
 
 Database work runs on one thread of its own, one message after another, so
 the SMTP sessions never wait on each other's parsing and two reports about
@@ -32,15 +39,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
-from mailer.inbound.apply import Decision, apply
-from mailer.inbound.parse import classify
+from mailer.inbound.apply import Decision, ReportTooEarly, apply
+from mailer.inbound.parse import classify, for_recipient
 from mailer.store import Database
 from mailer.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-MAX_RECIPIENTS = 100
+MAX_RECIPIENTS = 10
 
 
 class InboundHandler:
@@ -70,6 +77,8 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if address.lower() in (r.lower() for r in envelope.rcpt_tos):
+            return "250 2.1.5 OK"  # the same recipient twice counts once
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
@@ -82,6 +91,13 @@ class InboundHandler:
         loop = asyncio.get_running_loop()
         try:
             decisions = await loop.run_in_executor(self._executor, self.process, data, recipients)
+        except ReportTooEarly as early:
+            log.info(
+                "report about delivery %d arrived while it is still sending; asked to retry",
+                early.delivery_id,
+                extra={"event": "inbound.too_early", "delivery": early.delivery_id},
+            )
+            return "451 4.3.0 The delivery this report is about is still in progress; retry later"
         except Exception:
             log.exception(
                 "inbound message from %s not recorded; asked the sender to retry",
@@ -92,13 +108,18 @@ class InboundHandler:
         return "250 2.0.0 Recorded: " + ", ".join(str(d.outcome) for d in decisions)
 
     def process(self, data: bytes, recipients: list[str]) -> list[Decision]:
-        """Classify and apply ``data`` once per recipient (synchronous; any thread)."""
+        """Classify ``data`` once, apply it once per distinct recipient (synchronous).
+
+        Raises :class:`~mailer.inbound.apply.ReportTooEarly` when a report is
+        about a delivery still being sent (decisions before it are committed,
+        and are recognized as duplicates when the relay retries).
+        """
         decisions = []
-        for recipient in recipients or [""]:
-            finding = classify(data, envelope_to=recipient)
+        finding = classify(data)
+        for recipient in list(dict.fromkeys(r.lower() for r in recipients)) or [""]:
             decision = apply(
                 self.db,
-                finding,
+                for_recipient(finding, recipient),
                 signer=self.signer,
                 settings=self.settings,
                 now=self.clock(),

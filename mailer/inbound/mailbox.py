@@ -8,7 +8,9 @@ the same :func:`~mailer.inbound.parse.classify` and
 each; the VERP token is found in the ``Delivered-To``/``X-Original-To``
 headers the delivery agent wrote. The mailbox is only read, never changed:
 importing it again is safe, because a report already recorded is recognized
-and counted once (see :mod:`mailer.inbound.apply`).
+and counted once (see :mod:`mailer.inbound.apply`). A report about a delivery
+that is still ``sending`` is left unrecorded (``too_early`` in the result), so
+the next import applies it once the delivery is settled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ImportFileError
-from mailer.inbound.apply import apply
+from mailer.inbound.apply import ReportTooEarly, apply
 from mailer.inbound.parse import classify
 from mailer.store import Database
 from mailer.store.models import utcnow
@@ -36,6 +38,7 @@ class ImportResult:
     messages: int = 0
     kinds: Counter[str] = field(default_factory=Counter)  # by finding: hard_bounce, ...
     outcomes: Counter[str] = field(default_factory=Counter)  # by decision: bounced, ...
+    too_early: int = 0  # about deliveries still sending: left for the next import
 
 
 def mailbox_format(path: Path) -> str:
@@ -83,10 +86,14 @@ def import_mailbox(
     signer = TokenSigner(settings.security.secret_key)
     for data in messages(path):
         finding = classify(data)
-        decision = apply(
-            db, finding, signer=signer, settings=settings.inbound, now=clock(), actor=actor
-        )
         result.messages += 1
         result.kinds[str(finding.kind)] += 1
+        try:
+            decision = apply(
+                db, finding, signer=signer, settings=settings.inbound, now=clock(), actor=actor
+            )
+        except ReportTooEarly:
+            result.too_early += 1
+            continue
         result.outcomes[str(decision.outcome)] += 1
     return result

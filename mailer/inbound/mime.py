@@ -17,6 +17,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import compat32
+from html import unescape
 
 TEXT_LIMIT = 1000  # characters kept of any one piece of evidence
 MAX_PARTS = 200
@@ -28,6 +29,7 @@ _ORIGINAL_TYPES = frozenset(
 
 def clean(text: str, limit: int = TEXT_LIMIT) -> str:
     """One line of storable text: no controls, no lone surrogates, at most ``limit``."""
+    text = text[: limit * 8]  # enough for ``limit`` characters after spaces are folded
     try:  # bytes the parser kept as surrogates: read them as UTF-8
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:
@@ -103,8 +105,14 @@ def field_blocks(part: Message) -> list[Message]:
     if encoding in ("base64", "quoted-printable"):
         # The parser took the still-encoded text for header blocks; encoded text has no
         # "name:" lines, so it is all in their bodies: join those and decode.
-        pieces = [item.get_payload(decode=True) for item in payload if isinstance(item, Message)]
-        body = b"\n".join(p for p in pieces if isinstance(p, bytes))
+        if encoding == "base64":
+            pieces = [
+                item.get_payload(decode=True) for item in payload if isinstance(item, Message)
+            ]
+            body = b"\n".join(p for p in pieces if isinstance(p, bytes))
+        else:  # quoted-printable text mostly keeps its "name:" lines: undo it as a whole
+            text = "\n".join(item.as_string() for item in payload if isinstance(item, Message))
+            body = text.encode("utf-8", "surrogateescape")
         try:
             raw = base64.b64decode(body) if encoding == "base64" else quopri.decodestring(body)
         except (binascii.Error, ValueError):
@@ -138,3 +146,15 @@ def original_of(parts: list[Message]) -> Message | None:
 def parse_headers(text: str) -> Message:
     """The header block at the start of ``text`` (e.g. an original quoted in prose)."""
     return HeaderParser(policy=compat32).parsestr(text.lstrip(), headersonly=True)
+
+
+_TAG = re.compile(
+    r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL
+)
+_BREAK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE)
+
+
+def html_text(html: str) -> str:
+    """The text of an HTML part: line breaks kept, tags dropped, entities undone."""
+    text = _TAG.sub(" ", _BREAK.sub("\n", html[:200_000]))
+    return unescape(text)

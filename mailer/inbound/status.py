@@ -1,15 +1,10 @@
-"""What a reported status means: hard bounce, soft bounce, or nothing to act on.
+"""What a reported status is: the kinds of finding, and status codes found in text.
 
-The rule is the sender's own (:mod:`mailer.send.outcome`), applied to reports
-that arrive later: an RFC 3463 status of class 5 is permanent (a hard bounce)
-except ``X.2.2`` (mailbox full), which RFC 3463 section 3.3 calls a persistent
-transient failure and which is therefore counted as soft; class 4 is
-temporary (soft), and so is every ``Action: delayed`` report whatever its
-status. Successful reports (``delivered``, ``relayed``, ``expanded``) are not
-bounces at all.
-
-This module also finds status codes in free text (RFC 3464 ``Diagnostic-Code``
-values and the prose of non-standard bounces).
+The decision of which kind a failed recipient is (hard, soft, blocked) is
+:func:`mailer.inbound.verdict.judge`, from all the evidence; this module
+reads the codes it uses: the RFC 3464 ``Status`` field, the basic reply code
+and the RFC 3463 enhanced code that a ``Diagnostic-Code`` or a prose bounce
+quotes.
 """
 
 from __future__ import annotations
@@ -21,6 +16,7 @@ from enum import StrEnum
 class Kind(StrEnum):
     HARD_BOUNCE = "hard_bounce"  # the address does not work: mark delivery and supporter
     SOFT_BOUNCE = "soft_bounce"  # a temporary failure: counted, marks after a limit
+    BLOCKED = "blocked"  # the message or the sender was refused: counted, never marks
     COMPLAINT = "complaint"  # the supporter reported an alert as spam (ARF)
     UNSUBSCRIBE = "unsubscribe"  # a mailto: unsubscribe request
     AUTO_REPLY = "auto_reply"  # out-of-office and other automatic answers: ignored
@@ -72,23 +68,3 @@ def scan(text: str) -> tuple[str, int | None, str]:
                 return ".".join(m.groups()), reply_code(line), line.strip()
             return "", int(m.group(1)), line.strip()
     return "", None, ""
-
-
-def bounce_kind(action: str, status: str, code: int | None) -> Kind | None:
-    """Hard or soft bounce for one reported recipient; None when it is not a failure."""
-    action = action.lower()
-    if action in SUCCESS_ACTIONS:
-        return None
-    if action == "delayed":
-        return Kind.SOFT_BOUNCE
-    klass = status[:1] or (str(code)[:1] if code is not None else "")
-    if klass == "5":
-        # X.2.2 mailbox full: permanent in form, transient in fact (as in send/outcome.py).
-        return Kind.SOFT_BOUNCE if status.endswith(".2.2") else Kind.HARD_BOUNCE
-    if klass == "4":
-        return Kind.SOFT_BOUNCE
-    if action == "failed":
-        # Failed without a usable status: something went wrong, but not provably for
-        # good, so it only counts toward the soft-bounce limit.
-        return Kind.SOFT_BOUNCE
-    return None

@@ -32,12 +32,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailer.inbound.status import Kind, bounce_kind, scan
+from mailer.inbound.status import Kind, scan
+from mailer.inbound.verdict import BLOCKED_WORDS, HARD_WORDS, SOFT_WORDS, judge, unfold, words
 
 _DAEMON_LOCALS = frozenset(
-    {"mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster", "double-bounce"}
+    {
+        *("mailer-daemon", "mailerdaemon", "mail-daemon", "maildaemon", "postmaster"),
+        *("double-bounce", "mdaemon", "mailadmin", "mail-admin", "mailerdaemon-noreply"),
+        *("mail.delivery.system", "bounce", "bounces", "nobody", "post_master"),
+    }
 )
-_DAEMON_NAME = re.compile(r"mail delivery (?:sub)?system|mailer[- ]daemon", re.IGNORECASE)
+_DAEMON_NAME = re.compile(
+    r"mail delivery (?:sub)?system|mailer[- ]daemon|mail administrator|post ?master"
+    r"|mail ?system|delivery status notification|microsoftexchange|mail delivery service",
+    re.IGNORECASE,
+)
 _BOUNCE_SUBJECT = re.compile(
     r"failure notice|undeliver|returned mail|returned to sender|non[- ]?delivery"
     r"|delivery (?:status notification|failure|failed|problem|delayed|has failed|report)"
@@ -58,34 +67,30 @@ _ORIGINAL_OPENERS = (
     "the header of the original message",
     "headers of the original message",
 )
-_FULL = re.compile(
-    r"mailbox\b[^\n]{0,60}?\bfull\b|over quota|quota exceeded|exceeded (?:the )?storage",
-    re.IGNORECASE,
-)
 _DELAYED = re.compile(
     r"not yet been delivered|delivery attempts will continue|will (?:continue|keep) trying"
     r"|will be retried|still trying|(?:is|been|delivery) delayed|warning: message \S+ delayed",
     re.IGNORECASE,
 )
-_PERMANENT = re.compile(
-    r"permanent(?:ly)? (?:error|failure|fatal)|permanent fatal|user unknown|unknown user"
-    r"|no such (?:user|mailbox|recipient)|does(?: not|n't) exist|mailbox unavailable"
-    r"|address rejected|invalid recipient|recipient not found",
-    re.IGNORECASE,
-)
-_TEMPORARY = re.compile(
-    r"temporar(?:y|ily)|try again later|in the queue too long|timed? ?out", re.IGNORECASE
-)
 _RECIPIENT_LINES = (
-    re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$", re.MULTILINE),  # qmail
-    re.compile(r"^<?([^<>\s]+@[^<>\s]+?)>?\.\.\.", re.MULTILINE),  # sendmail
+    re.compile(r"^<([^<>\s]+@[^<>\s]+)>:?\s*$", re.MULTILINE),  # qmail
+    re.compile(
+        r"^\s*(?:final-)?recipient:\s*(?:rfc822;)?\s*<?([^<>\s]+@[^<>\s]+?)>?\s*$",
+        re.MULTILINE | re.IGNORECASE,
+    ),
+    re.compile(r"^(?:\d{3}[ -])?<?([^<>\s]+@[^<>\s]+?)>?\.\.\.", re.MULTILINE),  # sendmail
     re.compile(r"^[ \t]+<?([^<>\s@]+@[^<>\s@]+?)>?\s*$", re.MULTILINE),  # exim, indented
+    re.compile(  # "Could not be delivered to: <x>", "Invalid final delivery userid: x"
+        r"(?:delivered to|userid|recipient|addressee)\s*:\s*<?([^<>\s@]+@[^<>\s@]+?)>?[\s.,;]*$",
+        re.MULTILINE | re.IGNORECASE,
+    ),
 )
 
 
 @dataclass(frozen=True)
 class TextBounce:
     kind: Kind
+    rule: str  # the rule that decided (see mailer.inbound.verdict)
     shape: str  # "qmail", "exim", "sendmail" or "text"
     action: str  # "failed" or "delayed"
     status: str
@@ -126,13 +131,6 @@ def _shape(text: str) -> str:
     return "text"
 
 
-def _line_of(pattern: re.Pattern[str], text: str) -> str:
-    for line in text.splitlines():
-        if pattern.search(line):
-            return line.strip()
-    return ""
-
-
 def _recipient(text: str) -> str:
     for pattern in _RECIPIENT_LINES:
         m = pattern.search(text)
@@ -142,31 +140,56 @@ def _recipient(text: str) -> str:
 
 
 def read_text_bounce(explanation: str, subject: str = "") -> TextBounce | None:
-    """The bounce that ``explanation`` (prose before the copied original) reports, if any."""
+    """The bounce that ``explanation`` (prose before the copied original) reports, if any.
+
+    Read as a bounce only with a status code, or wording that
+    :mod:`.verdict` knows; the verdict is :func:`~.verdict.judge`'s.
+    """
+    explanation = explanation[:20_000]  # the explanation; more is a quoted message
     status, code, line = scan(explanation)
-    delayed = bool(_DELAYED.search(explanation) or _DELAYED.search(subject))
+    line = _with_continuation(explanation, line)
+    text = unfold(explanation[:20_000])
+    delayed = bool(_DELAYED.search(text) or _DELAYED.search(subject))
     action = "delayed" if delayed else "failed"
-    kind: Kind | None
-    if status or code is not None:
-        kind = bounce_kind(action, status, code)
-    elif _FULL.search(explanation):
-        kind, line = Kind.SOFT_BOUNCE, _line_of(_FULL, explanation)
-    elif delayed:
-        kind, line = Kind.SOFT_BOUNCE, _line_of(_DELAYED, explanation) or subject
-    elif _PERMANENT.search(explanation):
-        kind, line = Kind.HARD_BOUNCE, _line_of(_PERMANENT, explanation)
-    elif _TEMPORARY.search(explanation):
-        kind, line = Kind.SOFT_BOUNCE, _line_of(_TEMPORARY, explanation)
-    else:
-        kind = None
-    if kind is None:
+    known = any(words(table, text) for table in (BLOCKED_WORDS, SOFT_WORDS, HARD_WORDS))
+    if not (status or code is not None or known or delayed):
         return None
+    verdict = judge(action, status, line, code=code, prose=explanation)
+    if verdict is None:
+        return None
+    if not line:
+        line = _deciding_line(explanation)
     return TextBounce(
-        kind=kind,
+        kind=verdict.kind,
+        rule=verdict.rule,
         shape=_shape(explanation),
         action=action,
-        status=status,
+        status=verdict.status,
         reply_code=code,
         diagnostic=line,
         recipient=_recipient(explanation),
     )
+
+
+def _with_continuation(explanation: str, line: str) -> str:
+    """``line`` and the indented lines that continue it (Exim wraps the server's words)."""
+    if not line:
+        return line
+    lines = explanation.splitlines()
+    for number, text in enumerate(lines):
+        if text.strip() == line:
+            more = []
+            for follow in lines[number + 1 : number + 4]:
+                if not follow[:1].isspace() or not follow.strip():
+                    break
+                more.append(follow.strip())
+            return " ".join([line, *more])
+    return line
+
+
+def _deciding_line(explanation: str) -> str:
+    for line in explanation.splitlines():
+        text = unfold(line)
+        if any(words(table, text) for table in (BLOCKED_WORDS, SOFT_WORDS, HARD_WORDS)):
+            return line.strip()
+    return ""
