@@ -2,9 +2,12 @@
 
 :func:`clean_form` turns the raw form into clean values or a set of problems
 (named by field, with a code the pages translate). :func:`sign` stores the
-signature with one ``INSERT ... ON CONFLICT DO UPDATE`` on the unique
-(petition, email) pair, so a second submission updates the first and two
-submissions at once can never count twice. Messages are kept as the plain
+signature with one ``INSERT ... ON CONFLICT`` on the unique (petition, email)
+pair, so two submissions at once can never count twice. Only the signer's own
+alert link (``source="alert"``) may change an existing signature; a public
+submission for an address that has signed changes nothing, and the caller
+answers it like a first signature, so the public page neither lets anyone
+rewrite someone else's words nor tells who has signed. Messages are kept as the plain
 text typed (line ends normalized, control characters removed); the pages
 escape them wherever they are shown.
 """
@@ -142,11 +145,13 @@ def sign(
     opted_in: bool = False,
     ip: str = "",
 ) -> bool:
-    """Store or update the signature of ``email``; True when it is new.
+    """Store the signature of ``email``; True when it is new.
 
-    An update changes the name, place and message and keeps the first
-    signature's time, source and blast (the action is credited once); once
-    opted in, a signer stays opted in.
+    A public submission (``source="public"``) for an address that has signed
+    already changes nothing: anyone can type anyone's address into that form.
+    From the alert's own link an existing signature is updated: name, place
+    and message change, the first signature's time, source and blast stay
+    (the action is credited once); once opted in, a signer stays opted in.
     """
     assert petition.id is not None
     city, zip_region = place_of(zip_code)
@@ -175,6 +180,9 @@ def sign(
     table = Signature.__table__  # type: ignore[attr-defined]
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     stmt = insert(table).values(**values)
+    if source != "alert":
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["petition_id", "email"]))
+        return existed is None
     stmt = stmt.on_conflict_do_update(
         index_elements=["petition_id", "email"],
         set_={

@@ -15,7 +15,8 @@
 Every POST is checked in this order: per-client rate limit (``429``), CSRF
 token (``403``), honeypot (a filled-in hidden field gets a thank-you page and
 nothing is stored), then the fields (``400`` with the form again). One
-signature per address per petition: a second submission updates the first.
+signature per address per petition: a second submission from the alert's link
+updates the first; a public one changes nothing (see ``petitions.signing``).
 No IP address is kept unless ``tracking.store_ip`` asks, and then truncated.
 """
 
