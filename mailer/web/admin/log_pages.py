@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +9,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response, StreamingResponse
 
+from mailer import csvsafe
 from mailer.blasts import find_blast
 from mailer.errors import NotFound
 from mailer.report import LOG_COLUMNS, delivery_log
@@ -87,7 +87,7 @@ class LogPages(Site):
 
         def lines() -> Iterator[str]:
             buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+            writer = csvsafe.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
             writer.writeheader()
             for count, row in enumerate(delivery_log(self.db, blast_id, **args), 1):
                 writer.writerow(row)
