@@ -62,6 +62,9 @@ class HomePages(Site):
             sign_in, self.db, form.get("name", ""), form.get("password", ""), now=self.clock()
         )
         if result.user is None:
+            if result.busy:
+                error = "Too many sign-ins at this moment; try again in a minute."
+                return self.login_form(request, error=error, status=503)
             if result.locked_until is not None:
                 wait = max(int((result.locked_until - self.clock()).total_seconds()), 1)
                 error = f"Too many failed sign-ins for this name; try again in {wait} seconds."
