@@ -12,18 +12,17 @@
   alert was forwarded to: name, email, ZIP, optional message and an unticked
   box to receive future alerts.
 
-Every POST is checked in this order: per-client rate limit (``429``), CSRF
-token (``403``), honeypot (a filled-in hidden field gets a thank-you page and
-nothing is stored), then the fields (``400`` with the form again). One
-signature per address per petition: a second submission from the alert's link
-updates the first; a public one changes nothing (see ``petitions.signing``).
+Every POST is checked in this order: CSRF token (``403``), per-client rate
+limit (``429``, see :mod:`mailer.clients`), honeypot (a filled-in hidden
+field gets a thank-you page and nothing is stored), then the fields
+(``400`` with the form again). One signature per address per petition: a
+second submission from the alert's link updates the first; a public one
+changes nothing (see ``petitions.signing``).
 No IP address is kept unless ``tracking.store_ip`` asks, and then truncated.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,18 +30,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from limits import parse as parse_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from mailer.clients import ClientLimit
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, TrackingSettings
-from mailer.errors import ConfigError, TokenError
+from mailer.errors import TokenError
 from mailer.petitions.signing import Signer, clean_form, opt_in, sign
 from mailer.petitions.store import signature_count
 from mailer.petitions.texts import texts_for
@@ -128,14 +125,7 @@ class ActionPages:
         self.settings = petitions or PetitionsSettings()
         self.clock = clock
         self.organization_name = organization_name
-        try:
-            self.rate = parse_limit(self.settings.rate_limit)
-        except ValueError:
-            raise ConfigError(
-                "petitions.rate_limit",
-                f'must look like "10/minute" or "50 per hour", got {self.settings.rate_limit!r}',
-            ) from None
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limit = ClientLimit("petitions.rate_limit", self.settings.rate_limit)
         self.pages = Environment(
             loader=PackageLoader("mailer.web", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -408,15 +398,15 @@ class ActionPages:
         )
 
     def _refused(self, request: Request, form: dict[str, str], lang: str) -> Response | None:
-        client = request.client.host if request.client is not None else "unknown"
-        if not self.limiter.hit(self.rate, "sign", client):
-            response = self._message_page(429, lang, "rate_limited")
-            stats = self.limiter.get_window_stats(self.rate, "sign", client)
-            wait = max(1, math.ceil(stats.reset_time - time.time()))
-            response.headers["Retry-After"] = str(wait)
-            return response
+        # CSRF first: posts that could not be a real submission do not use up the
+        # budget of the client address (shared by everyone behind one NAT).
         if not self.csrf.valid(request, form.get(CSRF_FIELD, "")):
             return self._message_page(403, lang, "csrf")
+        wait = self.limit.wait(request.client.host if request.client is not None else "")
+        if wait is not None:
+            response = self._message_page(429, lang, "rate_limited")
+            response.headers["Retry-After"] = str(wait)
+            return response
         return None
 
     def _ip(self, request: Request) -> str:

@@ -58,6 +58,13 @@ class HomePages(Site):
                 error="The sign-in form expired or came from elsewhere; try again.",
                 status=403,
             )
+        wait = self.login_limit.wait(request.client.host if request.client else "")
+        if wait is not None:
+            response = self.login_form(
+                request, error="Too many sign-ins; wait a minute.", status=429
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         result = await run_in_threadpool(
             sign_in, self.db, form.get("name", ""), form.get("password", ""), now=self.clock()
         )
