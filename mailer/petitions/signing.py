@@ -31,6 +31,9 @@ from mailer.store import Event, MailingList, Membership, Supporter, SupporterSta
 from mailer.store.models import Petition, Signature, Suppression
 
 MAX_NAME = 100
+# A name with a web address in it is refused: names go into messages, and a URL
+# there would be a link in the organization's mail that it never wrote.
+URL_MARK = "://"
 _ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 
 
@@ -72,8 +75,12 @@ def clean_form(
         problems["first_name"] = "missing"
     elif len(first) > MAX_NAME:
         problems["first_name"] = "too_long"
+    elif URL_MARK in first:
+        problems["first_name"] = "url"
     if len(last) > MAX_NAME:
         problems["last_name"] = "too_long"
+    elif URL_MARK in last:
+        problems["last_name"] = "url"
     message = clean_message(form.get("message", ""))
     if len(message) > max_message:
         problems["message"] = "too_long"
