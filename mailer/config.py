@@ -319,6 +319,20 @@ class PetitionsSettings:
     max_message_chars: int = field(
         default=2000, metadata=_doc("longest message a signer may write, in characters")
     )
+    opt_in_expiry_hours: int = field(
+        default=72,
+        metadata=_doc(
+            "hours a public opt-in waits for its confirmation link to be used; "
+            "unconfirmed ones are removed after that"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.opt_in_expiry_hours < 1:
+            raise ConfigError(
+                "petitions.opt_in_expiry_hours",
+                f"must be at least 1, got {self.opt_in_expiry_hours}",
+            )
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ NO_CHANGE = "inbound.no_change"
 REPORT_ACTIONS = (DELIVERY_BOUNCED, DELIVERY_COMPLAINED, SOFT_BOUNCE)
 
 STRENGTH = {
+    SupporterStatus.PENDING: 0,
     SupporterStatus.ACTIVE: 0,
     SupporterStatus.BOUNCED: 1,
     SupporterStatus.UNSUBSCRIBED: 2,

@@ -27,8 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailer.store import Event, MailingList, Membership, Supporter, SupporterStatus
-from mailer.store.models import Petition, Signature, Suppression
+from mailer.store.models import Petition, Signature
 
 MAX_NAME = 100
 # A name with a web address in it is refused: names go into messages, and a URL
@@ -207,56 +206,3 @@ def sign(
     )
     session.execute(stmt)
     return existed is None
-
-
-def opt_in(
-    session: Session, petition: Petition, signer: Signer, *, language: str, now: datetime
-) -> int | None:
-    """Make a public signer who ticked the box a supporter on the petition's opt-in list.
-
-    A new address becomes an active supporter; an existing supporter is added
-    to the list with their status unchanged (an unsubscribed person is not
-    resubscribed by a form anyone could fill in). An address on the
-    suppression list is left alone. Returns the supporter's id, or None.
-    """
-    if session.exec(select(Suppression).where(Suppression.email == signer.email)).first():
-        return None
-    supporter = session.exec(select(Supporter).where(Supporter.email == signer.email)).first()
-    created = supporter is None
-    if supporter is None:
-        _, region = place_of(signer.zip)
-        supporter = Supporter(
-            email=signer.email,
-            first_name=signer.first_name,
-            last_name=signer.last_name,
-            zip=signer.zip,
-            region=region,
-            language=language,
-            status=SupporterStatus.ACTIVE,
-            status_changed_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(supporter)
-        session.flush()
-    assert supporter.id is not None
-    listed = session.exec(
-        select(MailingList).where(MailingList.name == petition.opt_in_list)
-    ).first()
-    if listed is None:
-        listed = MailingList(name=petition.opt_in_list, created_at=now)
-        session.add(listed)
-        session.flush()
-    assert listed.id is not None
-    if session.get(Membership, (listed.id, supporter.id)) is None:
-        session.add(Membership(list_id=listed.id, supporter_id=supporter.id, added_at=now))
-    session.add(
-        Event(
-            at=now,
-            actor="web:signer",
-            action="petition.opted_in",
-            supporter_id=supporter.id,
-            detail={"petition": petition.id, "new_supporter": created, "list": listed.name},
-        )
-    )
-    return supporter.id

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,11 +40,13 @@ from mailer.clients import ClientLimit
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, TrackingSettings
 from mailer.errors import TokenError
-from mailer.petitions.signing import Signer, clean_form, opt_in, sign
+from mailer.petitions.optin import ConfirmationMailer, request_opt_in
+from mailer.petitions.signing import Signer, clean_form, sign
 from mailer.petitions.store import signature_count
 from mailer.petitions.texts import texts_for
 from mailer.store import Blast, Database, Delivery, Supporter
 from mailer.store.models import Petition, Signature, utcnow
+from mailer.web.confirm import ConfirmPages
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.csrf import Csrf
 
@@ -121,8 +123,10 @@ class ActionPages:
         tracking: TrackingSettings | None = None,
         petitions: PetitionsSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        confirmations: ConfirmationMailer | None = None,
     ) -> None:
         self.db = db
+        self.confirmations = confirmations
         self.signer = TokenSigner(secret_key)
         self.csrf = Csrf(secret_key)
         self.tracking = tracking or TrackingSettings()
@@ -133,6 +137,10 @@ class ActionPages:
         self.pages = Environment(
             loader=PackageLoader("mailer.web", "templates"),
             autoescape=select_autoescape(["html"]),
+        )
+        self.expiry = timedelta(hours=self.settings.opt_in_expiry_hours)
+        self.confirm_pages = ConfirmPages(
+            db, self.signer, self.csrf, self._render, expiry=self.expiry, clock=clock
         )
 
     def action_path(self, delivery_id: int, petition_id: int) -> str:
@@ -145,6 +153,7 @@ class ActionPages:
             Route("/a/{token}", self.alert_submit, methods=["POST"]),
             Route("/p/{slug}", self.public_page, methods=["GET"]),
             Route("/p/{slug}", self.public_submit, methods=["POST"]),
+            *self.confirm_pages.routes(),
         ]
 
     # -- rendering ----------------------------------------------------------
@@ -334,11 +343,14 @@ class ActionPages:
         self, request: Request, petition: Petition, signer: Signer, lang: str
     ) -> bool:
         now = self.clock()
+        confirmation = None
         with self.db.session() as session:
             supporter_id = None
             if signer.opt_in:
-                supporter_id = opt_in(session, petition, signer, language=lang, now=now)
-            return sign(
+                supporter_id, confirmation = request_opt_in(
+                    session, petition, signer, language=lang, now=now, expiry=self.expiry
+                )
+            new = sign(
                 session,
                 petition,
                 email=signer.email,
@@ -354,6 +366,9 @@ class ActionPages:
                 opted_in=signer.opt_in,
                 ip=self._ip(request),
             )
+        if confirmation is not None and self.confirmations is not None:
+            self.confirmations.send(confirmation, now=now)
+        return new
 
     # -- checks shared by both forms --------------------------------------
 
