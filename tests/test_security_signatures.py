@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import select
 
-from mailer.petitions.signing import sign
+from mailer.petitions.signing import clean_form, sign
 from mailer.petitions.store import create_petition
 from mailer.store import Database
 from mailer.store.models import Petition, Signature, utcnow
@@ -95,20 +95,30 @@ def test_public_sign_over_any_existing_signature_keeps_it(
             source="alert",
             now=now,
         )
+    # The values as the public form cleans them (control characters dropped).
+    form = {"first_name": first, "last_name": last, "message": message, "zip": zip_code}
+    signer, _ = clean_form(
+        {**form, "email": "ANA@example.org", "opt_in": "1"},
+        public=True,
+        max_message=2000,
+        require_message=False,
+    )
+    assume(signer is not None)
+    assert signer is not None
     with db.session() as session:
         new = sign(
             session,
             petition,
-            email="ana@example.org",
-            first_name=first,
-            last_name=last,
-            zip_code=zip_code,
+            email=signer.email,
+            first_name=signer.first_name,
+            last_name=signer.last_name,
+            zip_code=signer.zip,
             region="",
             language="es",
-            message=message,
+            message=signer.message,
             source="public",
             now=now,
-            opted_in=True,
+            opted_in=signer.opt_in,
         )
     assert new is False
     with db.session() as session:
