@@ -78,6 +78,8 @@ def _tracked(composer: AlertComposer, alert: RenderedAlert, delivery_id: int) ->
 
     def track(url: str) -> str:
         link_id = composer.link_ids.link_id(url)
+        if link_id is None:  # not one of the template's links: left as written
+            return url
         return f"{composer.base_url}/c/{composer.signer.click(delivery_id, link_id)}"
 
     own = composer.base_url + "/"

@@ -13,7 +13,8 @@
   even with the right password, for a wait that doubles with every further
   failure (:data:`FIRST_WAIT`, at most :data:`LONGEST_WAIT`). Unknown names
   are counted the same way and take as long to refuse, so the answers do
-  not tell which names exist.
+  not tell which names exist. A try is recorded before its password is
+  checked, so concurrent tries cannot get past the count (:func:`sign_in`).
 
 Roles are ordered: a viewer reads; an organizer also acts on blasts; an
 admin also manages users, suppressions and supporters (:func:`allowed`).
@@ -25,13 +26,14 @@ import functools
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlmodel import Session, col, func, select
 
 from mailer.errors import InvalidState, NotFound
@@ -51,10 +53,15 @@ FIRST_WAIT = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=12)
 KEEP_ATTEMPTS = timedelta(days=1)
+# argon2id takes 64 MiB per check: at most this many at once per process, and a try
+# waits at most CHECK_QUEUE_WAIT seconds for its turn.
+MAX_CONCURRENT_CHECKS = 2
+CHECK_QUEUE_WAIT = 10.0
 MIN_PASSWORD = 10
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _hasher = PasswordHasher()
+_checks = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 
 
 @functools.cache
@@ -176,10 +183,16 @@ def list_users(db: Database) -> list[AdminUser]:
 class SignIn:
     user: AdminUser | None  # None: refused
     locked_until: datetime | None = None  # set when refused because of the lockout
+    busy: bool = False  # refused because too many passwords were being checked at once
 
 
-def locked_until(session: Session, name: str, now: datetime) -> datetime | None:
-    """When ``name`` may try again, or None when it is not locked out."""
+def locked_until(
+    session: Session, name: str, now: datetime, *, exclude: int | None = None
+) -> datetime | None:
+    """When ``name`` may try again, or None when it is not locked out.
+
+    ``exclude``: a try (by id) not to count, the one being decided.
+    """
     last_ok = session.exec(
         select(func.max(LoginAttempt.at)).where(
             LoginAttempt.name == name, col(LoginAttempt.ok).is_(True)
@@ -193,6 +206,7 @@ def locked_until(session: Session, name: str, now: datetime) -> datetime | None:
             LoginAttempt.name == name,
             col(LoginAttempt.ok).is_(False),
             col(LoginAttempt.at) > since,
+            col(LoginAttempt.id) != (exclude if exclude is not None else -1),
         )
     ).one()
     count, latest = failures
@@ -203,30 +217,102 @@ def locked_until(session: Session, name: str, now: datetime) -> datetime | None:
     return until if until > now else None
 
 
+def _lock_name(session: Session, name: str) -> None:
+    """Serialize the sign-in bookkeeping of one name until this transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock on the name. SQLite: the
+    caller's transaction starts with a write, which takes the database's
+    write lock, so nothing else is needed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _failures_before(session: Session, name: str, attempt_id: int, now: datetime) -> int:
+    """Failed (or still unverified) tries of ``name`` before ``attempt_id`` that count."""
+    last_ok = session.exec(
+        select(func.max(LoginAttempt.at)).where(
+            LoginAttempt.name == name, col(LoginAttempt.ok).is_(True)
+        )
+    ).one()
+    since = now - FAILURE_WINDOW
+    if last_ok is not None and last_ok > since:
+        since = last_ok
+    return session.exec(
+        select(func.count()).where(
+            LoginAttempt.name == name,
+            col(LoginAttempt.ok).is_(False),
+            col(LoginAttempt.at) > since,
+            col(LoginAttempt.id) != attempt_id,
+        )
+    ).one()
+
+
+def _verify(user: AdminUser | None, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash if user else _dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def sign_in(db: Database, name: str, password: str, *, now: datetime) -> SignIn:
-    """Check a name and password, with the lockout; every try is recorded."""
+    """Check a name and password, with the lockout; every checked try is recorded.
+
+    The try is recorded (as a failure) before the password is checked, under
+    a lock on the name, so tries at the same moment see each other: however
+    many arrive at once, at most :data:`MAX_FAILURES` get their password
+    checked before the name is locked. A try refused by the lockout is not
+    recorded and writes no audit event; the failure that starts a lockout
+    writes one ``user.login_locked``. At most :data:`MAX_CONCURRENT_CHECKS`
+    argon2 checks run at once in this process (each takes 64 MiB); a try that
+    cannot get a turn within :data:`CHECK_QUEUE_WAIT` is refused as busy and
+    not counted.
+    """
     name = name.strip().lower()[:100]
     with db.session() as session:
-        until = locked_until(session, name, now)
+        attempt = LoginAttempt(name=name, at=now, ok=False)
+        session.add(attempt)
+        session.flush()  # the write first: on SQLite this takes the write lock
+        _lock_name(session, name)
+        assert attempt.id is not None
+        attempt_id = attempt.id
+        until = locked_until(session, name, now, exclude=attempt_id)
         if until is not None:
-            audit(session, name, "user.login_locked", now, until=until.isoformat())
+            session.delete(attempt)
             return SignIn(None, locked_until=until)
-        user = session.exec(select(AdminUser).where(AdminUser.name == name)).first()
-        ok = False
-        try:
-            ok = _hasher.verify(user.password_hash if user else _dummy_hash(), password)
-        except (VerificationError, InvalidHashError):
-            ok = False
-        ok = ok and user is not None and not user.disabled
-        session.add(LoginAttempt(name=name, at=now, ok=ok))
+        starts_lockout = _failures_before(session, name, attempt_id, now) >= MAX_FAILURES - 1
         session.execute(  # older tries no longer count; the audit log keeps them
             delete(LoginAttempt).where(
                 col(LoginAttempt.name) == name, col(LoginAttempt.at) < now - KEEP_ATTEMPTS
             )
         )
+        user = session.exec(select(AdminUser).where(AdminUser.name == name)).first()
+    if not _checks.acquire(timeout=CHECK_QUEUE_WAIT):
+        with db.session() as session:
+            session.execute(delete(LoginAttempt).where(col(LoginAttempt.id) == attempt_id))
+        return SignIn(None, busy=True)
+    try:
+        ok = _verify(user, password) and user is not None and not user.disabled
+    finally:
+        _checks.release()
+    with db.session() as session:
         if not ok or user is None:
             audit(session, name, "user.login_failed", now)
+            if starts_lockout:
+                until = locked_until(session, name, now)
+                audit(
+                    session,
+                    name,
+                    "user.login_locked",
+                    now,
+                    until=until.isoformat() if until else None,
+                )
             return SignIn(None)
+        row = session.get(LoginAttempt, attempt_id)
+        if row is not None:
+            row.ok = True
+            session.add(row)
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
             session.add(user)

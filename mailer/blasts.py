@@ -7,6 +7,7 @@ or a composer on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -174,6 +175,10 @@ def create_blast(
                 },
             )
         )
+    # Registers the template's links; without the settings for sending, that waits
+    # for the blast's check, preview or start.
+    with contextlib.suppress(ConfigError):
+        composer_for(db, settings, blast)
     return blast
 
 
@@ -366,7 +371,7 @@ def composer_for(
     assert blast.id is not None
     with db.session() as session:
         names = [lst.name for lst in blast_lists(session, blast.id)]
-    return AlertComposer(
+    composer = AlertComposer(
         template=template_of_blast(db, settings, blast, templates_dir),
         blast_id=blast.id,
         blast_name=blast.name,
@@ -381,6 +386,8 @@ def composer_for(
         dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
         opens=settings.tracking.opens,
     )
+    composer.register_links()
+    return composer
 
 
 def dkim_signer(settings: Settings, *, address: str) -> DkimSigner | None:

@@ -12,6 +12,8 @@ template                      error     the template does not load or render
 cta-missing                   error     no call-to-action URL, or the alert never links it
 link-not-absolute             error     a link that is not an absolute http(s) URL
 link-not-https                warning   a link over plain http
+link-untracked                warning   a link that only some recipients get (built from
+                                        their values): it is sent untracked
 text-part-empty               error     no plain-text part (or an empty one)
 unsubscribe-missing           error     no unsubscribe link in the HTML or text footer
 postal-address-missing        error     no postal address in the footer (CAN-SPAM)
@@ -154,6 +156,12 @@ def check_blast(db: Database, settings: Settings, ref: str | int) -> list[Proble
                 )
             elif url.startswith("http://"):
                 add("warning", "link-not-https", f"{url} is plain http")
+            if links.is_trackable(url, f"{base}/") and composer.link_ids.link_id(url) is None:
+                add(
+                    "warning",
+                    "link-untracked",
+                    f"{who}: {url} is not one of the template's links; it is sent untracked",
+                )
         msg = email.message_from_bytes(composed.message.data, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         text, html = _part(msg, "plain"), _part(msg, "html")

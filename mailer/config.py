@@ -125,6 +125,27 @@ class WebSettings:
     )
     host: str = field(default="127.0.0.1", metadata=_doc("address `mailer web` listens on"))
     port: int = field(default=8000, metadata=_doc("port `mailer web` listens on"))
+    trusted_proxies: str = field(
+        default="",
+        metadata=_doc(
+            "reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, "
+            'comma-separated addresses or networks (e.g. "127.0.0.1" or "10.0.0.0/8"); '
+            "empty: none, the client is the connection's peer"
+        ),
+    )
+    login_rate_limit: str = field(
+        default="10/minute",
+        metadata=_doc(
+            "most sign-in posts one client (an IPv4 address or an IPv6 /64) may make, "
+            'e.g. "10/minute"'
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        from mailer.clients import ClientLimit, check_proxies
+
+        check_proxies("web.trusted_proxies", self.trusted_proxies)
+        ClientLimit("web.login_rate_limit", self.login_rate_limit)
 
 
 @dataclass(frozen=True)
@@ -305,6 +326,20 @@ class PetitionsSettings:
     max_message_chars: int = field(
         default=2000, metadata=_doc("longest message a signer may write, in characters")
     )
+    opt_in_expiry_hours: int = field(
+        default=72,
+        metadata=_doc(
+            "hours a public opt-in waits for its confirmation link to be used; "
+            "unconfirmed ones are removed after that"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.opt_in_expiry_hours < 1:
+            raise ConfigError(
+                "petitions.opt_in_expiry_hours",
+                f"must be at least 1, got {self.opt_in_expiry_hours}",
+            )
 
 
 @dataclass(frozen=True)

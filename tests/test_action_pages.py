@@ -14,7 +14,15 @@ from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.devsmtp import free_port
 from mailer.report import blast_report
-from mailer.store import Click, Database, Delivery, MailingList, Membership, Supporter
+from mailer.store import (
+    Click,
+    Database,
+    Delivery,
+    MailingList,
+    Membership,
+    Supporter,
+    SupporterStatus,
+)
 from mailer.store.models import Signature
 from mailer.web import create_app
 from mailer.web.csrf import COOKIE
@@ -246,18 +254,20 @@ def test_public_page_signs_without_subscribing(
             ).first()
             is None
         )
-    # The same address again, spelled differently: one signature, updated.
+    # The same address again, spelled differently: one signature, unchanged (anyone can
+    # type anyone's address here; test_security_signatures.py has the rest).
     path, form = public_form(
         client, sent.petition.slug, email="carla.diaz@EXAMPLE.org", message="Second words"
     )
     assert client.post(path, data=form).status_code == 200
-    [updated] = signatures(db)
-    assert updated.id == signature.id and updated.message == "Second words"
+    [kept] = signatures(db)
+    assert kept.id == signature.id and kept.message == ""
 
 
-def test_public_opt_in_makes_a_supporter_on_the_opt_in_list(
+def test_public_opt_in_makes_a_pending_supporter_on_the_opt_in_list(
     db: Database, client: httpx.Client, sent: SentPetition
 ) -> None:
+    # Pending until the address confirms (test_optin.py).
     path, form = public_form(client, sent.petition.slug, opt_in="1")
     assert client.post(path, data=form).status_code == 200
     [signature] = signatures(db)
@@ -272,6 +282,7 @@ def test_public_opt_in_makes_a_supporter_on_the_opt_in_list(
             .where(Membership.supporter_id == supporter.id)
         ).all()
     assert signature.supporter_id == supporter.id and supporter.region == "CA"
+    assert supporter.status == SupporterStatus.PENDING
     assert listed == [f"petition-{sent.petition.slug}"]
 
 

@@ -6,6 +6,7 @@ import email
 import email.policy
 import shutil
 import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,35 +33,38 @@ class MemoryLinks:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
 
-    def link_id(self, url: str) -> int:
-        return self.ids.setdefault(url, len(self.ids) + 1)
+    def link_id(self, url: str) -> int | None:
+        return self.ids.get(url)
+
+    def register(self, urls: Iterable[str]) -> None:
+        for url in urls:
+            self.ids.setdefault(url, len(self.ids) + 1)
 
 
 def composer(template: AlertTemplate | None = None) -> tuple[AlertComposer, MemoryLinks]:
     registry = MemoryLinks()
-    return (
-        AlertComposer(
-            template=template or AlertTemplate(REPO / "templates", "executive-orders"),
-            blast_id=7,
-            blast_name="eo",
-            cta_url=CTA,
-            identity=Identity(
-                from_name="Rapid Response",
-                from_address="alerts@example.org",
-                reply_to="",
-                return_path="",
-                list_id=list_id_header("supporters", "Rights Network", "example.org"),
-                unsubscribe_mailto="unsubscribe@example.org",
-            ),
-            organization_name="Rights Network",
-            postal_address="1 Example Way\nOakland, CA 94600",
-            base_url=BASE,
-            signer=TokenSigner(TEST_SECRET),
-            link_ids=registry,
-            clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+    built = AlertComposer(
+        template=template or AlertTemplate(REPO / "templates", "executive-orders"),
+        blast_id=7,
+        blast_name="eo",
+        cta_url=CTA,
+        identity=Identity(
+            from_name="Rapid Response",
+            from_address="alerts@example.org",
+            reply_to="",
+            return_path="",
+            list_id=list_id_header("supporters", "Rights Network", "example.org"),
+            unsubscribe_mailto="unsubscribe@example.org",
         ),
-        registry,
+        organization_name="Rights Network",
+        postal_address="1 Example Way\nOakland, CA 94600",
+        base_url=BASE,
+        signer=TokenSigner(TEST_SECRET),
+        link_ids=registry,
+        clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
     )
+    built.register_links()
+    return built, registry
 
 
 def parse(data: bytes) -> EmailMessage:

@@ -13,7 +13,7 @@ import re
 import secrets
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -111,8 +111,12 @@ class MemoryLinks:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
 
-    def link_id(self, url: str) -> int:
-        return self.ids.setdefault(url, len(self.ids) + 1)
+    def link_id(self, url: str) -> int | None:
+        return self.ids.get(url)
+
+    def register(self, urls: Iterable[str]) -> None:
+        for url in urls:
+            self.ids.setdefault(url, len(self.ids) + 1)
 
 
 def composed_alert(delivery_id: int, recipient: Recipient) -> bytes:
@@ -130,6 +134,7 @@ def composed_alert(delivery_id: int, recipient: Recipient) -> bytes:
         link_ids=MemoryLinks(),
         clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
     )
+    composer.register_links()
     return composer.compose(delivery_id, recipient).message.data
 
 

@@ -244,11 +244,11 @@ def test_cli_create_list_and_link(tmp_path: Path, smtp_server: SmtpTestServer) -
 # -- signing ----------------------------------------------------------------
 
 
-def test_a_second_signature_of_an_address_updates_it(db: Database) -> None:
+def test_a_second_signature_from_the_alert_link_updates_it(db: Database) -> None:
     petition = petition_in(db, make_settings())
     assert add_signature(db, petition, "a@example.org", message="first", at=DAY1)
     assert not add_signature(
-        db, petition, "a@example.org", message="second", at=DAY2, first_name="Alma"
+        db, petition, "a@example.org", message="second", at=DAY2, first_name="Alma", source="alert"
     )
     with db.session() as session:
         [row] = session.exec(select(Signature)).all()

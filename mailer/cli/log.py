@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 
 import click
 
+from mailer import csvsafe
 from mailer.blasts import find_blast
 from mailer.cli import AppContext, pass_app
 from mailer.report import LOG_COLUMNS, delivery_log
@@ -35,7 +35,7 @@ def log_command(app: AppContext, blast: str, state: str | None, as_csv: bool) ->
     assert found.id is not None
     rows = delivery_log(db, found.id, state=DeliveryState(state) if state else None)
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csvsafe.DictWriter(sys.stdout, fieldnames=LOG_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return

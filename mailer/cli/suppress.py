@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import click
 
+from mailer import csvsafe
 from mailer.cli import AppContext, pass_app
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import (
@@ -46,7 +46,7 @@ def import_command(app: AppContext, file: Path, reason: str) -> None:
 @pass_app
 def export_command(app: AppContext) -> None:
     """Write the suppression list as CSV (email, reason, source, added) to stdout."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csvsafe.Writer(sys.stdout, lineterminator="\n")
     writer.writerow(["email", "reason", "source", "added"])
     for row in export_suppressions(app.db()):
         added = row.created_at.isoformat(timespec="seconds") if row.created_at else ""

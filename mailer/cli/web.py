@@ -8,6 +8,7 @@ import click
 import uvicorn
 
 from mailer.cli import AppContext, pass_app
+from mailer.clients import proxy_options
 from mailer.web import app_for
 
 
@@ -27,7 +28,11 @@ def web_command(app: AppContext, host: str | None, port: int | None) -> None:
     # end "killed by SIGTERM" (-15) after a clean stop. This one lets it return.
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
-        asgi, host=host or settings.web.host, port=port or settings.web.port, log_level="info"
+        asgi,
+        host=host or settings.web.host,
+        port=port or settings.web.port,
+        log_level="info",
+        **proxy_options(settings.web.trusted_proxies),
     )
 
 

@@ -7,7 +7,7 @@ signs the finished bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,9 +33,15 @@ class SupporterData(Protocol):
 
 
 class LinkIds(Protocol):
-    """Gives the id under which a blast's link is recorded (recording it when new)."""
+    """The ids of a blast's links, registered from its template before sending."""
 
-    def link_id(self, url: str) -> int: ...
+    def link_id(self, url: str) -> int | None:
+        """The id of a registered link; None for any other URL (left untracked)."""
+        ...
+
+    def register(self, urls: Iterable[str]) -> None:
+        """Record ``urls`` as the blast's links."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,32 @@ class AlertComposer:
         )
         return self.template.render(context, recipient.language)
 
+    def template_links(self) -> list[str]:
+        """The trackable links the template itself writes, in every language.
+
+        Rendered for sample recipients with and without a first name, whose
+        values contain no URL, so what is found comes from the template (and
+        the blast's shared values such as ``cta_url``), never from supporter
+        data. A link built from supporter values differs per recipient and is
+        not among them: it is sent untracked.
+        """
+        own = self.base_url + "/"
+        found: dict[str, None] = {}
+        for language in self.template.languages:
+            for first_name in ("Alex", ""):
+                sample = Recipient(
+                    email="sample@example.org", first_name=first_name, language=language
+                )
+                alert = self.render(sample, f"{own}u/x")
+                for url in links.html_links(alert.html) + links.text_links(alert.text):
+                    if links.is_trackable(url, own):
+                        found[url] = None
+        return list(found)
+
+    def register_links(self) -> None:
+        """Register the template's links as the blast's (see :meth:`template_links`)."""
+        self.link_ids.register(self.template_links())
+
     def compose(self, delivery_id: int, recipient: Recipient, *, test: bool = False) -> Composed:
         """One recipient's message. A ``test`` message says so in its subject and in an
         ``X-Mailer-Test`` header, and its links (delivery 0) are not counted."""
@@ -158,7 +190,10 @@ class AlertComposer:
         alert = self.render(recipient, unsubscribe_url)
 
         def track(url: str) -> str:
-            return f"{self.base_url}/c/{self.signer.click(delivery_id, self.link_ids.link_id(url))}"
+            link_id = self.link_ids.link_id(url)
+            if link_id is None:  # not one of the template's links: left as written
+                return url
+            return f"{self.base_url}/c/{self.signer.click(delivery_id, link_id)}"
 
         own = self.base_url + "/"
         tracked = RenderedAlert(

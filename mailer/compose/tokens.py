@@ -38,6 +38,7 @@ class Purpose(IntEnum):
     BOUNCE = 3  # <local>+<token>@domain: the envelope sender, so a bounce names its delivery
     OPEN = 4  # /o/<token>: the open-tracking pixel
     ACTION = 5  # /a/<token>: the delivery's supporter's page of the blast's petition
+    CONFIRM = 6  # /confirm/<token>: a pending supporter confirms a public opt-in
 
 
 _BODY = {
@@ -46,6 +47,7 @@ _BODY = {
     Purpose.BOUNCE: struct.Struct(">BBQ"),
     Purpose.OPEN: struct.Struct(">BBQ"),
     Purpose.ACTION: struct.Struct(">BBQI"),
+    Purpose.CONFIRM: struct.Struct(">BBQI"),
 }
 
 
@@ -108,6 +110,17 @@ class TokenSigner:
             Purpose.ACTION,
             _BODY[Purpose.ACTION].pack(VERSION, Purpose.ACTION, delivery_id, petition_id),
         )
+
+    def confirm(self, supporter_id: int, petition_id: int) -> str:
+        return self._seal(
+            Purpose.CONFIRM,
+            _BODY[Purpose.CONFIRM].pack(VERSION, Purpose.CONFIRM, supporter_id, petition_id),
+        )
+
+    def read_confirm(self, token: str) -> tuple[int, int]:
+        """(supporter id, petition id) of a confirmation token."""
+        supporter_id, petition_id = self._open(token, Purpose.CONFIRM)
+        return supporter_id, petition_id
 
     def read_action(self, token: str) -> ActionToken:
         delivery_id, petition_id = self._open(token, Purpose.ACTION)

@@ -95,6 +95,7 @@ BOUNCE_UNDONE = "supporter.bounce_undone"  # written by mailer.inbound.review
 REPORT_ACTIONS = (DELIVERY_BOUNCED, DELIVERY_COMPLAINED, SOFT_BOUNCE, DELIVERY_BLOCKED)
 
 STRENGTH = {
+    SupporterStatus.PENDING: 0,
     SupporterStatus.ACTIVE: 0,
     SupporterStatus.BOUNCED: 1,
     SupporterStatus.UNSUBSCRIBED: 2,

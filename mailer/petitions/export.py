@@ -10,7 +10,6 @@ with ``'``; the HTML document escapes everything.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -18,6 +17,7 @@ from typing import IO, Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import col, select
 
+from mailer import csvsafe
 from mailer.petitions.store import find_petition, signature_count
 from mailer.store import Database
 from mailer.store.models import Petition, Signature, utcnow
@@ -33,7 +33,6 @@ COLUMNS = (
     "language",
     "source",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def signatures(db: Database, petition_id: int, *, chunk: int = 1000) -> Iterator[Signature]:
@@ -72,21 +71,17 @@ def row_of(signature: Signature, *, with_email: bool = False) -> dict[str, str]:
     return row
 
 
-def _safe(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 def write_csv(db: Database, ref: str | int, out: IO[str], *, with_email: bool = False) -> int:
     """Write the petition's signatures as CSV to ``out``; return how many."""
     with db.session() as session:
         petition = find_petition(session, ref)
     assert petition.id is not None
     columns = [*COLUMNS, "email"] if with_email else list(COLUMNS)
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
+    writer = csvsafe.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     count = 0
     for signature in signatures(db, petition.id):
-        writer.writerow({k: _safe(v) for k, v in row_of(signature, with_email=with_email).items()})
+        writer.writerow(row_of(signature, with_email=with_email))
         count += 1
     return count
 

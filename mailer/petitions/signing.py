@@ -2,9 +2,12 @@
 
 :func:`clean_form` turns the raw form into clean values or a set of problems
 (named by field, with a code the pages translate). :func:`sign` stores the
-signature with one ``INSERT ... ON CONFLICT DO UPDATE`` on the unique
-(petition, email) pair, so a second submission updates the first and two
-submissions at once can never count twice. Messages are kept as the plain
+signature with one ``INSERT ... ON CONFLICT`` on the unique (petition, email)
+pair, so two submissions at once can never count twice. Only the signer's own
+alert link (``source="alert"``) may change an existing signature; a public
+submission for an address that has signed changes nothing, and the caller
+answers it like a first signature, so the public page neither lets anyone
+rewrite someone else's words nor tells who has signed. Messages are kept as the plain
 text typed (line ends normalized, control characters removed); the pages
 escape them wherever they are shown.
 """
@@ -24,10 +27,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailer.store import Event, MailingList, Membership, Supporter, SupporterStatus
-from mailer.store.models import Petition, Signature, Suppression
+from mailer.store.models import Petition, Signature
 
 MAX_NAME = 100
+# A name with a web address in it is refused: names go into messages, and a URL
+# there would be a link in the organization's mail that it never wrote.
+URL_MARK = "://"
 _ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
 
 
@@ -69,8 +74,12 @@ def clean_form(
         problems["first_name"] = "missing"
     elif len(first) > MAX_NAME:
         problems["first_name"] = "too_long"
+    elif URL_MARK in first:
+        problems["first_name"] = "url"
     if len(last) > MAX_NAME:
         problems["last_name"] = "too_long"
+    elif URL_MARK in last:
+        problems["last_name"] = "url"
     message = clean_message(form.get("message", ""))
     if len(message) > max_message:
         problems["message"] = "too_long"
@@ -142,11 +151,13 @@ def sign(
     opted_in: bool = False,
     ip: str = "",
 ) -> bool:
-    """Store or update the signature of ``email``; True when it is new.
+    """Store the signature of ``email``; True when it is new.
 
-    An update changes the name, place and message and keeps the first
-    signature's time, source and blast (the action is credited once); once
-    opted in, a signer stays opted in.
+    A public submission (``source="public"``) for an address that has signed
+    already changes nothing: anyone can type anyone's address into that form.
+    From the alert's own link an existing signature is updated: name, place
+    and message change, the first signature's time, source and blast stay
+    (the action is credited once); once opted in, a signer stays opted in.
     """
     assert petition.id is not None
     city, zip_region = place_of(zip_code)
@@ -175,6 +186,9 @@ def sign(
     table = Signature.__table__  # type: ignore[attr-defined]
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     stmt = insert(table).values(**values)
+    if source != "alert":
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["petition_id", "email"]))
+        return existed is None
     stmt = stmt.on_conflict_do_update(
         index_elements=["petition_id", "email"],
         set_={
@@ -192,56 +206,3 @@ def sign(
     )
     session.execute(stmt)
     return existed is None
-
-
-def opt_in(
-    session: Session, petition: Petition, signer: Signer, *, language: str, now: datetime
-) -> int | None:
-    """Make a public signer who ticked the box a supporter on the petition's opt-in list.
-
-    A new address becomes an active supporter; an existing supporter is added
-    to the list with their status unchanged (an unsubscribed person is not
-    resubscribed by a form anyone could fill in). An address on the
-    suppression list is left alone. Returns the supporter's id, or None.
-    """
-    if session.exec(select(Suppression).where(Suppression.email == signer.email)).first():
-        return None
-    supporter = session.exec(select(Supporter).where(Supporter.email == signer.email)).first()
-    created = supporter is None
-    if supporter is None:
-        _, region = place_of(signer.zip)
-        supporter = Supporter(
-            email=signer.email,
-            first_name=signer.first_name,
-            last_name=signer.last_name,
-            zip=signer.zip,
-            region=region,
-            language=language,
-            status=SupporterStatus.ACTIVE,
-            status_changed_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(supporter)
-        session.flush()
-    assert supporter.id is not None
-    listed = session.exec(
-        select(MailingList).where(MailingList.name == petition.opt_in_list)
-    ).first()
-    if listed is None:
-        listed = MailingList(name=petition.opt_in_list, created_at=now)
-        session.add(listed)
-        session.flush()
-    assert listed.id is not None
-    if session.get(Membership, (listed.id, supporter.id)) is None:
-        session.add(Membership(list_id=listed.id, supporter_id=supporter.id, added_at=now))
-    session.add(
-        Event(
-            at=now,
-            actor="web:signer",
-            action="petition.opted_in",
-            supporter_id=supporter.id,
-            detail={"petition": petition.id, "new_supporter": created, "list": listed.name},
-        )
-    )
-    return supporter.id

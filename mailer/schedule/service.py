@@ -56,6 +56,7 @@ from sqlmodel import col, select
 
 from mailer.blasts import composer_for, make_sender
 from mailer.check import gate
+from mailer.clients import proxy_options
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
 from mailer.schedule import planner
@@ -179,7 +180,15 @@ class Service:
         web_task: asyncio.Task[None] | None = None
         if WEB in self.roles:
             app = app_for(self.db, self.settings)
-            web = _Web(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning"))
+            web = _Web(
+                uvicorn.Config(
+                    app,
+                    host=self.host,
+                    port=self.port,
+                    log_level="warning",
+                    **proxy_options(self.settings.web.trusted_proxies),
+                )
+            )
             web_task = asyncio.create_task(web.serve(), name="web")
         log.info(
             "service %s started (%s)%s",

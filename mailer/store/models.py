@@ -62,6 +62,7 @@ class SupporterStatus(StrEnum):
     )
     BOUNCED = "bounced"  # the address does not exist (permanent failure)
     COMPLAINED = "complained"  # reported an alert as spam
+    PENDING = "pending"  # opted in on a public form, has not confirmed yet: not sent to
 
 
 class BlastStatus(StrEnum):

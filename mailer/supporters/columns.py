@@ -27,6 +27,9 @@ from mailer.store.models import Supporter
 
 #: The stored text fields a file may fill, in the order they are shown.
 TEXT_FIELDS: tuple[str, ...] = ("first_name", "last_name", "zip", "region", "language")
+# Names go into messages; one with a web address in it is refused (it would be a
+# link in the organization's mail that the organization never wrote).
+NAME_FIELDS: tuple[str, ...] = ("first_name", "last_name")
 
 _SPELLINGS: dict[str, tuple[str, ...]] = {
     "email": ("email", "e_mail", "email_address", "mail"),
@@ -263,6 +266,8 @@ class RowChecker:
                 problems.append(
                     f"{column.key}: too long ({len(cleaned)} characters, at most {limit})"
                 )
+            elif column.key in NAME_FIELDS and "://" in cleaned:
+                problems.append(f"{column.key}: contains a web address ('://'), not a name")
             fields[column.key] = cleaned
         if problems:
             return "; ".join(problems)

@@ -64,7 +64,6 @@ Storing
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +73,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from mailer import csvsafe
 from mailer.errors import ImportFileError
 from mailer.store.engine import Database
 from mailer.store.models import (
@@ -336,7 +336,7 @@ def write_rejects(rejects: list[Reject], path: Path) -> None:
     for reject in rejects:
         titles.update(dict.fromkeys(reject.row))
     with path.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
+        writer = csvsafe.Writer(out)
         writer.writerow(["line", "reason", *titles])
         for reject in rejects:
             writer.writerow([reject.line, reject.reason, *(reject.row.get(t, "") for t in titles)])

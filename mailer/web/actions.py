@@ -12,10 +12,12 @@
   alert was forwarded to: name, email, ZIP, optional message and an unticked
   box to receive future alerts.
 
-Every POST is checked in this order: per-client rate limit (``429``), CSRF
-token (``403``), honeypot (a filled-in hidden field gets a thank-you page and
-nothing is stored), then the fields (``400`` with the form again). One
-signature per address per petition: a second submission updates the first.
+Every POST is checked in this order: CSRF token (``403``), per-client rate
+limit (``429``, see :mod:`mailer.clients`), honeypot (a filled-in hidden
+field gets a thank-you page and nothing is stored), then the fields
+(``400`` with the form again). One signature per address per petition: a
+second submission from the alert's link updates the first; a public one
+changes nothing (see ``petitions.signing``).
 No IP address is kept unless ``tracking.store_ip`` asks, and then truncated.
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import select
@@ -32,10 +34,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from mailer.clients import ClientLimit
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, TrackingSettings
 from mailer.errors import TokenError
-from mailer.petitions.signing import Signer, clean_form, opt_in, sign
+from mailer.petitions.optin import ConfirmationMailer, request_opt_in
+from mailer.petitions.signing import Signer, clean_form, sign
 from mailer.petitions.store import signature_count
 from mailer.petitions.texts import texts_for
 from mailer.store import Blast, Database, Delivery, Supporter
@@ -43,7 +47,6 @@ from mailer.store.models import Petition, Signature, utcnow
 from mailer.web.common import (
     LANGUAGES,
     BodyError,
-    ClientRateLimit,
     Form,
     PublicPages,
     kept_ip,
@@ -51,6 +54,7 @@ from mailer.web.common import (
     read_form,
     request_language,
 )
+from mailer.web.confirm import ConfirmPages
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.csrf import Csrf
 
@@ -62,6 +66,8 @@ PROBLEMS: dict[str, dict[str, str]] = {
         "first_name.missing": "Please enter your first name.",
         "first_name.too_long": "Your first name is too long.",
         "last_name.too_long": "Your last name is too long.",
+        "first_name.url": "A name cannot contain a web address.",
+        "last_name.url": "A name cannot contain a web address.",
         "email.missing": "Please enter your email address.",
         "email.invalid": "This does not look like an email address.",
         "zip.invalid": "Please enter a 5-digit ZIP code.",
@@ -72,6 +78,8 @@ PROBLEMS: dict[str, dict[str, str]] = {
         "first_name.missing": "Escribe tu nombre.",
         "first_name.too_long": "Tu nombre es demasiado largo.",
         "last_name.too_long": "Tu apellido es demasiado largo.",
+        "first_name.url": "Un nombre no puede contener una dirección web.",
+        "last_name.url": "Un nombre no puede contener una dirección web.",
         "email.missing": "Escribe tu correo electrónico.",
         "email.invalid": "Esto no parece un correo electrónico.",
         "zip.invalid": "Escribe un código postal de 5 dígitos.",
@@ -108,16 +116,20 @@ class ActionPages:
         tracking: TrackingSettings | None = None,
         petitions: PetitionsSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        confirmations: ConfirmationMailer | None = None,
     ) -> None:
         self.db = db
+        self.confirmations = confirmations
         self.signer = TokenSigner(secret_key)
         self.csrf = Csrf(secret_key)
         self.tracking = tracking or TrackingSettings()
         self.settings = petitions or PetitionsSettings()
         self.clock = clock
         self.pages = pages
-        self.rate_limit = ClientRateLimit(
-            self.settings.rate_limit, setting="petitions.rate_limit", scope="sign"
+        self.limit = ClientLimit("petitions.rate_limit", self.settings.rate_limit)
+        self.expiry = timedelta(hours=self.settings.opt_in_expiry_hours)
+        self.confirm_pages = ConfirmPages(
+            db, self.signer, self.csrf, pages.render, expiry=self.expiry, clock=clock
         )
 
     def action_path(self, delivery_id: int, petition_id: int) -> str:
@@ -130,6 +142,7 @@ class ActionPages:
             Route("/a/{token}", self.alert_submit, methods=["POST"]),
             Route("/p/{slug}", self.public_page, methods=["GET"]),
             Route("/p/{slug}", self.public_submit, methods=["POST"]),
+            *self.confirm_pages.routes(),
         ]
 
     # -- rendering ----------------------------------------------------------
@@ -310,11 +323,14 @@ class ActionPages:
         self, request: Request, petition: Petition, signer: Signer, lang: str
     ) -> bool:
         now = self.clock()
+        confirmation = None
         with self.db.session() as session:
             supporter_id = None
             if signer.opt_in:
-                supporter_id = opt_in(session, petition, signer, language=lang, now=now)
-            return sign(
+                supporter_id, confirmation = request_opt_in(
+                    session, petition, signer, language=lang, now=now, expiry=self.expiry
+                )
+            new = sign(
                 session,
                 petition,
                 email=signer.email,
@@ -330,6 +346,9 @@ class ActionPages:
                 opted_in=signer.opt_in,
                 ip=self._ip(request),
             )
+        if confirmation is not None and self.confirmations is not None:
+            self.confirmations.send(confirmation, now=now)
+        return new
 
     # -- checks shared by both forms --------------------------------------
 
@@ -379,13 +398,15 @@ class ActionPages:
         )
 
     def _refused(self, request: Request, form: Form, lang: str) -> Response | None:
-        wait = self.rate_limit.wait(request)
-        if wait:
+        # CSRF first: posts that could not be a real submission do not use up the
+        # budget of the client address (shared by everyone behind one NAT).
+        if not self.csrf.valid(request, form.get(CSRF_FIELD, "")):
+            return self._message_page(403, lang, "csrf")
+        wait = self.limit.wait(request.client.host if request.client is not None else "")
+        if wait is not None:
             response = self._message_page(429, lang, "rate_limited")
             response.headers["Retry-After"] = str(wait)
             return response
-        if not self.csrf.valid(request, form.get(CSRF_FIELD, "")):
-            return self._message_page(403, lang, "csrf")
         return None
 
     def _ip(self, request: Request) -> str:

@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.errors import TokenError
+from mailer.petitions.optin import ConfirmationMailer
 from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
@@ -94,6 +95,7 @@ def app_for(db: Database, settings: Settings) -> Starlette:
         tracking=settings.tracking,
         petitions=settings.petitions,
         extra_routes=admin_routes(db, settings),
+        confirmations=ConfirmationMailer(settings) if settings.sender.address else None,
     )
 
 
@@ -106,13 +108,20 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     petitions: PetitionsSettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    confirmations: ConfirmationMailer | None = None,
 ) -> Starlette:
     signer = TokenSigner(secret_key)
     tracking = tracking or TrackingSettings()
     writer = GroupWriter(db)
     pages = PublicPages(organization_name)
     actions = ActionPages(
-        db, secret_key, pages, tracking=tracking, petitions=petitions, clock=clock
+        db,
+        secret_key,
+        pages,
+        tracking=tracking,
+        petitions=petitions,
+        clock=clock,
+        confirmations=confirmations,
     )
     clicks = ClickBatcher(db, tracking.scanner_window, action_path=actions.action_path)
     page, not_found = pages.render, pages.not_found

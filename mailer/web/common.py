@@ -26,15 +26,13 @@
   (:data:`PUBLIC_HEADERS`, :data:`ADMIN_HEADERS`, :data:`PREVIEW_HEADERS`...).
 - **Languages** the pages speak, and which one a request gets.
 - **Client addresses**: :func:`truncate_ip`, :func:`kept_ip` (what
-  ``tracking.store_ip`` lets us keep) and :class:`ClientRateLimit`, a limit per
-  client address.
+  ``tracking.store_ip`` lets us keep). Per-client rate limits (and how a
+  client is keyed behind proxies and on IPv6) are in :mod:`mailer.clients`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -42,13 +40,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, PackageLoader
-from limits import parse as parse_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-
-from mailer.errors import ConfigError
 
 # -- request bodies ----------------------------------------------------------------------
 
@@ -228,29 +221,3 @@ def kept_ip(request: Request, store_ip: str) -> str:
     if store_ip != "truncated" or request.client is None:
         return ""
     return truncate_ip(request.client.host)
-
-
-class ClientRateLimit:
-    """A moving-window limit per client address, such as ``"10/minute"`` (``limits``).
-
-    ``setting`` names the configuration key the rate came from, for the error.
-    Kept in this process's memory: several web processes each count their own.
-    """
-
-    def __init__(self, rate: str, *, setting: str, scope: str) -> None:
-        try:
-            self.rate = parse_limit(rate)
-        except ValueError:
-            raise ConfigError(
-                setting, f'must look like "10/minute" or "50 per hour", got {rate!r}'
-            ) from None
-        self.scope = scope
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def wait(self, request: Request) -> int:
-        """Count one request; 0 when it is within the limit, else seconds until it would be."""
-        client = request.client.host if request.client is not None else "unknown"
-        if self.limiter.hit(self.rate, self.scope, client):
-            return 0
-        stats = self.limiter.get_window_stats(self.rate, self.scope, client)
-        return max(1, math.ceil(stats.reset_time - time.time()))

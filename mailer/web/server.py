@@ -9,14 +9,21 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
+from mailer.clients import proxy_options
+
 
 class BackgroundServer:
     """uvicorn on a daemon thread; ``with`` starts it and waits until it listens."""
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int, trusted_proxies: str = ""
+    ) -> None:
         self.host = host
         self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", **proxy_options(trusted_proxies)
+        )
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="mailer-web", daemon=True)
 
     @property

@@ -76,10 +76,18 @@ async def login(site: Site, request: Request) -> Response:
             error="The sign-in form expired or came from elsewhere; try again.",
             status=403,
         )
+    wait = site.login_limit.wait(request.client.host if request.client else "")
+    if wait is not None:
+        response = login_form(site, request, error="Too many sign-ins; wait a minute.", status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     result = await run_in_threadpool(
         sign_in, site.db, form.get("name", ""), form.get("password", ""), now=site.clock()
     )
     if result.user is None:
+        if result.busy:
+            error = "Too many sign-ins at this moment; try again in a minute."
+            return login_form(site, request, error=error, status=503)
         if result.locked_until is not None:
             wait = max(int((result.locked_until - site.clock()).total_seconds()), 1)
             error = f"Too many failed sign-ins for this name; try again in {wait} seconds."

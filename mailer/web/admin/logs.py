@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +10,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
+from mailer import csvsafe
 from mailer.accounts import Permission
 from mailer.blasts import find_blast
 from mailer.errors import NotFound
@@ -96,7 +96,7 @@ def send_log_csv(site: Site, call: Call) -> Response:
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csvsafe.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for count, row in enumerate(delivery_log(site.db, blast_id, **args), 1):
             writer.writerow(row)

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mailer.accounts import Caller, Permission
+from mailer.clients import ClientLimit
 from mailer.config import Settings
 from mailer.schedule.times import show
 from mailer.store import Database
@@ -49,6 +50,7 @@ class Site:
         self.secure = settings.web.base_url.startswith("https://")
         self.zone = settings.schedule.timezone
         self.guard = Guard(db, clock, self.forbidden)
+        self.login_limit = ClientLimit("web.login_rate_limit", settings.web.login_rate_limit)
 
     # -- routes -------------------------------------------------------------------------
 
