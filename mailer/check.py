@@ -38,12 +38,20 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from mailer.blasts import composer_for, find_blast
+from mailer.assemble import composer_for
 from mailer.compose import links
 from mailer.compose.alert import Recipient
 from mailer.config import Settings
 from mailer.errors import InvalidState, TemplateProblem
-from mailer.store import BlastList, Database, Event, Membership, Supporter, SupporterStatus
+from mailer.store import (
+    BlastList,
+    Database,
+    Event,
+    Membership,
+    Supporter,
+    SupporterStatus,
+    find_blast,
+)
 from mailer.store.models import utcnow
 
 GMAIL_CLIP_BYTES = 102 * 1024

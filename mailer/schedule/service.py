@@ -54,7 +54,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from mailer.blasts import composer_for, make_sender
+from mailer.assemble import composer_for, make_sender
 from mailer.check import gate
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError

@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response, StreamingResponse
 
-from mailer.blasts import find_blast
 from mailer.errors import NotFound
 from mailer.report import LOG_COLUMNS, delivery_log
 from mailer.store import DeliveryState
+from mailer.store.lookup import find_blast
 from mailer.web.admin.guard import Call
 from mailer.web.admin.site import Site
 
