@@ -43,10 +43,10 @@ from mailer.compose import links
 from mailer.compose.alert import Recipient
 from mailer.config import Settings
 from mailer.errors import InvalidState, TemplateProblem
+from mailer.lifecycle import audit
 from mailer.store import (
     BlastList,
     Database,
-    Event,
     Membership,
     Supporter,
     SupporterStatus,
@@ -209,14 +209,13 @@ def gate(db: Database, settings: Settings, ref: str | int, *, force: bool, actor
         stored = find_blast(session, ref)
         stored.checks_overridden = True
         session.add(stored)
-        session.add(
-            Event(
-                at=utcnow(),
-                actor=actor,
-                action="blast.checks_overridden",
-                blast_id=stored.id,
-                detail={"errors": [f"{p.code}: {p.message}" for p in errors]},
-            )
+        audit(
+            session,
+            "blast.checks_overridden",
+            actor=actor,
+            now=utcnow(),
+            blast_id=stored.id,
+            detail={"errors": [f"{p.code}: {p.message}" for p in errors]},
         )
 
 

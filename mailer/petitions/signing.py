@@ -24,7 +24,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailer.store import Event, MailingList, Membership, Supporter, SupporterStatus
+from mailer.lifecycle import audit
+from mailer.store import MailingList, Membership, Supporter, SupporterStatus
 from mailer.store.models import Petition, Signature, Suppression
 
 MAX_NAME = 100
@@ -235,13 +236,12 @@ def opt_in(
     assert listed.id is not None
     if session.get(Membership, (listed.id, supporter.id)) is None:
         session.add(Membership(list_id=listed.id, supporter_id=supporter.id, added_at=now))
-    session.add(
-        Event(
-            at=now,
-            actor="web:signer",
-            action="petition.opted_in",
-            supporter_id=supporter.id,
-            detail={"petition": petition.id, "new_supporter": created, "list": listed.name},
-        )
+    audit(
+        session,
+        "petition.opted_in",
+        actor="web:signer",
+        now=now,
+        supporter_id=supporter.id,
+        detail={"petition": petition.id, "new_supporter": created, "list": listed.name},
     )
     return supporter.id

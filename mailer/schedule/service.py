@@ -58,11 +58,12 @@ from mailer.assemble import composer_for, make_sender
 from mailer.check import gate
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
+from mailer.lifecycle import transition_where
 from mailer.schedule import planner
 from mailer.schedule.leader import scheduler_lock
 from mailer.schedule.times import show
 from mailer.send.engine import BlastSender, SendResult
-from mailer.store import Blast, BlastStatus, Database, Event, ServiceInstance
+from mailer.store import Blast, BlastStatus, Database, ServiceInstance
 from mailer.store.models import utcnow
 from mailer.web import app_for
 
@@ -275,7 +276,7 @@ class Service:
     def _mirror_schedules(self) -> None:
         assert self.scheduler is not None
         with self.db.session() as session:
-            for follow_up in planner.place_follow_ups(session):
+            for follow_up in planner.place_follow_ups(session, now=self.clock()):
                 log.info(
                     "follow-up %d placed at %s",
                     follow_up.id,
@@ -340,16 +341,13 @@ class Service:
             self._start_for_workers(blast_id)
             return
         with self.db.session() as session:
-            won = planner.claim_start(session, blast_id)
-            if won:
-                session.add(
-                    Event(
-                        at=self.clock(),
-                        actor=f"service:{self.name}",
-                        action="blast.due",
-                        blast_id=blast_id,
-                    )
-                )
+            won = planner.claim_start(
+                session,
+                blast_id,
+                action="blast.due",
+                actor=f"service:{self.name}",
+                now=self.clock(),
+            )
         self.known.pop(blast_id, None)
         if not won:
             log.info("blast %d was started elsewhere", blast_id, extra={"blast": blast_id})
@@ -437,21 +435,21 @@ class Service:
 
     def _pause_with(self, blast_id: int, reason: str) -> None:
         with self.db.session() as session:
-            blast = session.get(Blast, blast_id)
-            if blast is not None:
-                blast.status = BlastStatus.PAUSED
-                blast.last_error = reason
-                session.add(blast)
-                session.add(
-                    Event(
-                        at=self.clock(),
-                        actor="service",
-                        action="blast.paused",
-                        blast_id=blast_id,
-                        detail={"reason": reason},
-                    )
-                )
-        log.error("blast %d paused: %s", blast_id, reason, extra={"blast": blast_id})
+            paused = transition_where(
+                session,
+                blast_id,
+                BlastStatus.SENDING,
+                BlastStatus.PAUSED,
+                action="blast.paused",
+                actor="service",
+                now=self.clock(),
+                detail={"reason": reason},
+                values={"last_error": reason},
+            )
+        if paused is not None:
+            log.error("blast %d paused: %s", blast_id, reason, extra={"blast": blast_id})
+        else:  # paused or cancelled meanwhile from elsewhere: leave it as it is
+            log.error("blast %d not sent: %s", blast_id, reason, extra={"blast": blast_id})
 
     # -- the service's own row ----------------------------------------------------------
 
