@@ -55,7 +55,7 @@ TRANSITIONS: dict[tuple[BlastStatus, BlastStatus], str] = {
     (_M, _SC): "a missed blast scheduled again",
     (_SC, _D): "unscheduled, or a follow-up whose original was cancelled",
     (_D, _SE): "started by hand (send now)",
-    (_SC, _SE): "due: started by the scheduler",
+    (_SC, _SE): "due: started by the scheduler, or by hand before its time",
     (_SE, _SE): "a sender resumed or joined a blast already sending",
     (_P, _SE): "resumed",
     (_SC, _M): "its time passed while no service ran, beyond the grace",
