@@ -2,7 +2,7 @@
 
 Each figure is a timing loop over a few thousand synthetic supporters, so
 per-call overhead is averaged out; the composers are built the way
-:func:`mailer.blasts.composer_for` builds them, over a real SQLite database,
+:func:`mailer.assemble.composer_for` builds them, over a real SQLite database,
 with DKIM off and on. The SMTP client is measured separately against the
 receiver (:func:`transport`), with pre-composed messages, over one connection
 (how much of a message's time is its own CPU and how much is waiting for the
@@ -29,14 +29,14 @@ from bench.common import (
 )
 from bench.e2e import BLAST, prepare
 from bench.floor import naive_message
-from mailer.blasts import composer_for, find_blast
+from mailer.assemble import composer_for
 from mailer.compose import links
 from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
 from mailer.compose.message import new_message_id
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.send.outcome import Verdict
 from mailer.send.transport import SmtpTransport
-from mailer.store import Database, open_database
+from mailer.store import Database, find_blast, open_database
 
 
 @dataclass(frozen=True)

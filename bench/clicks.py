@@ -7,7 +7,7 @@ prepare
     blast created, as for the end-to-end stage (:func:`bench.e2e.prepare_list`);
     then one ``sent`` delivery per supporter, sent an hour ago (so no click is
     a suspected link scanner), and each delivery's message composed by the
-    real composer (:func:`mailer.blasts.composer_for`), which records the
+    real composer (:func:`mailer.assemble.composer_for`), which records the
     blast's links. The ``/c/<token>`` paths found in the composed messages
     (one per distinct link and delivery) are shuffled into a file.
 load
@@ -274,7 +274,7 @@ def prepare(parent: Path, n: int) -> Prepared:
     from sqlmodel import select
 
     from bench.common import settings_for
-    from mailer.blasts import composer_for, find_blast
+    from mailer.assemble import composer_for
     from mailer.compose.alert import Recipient
     from mailer.store import (
         BlastStatus,
@@ -282,6 +282,7 @@ def prepare(parent: Path, n: int) -> Prepared:
         DeliveryState,
         Link,
         Supporter,
+        find_blast,
         open_database,
     )
     from mailer.store.models import utcnow

@@ -37,7 +37,8 @@ from sqlalchemy import delete, text
 from sqlmodel import Session, col, func, select
 
 from mailer.errors import InvalidState, NotFound
-from mailer.store import Database, Event
+from mailer.lifecycle import audit
+from mailer.store import Database
 from mailer.store.models import (
     AdminSession,
     AdminUser,
@@ -95,29 +96,6 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def audit(
-    session: Session,
-    actor: str,
-    action: str,
-    now: datetime,
-    *,
-    blast_id: int | None = None,
-    supporter_id: int | None = None,
-    **detail: object,
-) -> None:
-    """One audit-log row; ``actor`` is the user name."""
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action=action,
-            blast_id=blast_id,
-            supporter_id=supporter_id,
-            detail=dict(detail),
-        )
-    )
-
-
 def check_name(name: str) -> str:
     name = name.strip().lower()
     if not _NAME.match(name):
@@ -143,7 +121,7 @@ def add_user(
         user = AdminUser(name=name, role=role, password_hash=_hasher.hash(password), created_at=now)
         session.add(user)
         session.flush()
-        audit(session, actor, "user.added", now, name=name, role=str(role))
+        audit(session, "user.added", actor=actor, now=now, detail={"name": name, "role": str(role)})
     return user
 
 
@@ -159,7 +137,13 @@ def set_role(db: Database, name: str, role: UserRole, *, actor: str, now: dateti
         user = find_user(session, name)
         user.role = role
         session.add(user)
-        audit(session, actor, "user.role_changed", now, name=user.name, role=str(role))
+        audit(
+            session,
+            "user.role_changed",
+            actor=actor,
+            now=now,
+            detail={"name": user.name, "role": str(role)},
+        )
 
 
 def set_disabled(db: Database, name: str, disabled: bool, *, actor: str, now: datetime) -> None:
@@ -171,7 +155,13 @@ def set_disabled(db: Database, name: str, disabled: bool, *, actor: str, now: da
         if disabled:
             session.execute(delete(AdminSession).where(col(AdminSession.user_id) == user.id))
             session.execute(delete(ApiToken).where(col(ApiToken.user_id) == user.id))
-        audit(session, actor, "user.disabled" if disabled else "user.enabled", now, name=user.name)
+        audit(
+            session,
+            "user.disabled" if disabled else "user.enabled",
+            actor=actor,
+            now=now,
+            detail={"name": user.name},
+        )
 
 
 def list_users(db: Database) -> list[AdminUser]:
@@ -298,15 +288,15 @@ def sign_in(db: Database, name: str, password: str, *, now: datetime) -> SignIn:
         _checks.release()
     with db.session() as session:
         if not ok or user is None:
-            audit(session, name, "user.login_failed", now)
+            audit(session, "user.login_failed", actor=name, now=now)
             if starts_lockout:
                 until = locked_until(session, name, now)
                 audit(
                     session,
-                    name,
                     "user.login_locked",
-                    now,
-                    until=until.isoformat() if until else None,
+                    actor=name,
+                    now=now,
+                    detail={"until": until.isoformat() if until else None},
                 )
             return SignIn(None)
         row = session.get(LoginAttempt, attempt_id)
@@ -316,7 +306,7 @@ def sign_in(db: Database, name: str, password: str, *, now: datetime) -> SignIn:
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
             session.add(user)
-        audit(session, user.name, "user.logged_in", now)
+        audit(session, "user.logged_in", actor=user.name, now=now)
         return SignIn(user)
 
 
@@ -370,7 +360,7 @@ def session_caller(db: Database, token: str, *, now: datetime) -> Caller | None:
 def end_session(db: Database, token: str, *, actor: str, now: datetime) -> None:
     with db.session() as session:
         session.execute(delete(AdminSession).where(col(AdminSession.token_hash) == digest(token)))
-        audit(session, actor, "user.logged_out", now)
+        audit(session, "user.logged_out", actor=actor, now=now)
 
 
 def new_api_token(db: Database, name: str, *, actor: str, now: datetime | None = None) -> str:
@@ -381,7 +371,7 @@ def new_api_token(db: Database, name: str, *, actor: str, now: datetime | None =
         user = find_user(session, name)
         assert user.id is not None
         session.add(ApiToken(user_id=user.id, token_hash=digest(token), created_at=now))
-        audit(session, actor, "user.token_created", now, name=user.name)
+        audit(session, "user.token_created", actor=actor, now=now, detail={"name": user.name})
     return token
 
 

@@ -1,7 +1,9 @@
-"""Blasts as organizers see them: create, look up, and what they are sent with.
+"""Blasts as organizers see them: create, follow up, test-send, send now.
 
 The CLI and the web app both call these functions; neither builds a blast
-or a composer on its own.
+on its own. Look-ups are in :mod:`mailer.store.lookup`, what a blast is sent
+with (sender, composer) in :mod:`mailer.assemble`, and its status changes in
+:mod:`mailer.lifecycle`.
 """
 
 from __future__ import annotations
@@ -10,54 +12,36 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from mailer.alerts.resolve import template_named, template_of_blast
-from mailer.compose.alert import AlertComposer, Recipient
-from mailer.compose.dkim import DkimSigner
-from mailer.compose.message import Identity, domain_of, list_id_header
+from mailer.alerts.resolve import template_named
+from mailer.assemble import composer_for, make_sender
+from mailer.compose.alert import Recipient
 from mailer.compose.templates import check_template
-from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
-from mailer.send.engine import BlastSender, Progress, SendResult, delivery_counts
+from mailer.lifecycle import audit, transition
+from mailer.send.engine import Progress, SendResult, delivery_counts
 from mailer.send.outcome import Outcome
 from mailer.send.processes import SenderProcesses
 from mailer.send.transport import SmtpTransport
-from mailer.store import Blast, BlastList, BlastStatus, Database, Event, MailingList, Supporter
-from mailer.store.links import BlastLinks
+from mailer.store import (
+    Blast,
+    BlastList,
+    BlastStatus,
+    Database,
+    MailingList,
+    Supporter,
+    blast_lists,
+    find_blast,
+)
 from mailer.store.models import Petition, utcnow
 
 FOLLOW_UP_AUDIENCES = ("no-click", "no-action")  # did not click / did not sign the petition
-
-
-def find_blast(session: Session, ref: str | int) -> Blast:
-    """The blast with id ``ref`` (digits) or name ``ref``."""
-    text = str(ref).strip()
-    blast = None
-    if text.isdigit():
-        blast = session.get(Blast, int(text))
-    if blast is None:
-        blast = session.exec(select(Blast).where(Blast.name == text)).first()
-    if blast is None:
-        raise NotFound(f"no blast {text!r} (give its id or name; `mailer blast list` shows them)")
-    return blast
-
-
-def blast_lists(session: Session, blast_id: int) -> list[MailingList]:
-    return list(
-        session.exec(
-            select(MailingList)
-            .join(BlastList, col(BlastList.list_id) == MailingList.id)
-            .where(BlastList.blast_id == blast_id)
-            .order_by(MailingList.name)
-        )
-    )
 
 
 def check_url(url: str, what: str) -> str:
@@ -150,7 +134,6 @@ def create_blast(
             blast.follow_up_of = original.id
             blast.follow_up_after = int(delay.total_seconds())
             blast.follow_up_audience = follow_up_audience
-            blast.status = BlastStatus.SCHEDULED
             if original.finished_at is not None:
                 blast.scheduled_at = max(original.finished_at + delay, now())
         session.add(blast)
@@ -159,22 +142,36 @@ def create_blast(
         for mailing_list in lists:
             assert mailing_list.id is not None
             session.add(BlastList(blast_id=blast.id, list_id=mailing_list.id))
-        session.add(
-            Event(
-                at=now(),
+        audit(
+            session,
+            "blast.created",
+            actor=actor,
+            now=now(),
+            blast_id=blast.id,
+            detail={
+                "segment": segment,
+                "template": template,
+                "lists": [lst.name for lst in lists],
+                "cta_url": cta,
+                "petition": linked.name if linked is not None else None,
+                "alert_revision_id": revision_id,
+            },
+        )
+        if follow_up is not None:
+            # A follow-up waits scheduled, with a time once its original has finished.
+            transition(
+                session,
+                blast,
+                BlastStatus.SCHEDULED,
+                action="blast.scheduled",
                 actor=actor,
-                action="blast.created",
-                blast_id=blast.id,
+                now=now(),
                 detail={
-                    "segment": segment,
-                    "template": template,
-                    "lists": [lst.name for lst in lists],
-                    "cta_url": cta,
-                    "petition": linked.name if linked is not None else None,
-                    "alert_revision_id": revision_id,
+                    "at": blast.scheduled_at.isoformat() if blast.scheduled_at else None,
+                    "follow_up_of": follow_up[0].id,
+                    "after_seconds": blast.follow_up_after,
                 },
             )
-        )
     # Registers the template's links; without the settings for sending, that waits
     # for the blast's check, preview or start.
     with contextlib.suppress(ConfigError):
@@ -263,32 +260,15 @@ def send_test(
 
     results = asyncio.run(deliver_all())
     with db.session() as session:
-        session.add(
-            Event(
-                at=utcnow(),
-                actor=actor,
-                action="blast.test_sent",
-                blast_id=blast.id,
-                detail={"to": [f"{a}: {o.code} {o.text}" for a, o in results]},
-            )
+        audit(
+            session,
+            "blast.test_sent",
+            actor=actor,
+            now=utcnow(),
+            blast_id=blast.id,
+            detail={"to": [f"{a}: {o.code} {o.text}" for a, o in results]},
         )
     return results
-
-
-def identity_for(settings: Settings, blast: Blast, list_names: list[str]) -> Identity:
-    address = blast.sender_address or settings.sender.address
-    domain = domain_of(address)
-    return Identity(
-        from_name=blast.sender_name or settings.sender.name,
-        from_address=address,
-        reply_to=settings.sender.reply_to,
-        return_path=settings.sender.return_path,
-        verp=settings.sender.verp,
-        list_id=list_id_header(
-            "-".join(list_names) or "alerts", settings.organization.name, domain
-        ),
-        unsubscribe_mailto=settings.blast.list_unsubscribe_mailto or f"unsubscribe@{domain}",
-    )
 
 
 def send_now(
@@ -338,67 +318,3 @@ def send_now(
         after = find_blast(session, blast.id)
     error = result.error or (after.last_error if after.status is BlastStatus.PAUSED else "")
     return SendResult(blast.id, after.status, delivery_counts(db, blast.id), error)
-
-
-def make_sender(db: Database, settings: Settings) -> BlastSender:
-    """A sender with one SMTP transport per configured connection."""
-    sending = settings.sending
-
-    def transport() -> SmtpTransport:
-        return SmtpTransport(settings.smtp, connect_attempts=sending.connect_attempts)
-
-    return BlastSender(db, transport, sending=sending)
-
-
-SEND_KEYS = (
-    "sender.address",
-    "organization.postal_address",
-    "web.base_url",
-    "security.secret_key",
-)
-
-
-def composer_for(
-    db: Database,
-    settings: Settings,
-    blast: Blast,
-    *,
-    templates_dir: Path | None = None,
-    now: Callable[[], datetime] = utcnow,
-) -> AlertComposer:
-    """The composer of ``blast``'s messages, with everything shared prepared once."""
-    settings.require(*SEND_KEYS)
-    assert blast.id is not None
-    with db.session() as session:
-        names = [lst.name for lst in blast_lists(session, blast.id)]
-    composer = AlertComposer(
-        template=template_of_blast(db, settings, blast, templates_dir),
-        blast_id=blast.id,
-        blast_name=blast.name,
-        cta_url=blast.cta_url,
-        identity=identity_for(settings, blast, names),
-        organization_name=settings.organization.name,
-        postal_address=settings.organization.postal_address,
-        base_url=settings.web.base_url,
-        signer=TokenSigner(settings.security.secret_key),
-        link_ids=BlastLinks(db, blast.id, blast.cta_url),
-        clock=now,
-        dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
-        opens=settings.tracking.opens,
-    )
-    composer.register_links()
-    return composer
-
-
-def dkim_signer(settings: Settings, *, address: str) -> DkimSigner | None:
-    """The DKIM signer the settings ask for, or None when [dkim] is not configured."""
-    cfg = settings.dkim
-    if not cfg.private_key_file:
-        return None
-    if not cfg.selector:
-        raise ConfigError("dkim.selector", "is required when dkim.private_key_file is set")
-    return DkimSigner.from_file(
-        domain=cfg.domain or domain_of(address),
-        selector=cfg.selector,
-        key_file=Path(cfg.private_key_file),
-    )

@@ -41,12 +41,20 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from mailer.blasts import composer_for, find_blast
+from mailer.assemble import composer_for
 from mailer.compose import links
 from mailer.compose.alert import Recipient
 from mailer.config import Settings
 from mailer.errors import InvalidState, TemplateProblem
-from mailer.store import BlastList, Database, Event, Membership, Supporter, SupporterStatus
+from mailer.lifecycle import audit
+from mailer.store import (
+    BlastList,
+    Database,
+    Membership,
+    Supporter,
+    SupporterStatus,
+    find_blast,
+)
 from mailer.store.models import utcnow
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -217,14 +225,13 @@ def gate(db: Database, settings: Settings, ref: str | int, *, force: bool, actor
         stored = find_blast(session, ref)
         stored.checks_overridden = True
         session.add(stored)
-        session.add(
-            Event(
-                at=utcnow(),
-                actor=actor,
-                action="blast.checks_overridden",
-                blast_id=stored.id,
-                detail={"errors": [f"{p.code}: {p.message}" for p in errors]},
-            )
+        audit(
+            session,
+            "blast.checks_overridden",
+            actor=actor,
+            now=utcnow(),
+            blast_id=stored.id,
+            detail={"errors": [f"{p.code}: {p.message}" for p in errors]},
         )
 
 

@@ -13,7 +13,11 @@ in the same transaction, so the table below is the whole truth::
                            │  └──miss──▶ missed ──schedule──▶ scheduled
                            └──pause──▶ paused
     any but done/cancelled ──cancel──▶ cancelled
-    done ──requeue in-doubt──▶ paused
+    done, missed ──requeue in-doubt──▶ paused
+
+A blast is born ``draft``; a follow-up moves on to ``scheduled`` at once
+(with no time until its original finishes), and goes back to ``draft`` if
+the original is cancelled.
 
 A same-status "transition" (``sending`` → ``sending`` when a sender joins or
 resumes, ``scheduled`` → ``scheduled`` when rescheduled) is allowed where
@@ -51,7 +55,7 @@ TRANSITIONS: dict[tuple[BlastStatus, BlastStatus], str] = {
     (_M, _SC): "a missed blast scheduled again",
     (_SC, _D): "unscheduled, or a follow-up whose original was cancelled",
     (_D, _SE): "started by hand (send now)",
-    (_SC, _SE): "due: started by the scheduler",
+    (_SC, _SE): "due: started by the scheduler, or by hand before its time",
     (_SE, _SE): "a sender resumed or joined a blast already sending",
     (_P, _SE): "resumed",
     (_SC, _M): "its time passed while no service ran, beyond the grace",
@@ -59,7 +63,7 @@ TRANSITIONS: dict[tuple[BlastStatus, BlastStatus], str] = {
     (_SC, _P): "paused before its time",
     (_M, _P): "in-doubt deliveries requeued",
     (_DN, _P): "in-doubt deliveries requeued after the blast finished",
-    (_P, _P): "paused again, or in-doubt deliveries requeued while paused",
+    (_P, _P): "in-doubt deliveries requeued while paused",
     (_SE, _DN): "every delivery reached a final state",
     (_D, _C): "cancelled",
     (_SC, _C): "cancelled",
@@ -142,20 +146,23 @@ def transition_where(
     actor: str,
     now: datetime,
     detail: dict[str, Any] | None = None,
-) -> bool:
-    """``current`` → ``to`` as one conditional UPDATE; False if the blast was not ``current``.
+    values: dict[str, Any] | None = None,
+) -> Event | None:
+    """``current`` → ``to`` as one conditional UPDATE; None if the blast was not ``current``.
 
     For changes several processes race for: exactly one of them wins, and
-    only the winner's event is written.
+    only the winner's event is written. ``values`` are more columns of the
+    blast set by the same UPDATE (such as ``last_error``). The winner gets its
+    event back, to complete the detail with what it learns after winning
+    (the audience snapshot's size, say).
     """
     if not allowed(current, to):
         raise InvalidState(f"a blast cannot go from {current} to {to}")
     result = session.execute(
         update(Blast)
         .where(col(Blast.id) == blast_id, col(Blast.status) == current)
-        .values(status=to)
+        .values(**(values or {}), status=to)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        return False
-    audit(session, action, actor=actor, now=now, blast_id=blast_id, detail=detail)
-    return True
+        return None
+    return audit(session, action, actor=actor, now=now, blast_id=blast_id, detail=detail)

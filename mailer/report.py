@@ -36,9 +36,19 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from mailer.blasts import blast_lists, find_blast
 from mailer.send.engine import delivery_counts
-from mailer.store import Click, Database, Delivery, DeliveryState, Event, Link, Open, Supporter
+from mailer.store import (
+    Click,
+    Database,
+    Delivery,
+    DeliveryState,
+    Event,
+    Link,
+    Open,
+    Supporter,
+    blast_lists,
+    find_blast,
+)
 from mailer.store.models import AlertRevision, Petition, Signature
 
 UNSUBSCRIBE_ACTION = "supporter.unsubscribed"

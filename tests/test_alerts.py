@@ -22,7 +22,8 @@ from mailer.alerts.store import (
     translation_status,
 )
 from mailer.alerts.studio import check_revision, preview, save_language, start_from_statement
-from mailer.blasts import composer_for, create_blast, send_now
+from mailer.assemble import composer_for
+from mailer.blasts import create_blast, send_now
 from mailer.check import check_blast
 from mailer.compose.alert import Recipient
 from mailer.config import Settings

@@ -15,7 +15,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from mailer.blasts import composer_for, create_blast, find_blast, make_sender, send_now
+from mailer.assemble import composer_for, make_sender
+from mailer.blasts import create_blast, send_now
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
@@ -23,7 +24,7 @@ from mailer.send import control
 from mailer.send.engine import SendResult, _Run, _Stop, delivery_counts
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.throttle import DomainScheduler, TokenBucket
-from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter
+from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter, find_blast
 from mailer.store.models import utcnow
 from tests.conftest import TEST_SECRET, both_smtp_paths, make_settings
 from tests.factories import Person, add_people, people

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from mailer.blasts import composer_for, create_blast, send_now
+from mailer.assemble import composer_for
+from mailer.blasts import create_blast, send_now
 from mailer.compose.alert import Recipient
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from sqlmodel import col, select
 
-from mailer.blasts import composer_for, create_blast, make_sender, send_now, send_test
+from mailer.assemble import composer_for, make_sender
+from mailer.blasts import create_blast, send_now, send_test
 from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.send import workers

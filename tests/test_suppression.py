@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mailer.blasts import composer_for, create_blast, make_sender, send_now
+from mailer.assemble import composer_for, make_sender
+from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.store import Blast, Database, Delivery, DeliveryState, Event, Supporter, SupporterStatus

@@ -9,7 +9,7 @@ from datetime import datetime
 import click
 from sqlmodel import Session, col, func, select
 
-from mailer.blasts import create_blast, create_follow_up, find_blast, send_now, send_test
+from mailer.blasts import create_blast, create_follow_up, send_now, send_test
 from mailer.check import gate
 from mailer.cli import AppContext, pass_app
 from mailer.cli.progress import progress_for
@@ -20,7 +20,7 @@ from mailer.send import control
 from mailer.send.audience import parse_segment
 from mailer.send.engine import SendResult
 from mailer.send.outcome import Verdict
-from mailer.store import Blast, BlastStatus, Delivery, Event
+from mailer.store import Blast, BlastStatus, Delivery, Event, find_blast
 from mailer.store.models import FINAL_DELIVERY_STATES as FINAL_STATES
 from mailer.store.models import utcnow
 

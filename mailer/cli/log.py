@@ -7,10 +7,9 @@ import sys
 import click
 
 from mailer import csvsafe
-from mailer.blasts import find_blast
 from mailer.cli import AppContext, pass_app
 from mailer.report import LOG_COLUMNS, delivery_log
-from mailer.store import DeliveryState
+from mailer.store import DeliveryState, find_blast
 
 
 @click.command("log")

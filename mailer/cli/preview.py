@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 from sqlmodel import select
 
-from mailer.blasts import composer_for, find_blast
+from mailer.assemble import composer_for
 from mailer.cli import AppContext, pass_app
 from mailer.compose.alert import Recipient
 from mailer.errors import NotFound
-from mailer.store import Delivery, Supporter
+from mailer.store import Delivery, Supporter, find_blast
 
 
 @click.command("preview")

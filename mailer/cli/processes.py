@@ -13,7 +13,7 @@ import logging
 import click
 
 from mailer import logs
-from mailer.blasts import SEND_KEYS
+from mailer.assemble import SEND_KEYS
 from mailer.cli import AppContext, pass_app
 from mailer.schedule.service import SCHEDULER, WORKER, Service
 

@@ -9,7 +9,7 @@ import click
 from sqlmodel import col, select
 
 from mailer import logs
-from mailer.blasts import SEND_KEYS
+from mailer.assemble import SEND_KEYS
 from mailer.cli import AppContext, pass_app
 from mailer.schedule.service import Service, is_live
 from mailer.schedule.times import show

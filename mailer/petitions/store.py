@@ -18,8 +18,9 @@ from sqlmodel import Session, col, select
 from mailer.blasts import check_url
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound
+from mailer.lifecycle import audit
 from mailer.petitions.texts import load_texts
-from mailer.store import Database, Event
+from mailer.store import Database
 from mailer.store.models import Petition, Signature, utcnow
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
@@ -97,20 +98,19 @@ def create_petition(
         )
         session.add(petition)
         session.flush()
-        session.add(
-            Event(
-                at=now(),
-                actor=actor,
-                action="petition.created",
-                detail={
-                    "petition": petition.id,
-                    "name": name,
-                    "slug": slug,
-                    "template": template,
-                    "target_url": target,
-                    "goal": goal,
-                },
-            )
+        audit(
+            session,
+            "petition.created",
+            actor=actor,
+            now=now(),
+            detail={
+                "petition": petition.id,
+                "name": name,
+                "slug": slug,
+                "template": template,
+                "target_url": target,
+                "goal": goal,
+            },
         )
     return petition
 
@@ -124,13 +124,12 @@ def refresh_texts(
         texts = load_texts(settings.templates_path(), petition.template)
         petition.texts = texts
         session.add(petition)
-        session.add(
-            Event(
-                at=utcnow(),
-                actor=actor,
-                action="petition.texts_refreshed",
-                detail={"petition": petition.id, "languages": sorted(texts)},
-            )
+        audit(
+            session,
+            "petition.texts_refreshed",
+            actor=actor,
+            now=utcnow(),
+            detail={"petition": petition.id, "languages": sorted(texts)},
         )
     return petition
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mailer.errors import InvalidState
+from mailer.lifecycle import transition, transition_where
 from mailer.send.audience import snapshot_of
-from mailer.store import Blast, BlastStatus, Event
+from mailer.store import Blast, BlastStatus
 
 SCHEDULABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -37,38 +37,39 @@ def schedule(session: Session, blast: Blast, at: datetime, *, actor: str, now: d
         raise InvalidState(f"blast {blast.name!r} is {blast.status}; it cannot be scheduled")
     if at <= now:
         raise InvalidState(f"{at.isoformat(timespec='minutes')} is in the past")
-    blast.status = BlastStatus.SCHEDULED
+    transition(
+        session,
+        blast,
+        BlastStatus.SCHEDULED,
+        action="blast.scheduled",
+        actor=actor,
+        now=now,
+        detail={"at": at.isoformat()},
+    )
     blast.scheduled_at = at
     blast.last_error = ""
-    session.add(blast)
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action="blast.scheduled",
-            blast_id=blast.id,
-            detail={"at": at.isoformat()},
-        )
-    )
 
 
 def unschedule(session: Session, blast: Blast, *, actor: str, now: datetime) -> None:
     if blast.status is not BlastStatus.SCHEDULED:
         raise InvalidState(f"blast {blast.name!r} is {blast.status}, not scheduled")
-    blast.status = BlastStatus.DRAFT
+    transition(session, blast, BlastStatus.DRAFT, action="blast.unscheduled", actor=actor, now=now)
     blast.scheduled_at = None
-    session.add(blast)
-    session.add(Event(at=now, actor=actor, action="blast.unscheduled", blast_id=blast.id))
 
 
-def claim_start(session: Session, blast_id: int) -> bool:
-    """``scheduled`` → ``sending`` in one statement; False if someone else started it."""
-    result = session.execute(
-        update(Blast)
-        .where(col(Blast.id) == blast_id, col(Blast.status) == BlastStatus.SCHEDULED)
-        .values(status=BlastStatus.SENDING)
+def claim_start(session: Session, blast_id: int, *, action: str, actor: str, now: datetime) -> bool:
+    """``scheduled`` → ``sending`` in one statement, recorded as ``action``; False if
+    someone else started it."""
+    event = transition_where(
+        session,
+        blast_id,
+        BlastStatus.SCHEDULED,
+        BlastStatus.SENDING,
+        action=action,
+        actor=actor,
+        now=now,
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return event is not None
 
 
 def start_due(session: Session, blast_id: int, *, now: datetime, dialect: str, actor: str) -> bool:
@@ -79,7 +80,17 @@ def start_due(session: Session, blast_id: int, *, now: datetime, dialect: str, a
     snapshot, in one transaction. A worker (``mailer worker``) picks the blast
     up from there. False if someone else started it.
     """
-    if not claim_start(session, blast_id):
+    event = transition_where(
+        session,
+        blast_id,
+        BlastStatus.SCHEDULED,
+        BlastStatus.SENDING,
+        action="blast.started",
+        actor=actor,
+        now=now,
+        values={"last_error": ""},
+    )
+    if event is None:
         return False
     blast = session.get(Blast, blast_id)
     assert blast is not None
@@ -87,17 +98,8 @@ def start_due(session: Session, blast_id: int, *, now: datetime, dialect: str, a
     if blast.started_at is None:
         added = snapshot_of(session, blast, now, dialect=dialect)
         blast.started_at = now
-    blast.last_error = ""
-    session.add(blast)
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action="blast.started",
-            blast_id=blast_id,
-            detail={"recipients": added, "by": "scheduler"},
-        )
-    )
+        session.add(blast)
+    event.detail = {"recipients": added, "by": "scheduler"}
     return True
 
 
@@ -105,23 +107,24 @@ def mark_missed(session: Session, blast_id: int, reason: str, *, now: datetime) 
     blast = session.get(Blast, blast_id)
     if blast is None or blast.status is not BlastStatus.SCHEDULED:
         return False
-    blast.status = BlastStatus.MISSED
-    blast.last_error = reason
-    session.add(blast)
-    session.add(
-        Event(
-            at=now,
-            actor="service",
-            action="blast.missed",
-            blast_id=blast_id,
-            detail={"reason": reason},
-        )
+    transition(
+        session,
+        blast,
+        BlastStatus.MISSED,
+        action="blast.missed",
+        actor="service",
+        now=now,
+        detail={"reason": reason},
     )
+    blast.last_error = reason
     return True
 
 
-def place_follow_ups(session: Session) -> list[Blast]:
-    """Give waiting follow-ups their time once their original has finished."""
+def place_follow_ups(session: Session, *, now: datetime) -> list[Blast]:
+    """Give waiting follow-ups their time once their original has finished.
+
+    A follow-up of a cancelled blast goes back to draft instead, with the reason.
+    """
     waiting = session.exec(
         select(Blast).where(
             Blast.status == BlastStatus.SCHEDULED,
@@ -135,8 +138,17 @@ def place_follow_ups(session: Session) -> list[Blast]:
         if original is None or original.finished_at is None:
             continue
         if original.status is BlastStatus.CANCELLED:
-            follow_up.status = BlastStatus.DRAFT
-            follow_up.last_error = "the original blast was cancelled"
+            reason = "the original blast was cancelled"
+            transition(
+                session,
+                follow_up,
+                BlastStatus.DRAFT,
+                action="blast.unscheduled",
+                actor="service",
+                now=now,
+                detail={"reason": reason},
+            )
+            follow_up.last_error = reason
         else:
             follow_up.scheduled_at = original.finished_at + timedelta(
                 seconds=follow_up.follow_up_after or 0

@@ -8,7 +8,8 @@ Every ``schedule.poll_interval`` seconds the service
 
 - mirrors scheduled blasts (the ``blast`` table is the truth; organizers change
   it from any terminal) into APScheduler, whose job store lives in the
-  mailer's own database, so a schedule survives restarts;
+  mailer's own database, so a schedule survives restarts
+  (:mod:`mailer.schedule.jobs`);
 - gives waiting follow-ups their time once their original has finished;
 - starts a sender for every blast that is ``sending`` without one here, which
   is how a blast interrupted by a stop or crash resumes on the next start.
@@ -17,6 +18,15 @@ When a job fires, the blast is started with one conditional update
 (``scheduled`` → ``sending``): only one service can win it. A job that fires
 later than ``schedule.misfire_grace`` after its time (the service was down)
 is not run: the blast is marked ``missed`` with the reason.
+
+The event loop is shared by the senders and the HTTP app, so the service
+keeps its own database work off it: every look at the database, the
+pre-flight check of a blast about to be sent (which composes real
+messages), building its composer, starting and pausing run on one thread
+of the service's own (:meth:`Service._off_loop`), one call at a time and in
+order, so the service's writes never race each other. APScheduler runs on
+threads of its own and hands a fired job to the loop (see
+:mod:`mailer.schedule.jobs` for how, without module-global state).
 
 SIGTERM or Ctrl-C stop the service gracefully: senders finish and record what
 is in flight and leave their blasts ``sending`` (to resume on the next start),
@@ -37,54 +47,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 
 import uvicorn
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.exc import DBAPIError
-from sqlmodel import col, select
+from sqlmodel import select
 
-from mailer.blasts import composer_for, make_sender
+from mailer.assemble import composer_for, make_sender
 from mailer.check import gate
 from mailer.clients import proxy_options
+from mailer.compose.alert import AlertComposer
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
+from mailer.lifecycle import transition_where
 from mailer.schedule import planner
-from mailer.schedule.leader import scheduler_lock
-from mailer.schedule.times import show
+from mailer.schedule.jobs import Calendar
+from mailer.schedule.jobs import run_scheduled as run_scheduled  # named by jobs stored before
 from mailer.send.engine import BlastSender, SendResult
-from mailer.store import Blast, BlastStatus, Database, Event, ServiceInstance
+from mailer.store import Blast, BlastStatus, Database, ServiceInstance
 from mailer.store.models import utcnow
 from mailer.web import app_for
 
 log = logging.getLogger("mailer.service")
 
-JOBS_TABLE = "apscheduler_jobs"
 SCHEDULER, WORKER, WEB = "scheduler", "worker", "web"
 ALL_ROLES = frozenset({SCHEDULER, WORKER, WEB})
-_current: Service | None = None
-
-
-def job_id(blast_id: int) -> str:
-    return f"blast-{blast_id}"
-
-
-async def run_scheduled(blast_id: int) -> None:
-    """The APScheduler job of a scheduled blast (stored by this module path)."""
-    if _current is None:  # pragma: no cover - jobs only run inside a service
-        log.warning("blast %d is due but no service is running it", blast_id)
-        return
-    await _current.start_scheduled(blast_id)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _Web(uvicorn.Server):
@@ -156,26 +155,28 @@ class Service:
         self.port = port
         self.clock = clock
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.grace = settings.schedule.misfire_grace
-        # APScheduler counts the grace in whole seconds, at least one.
-        self.grace_seconds = max(1, int(self.grace))
-        self.known: dict[int, datetime] = {}  # blast id -> time its job is set for
         self.running: dict[int, _Running] = {}
-        self.scheduler: AsyncIOScheduler | None = None  # set while this is the active scheduler
-        self.lock = scheduler_lock(db.engine) if SCHEDULER in roles else None
-        self._said_standby = False
+        self.calendar = (
+            Calendar(db, settings, on_due=self._due, on_missed=self._missed, clock=self.clock)
+            if SCHEDULER in roles
+            else None
+        )
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-service-db")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._starting: set[int] = set()  # blasts whose sender is being prepared
+        self._tasks: set[asyncio.Task[Any]] = set()  # due starts, heartbeats: awaited at stop
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        global _current
-        _current = self
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        loop = self._loop = asyncio.get_running_loop()
+        stop = self._stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        self._register()
-        self._tick()
+        await self._off_loop(self._register)
+        await self._tick()
         web: _Web | None = None
         web_task: asyncio.Task[None] | None = None
         if WEB in self.roles:
@@ -205,165 +206,110 @@ class Service:
                     web_task.result()  # the web app died: let the error out
                     break
                 if not stop.is_set():
-                    self._tick()
+                    await self._tick()
         finally:
             log.info("service stopping", extra={"event": "service.stopping"})
+            self._stopping = True  # no sender starts from here on
+            await self._settle()
             for running in list(self.running.values()):
                 running.sender.request_stop("the service is stopping", pause_blast=False)
             await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
-            self._step_down()
-            if self.lock is not None:
-                self.lock.release()
+            if self.calendar is not None:
+                await self._off_loop(self.calendar.close)
+            self._loop = None  # what APScheduler still reports is for the next start
             if web is not None and web_task is not None:
                 web.should_exit = True
                 await asyncio.gather(web_task, return_exceptions=True)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-            self._unregister()
-            _current = None
+            await self._settle()
+            await self._off_loop(self._unregister)
+            self._thread.shutdown(wait=True)
+            self._stop = None
             log.info("service stopped", extra={"event": "service.stopped"})
 
-    def _tick(self) -> None:
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does (from the event loop's thread)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _off_loop(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``work`` on the service's database thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(work, *args, **kwargs))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` as a task the service waits for when it stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _tick(self) -> None:
         """One look at the database: schedules, follow-ups, blasts to send, heartbeat."""
         try:
-            self._heartbeat()
-            if self.lock is not None and self._lead():
-                self._mirror_schedules()
-            if WORKER in self.roles:
-                self._resume_sending()
+            sending = await self._off_loop(self._look)
+            for blast_id in sending:
+                await self._start_sender(blast_id)
         except (MailerError, ConfigError) as exc:
             log.error("%s", exc, extra={"event": "service.error"})
-            self._heartbeat(error=str(exc))
+            await self._off_loop(self._heartbeat, error=str(exc))
 
-    # -- one active scheduler -------------------------------------------------------------
-
-    def _lead(self) -> bool:
-        """Be the active scheduler if the lock allows; False while standing by."""
-        assert self.lock is not None
-        if self.scheduler is not None:
-            if self.lock.held():
-                return True
-            log.error(
-                "lost the scheduler lock (database connection gone); standing by",
-                extra={"event": "scheduler.lost"},
-            )
-            self._step_down()
-            return False
-        try:
-            acquired = self.lock.acquire()
-        except (DBAPIError, OSError) as exc:  # the database is unreachable: next poll again
-            log.error("cannot take the scheduler lock: %s", exc, extra={"event": "service.error"})
-            return False
-        if not acquired:
-            if not self._said_standby:
-                self._said_standby = True
-                log.info(
-                    "another scheduler is active; standing by",
-                    extra={"event": "scheduler.standby"},
-                )
-            return False
-        self.scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
-            job_defaults={"misfire_grace_time": self.grace_seconds, "coalesce": True},
-            timezone=UTC,
-        )
-        self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        self.scheduler.start()
-        log.info("this is the active scheduler", extra={"event": "scheduler.active"})
-        return True
-
-    def _step_down(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
-        self.known.clear()
-        self._said_standby = False
-
-    # -- schedules -----------------------------------------------------------------------
-
-    def _mirror_schedules(self) -> None:
-        assert self.scheduler is not None
+    def _look(self) -> list[int]:
+        """(On the database thread.) Heartbeat, schedules; the blasts that are ``sending``."""
+        self._heartbeat()
+        if self.calendar is not None and self.calendar.lead():
+            self.calendar.mirror()
+        if WORKER not in self.roles:
+            return []
         with self.db.session() as session:
-            for follow_up in planner.place_follow_ups(session):
-                log.info(
-                    "follow-up %d placed at %s",
-                    follow_up.id,
-                    follow_up.scheduled_at,
-                    extra={"event": "blast.follow_up_placed", "blast": follow_up.id},
-                )
-            wanted = {
-                blast_id: at
-                for blast_id, at in session.exec(
-                    select(Blast.id, Blast.scheduled_at).where(
-                        Blast.status == BlastStatus.SCHEDULED, col(Blast.scheduled_at).is_not(None)
-                    )
-                ).all()
-                if blast_id is not None and at is not None
-            }
-        for blast_id, at in wanted.items():
-            if self.known.get(blast_id) == at:
-                continue
-            job = self.scheduler.get_job(job_id(blast_id))
-            # A stored job keeps the grace of the service that set it; set it again
-            # so that the grace in the settings of this service decides.
-            if (
-                job is None
-                or job.next_run_time != at
-                or job.misfire_grace_time != self.grace_seconds
-            ):
-                self.scheduler.add_job(
-                    run_scheduled,
-                    "date",
-                    run_date=at,
-                    args=[blast_id],
-                    id=job_id(blast_id),
-                    replace_existing=True,
-                )
-                log.info(
-                    "blast %d scheduled for %s",
-                    blast_id,
-                    show(at, self.settings.schedule.timezone),
-                    extra={"event": "blast.job_set", "blast": blast_id, "at": at.isoformat()},
-                )
-            self.known[blast_id] = at
-        for blast_id in list(self.known):
-            if blast_id not in wanted:
-                with contextlib.suppress(Exception):
-                    self.scheduler.remove_job(job_id(blast_id))
-                del self.known[blast_id]
+            found = session.exec(select(Blast.id).where(Blast.status == BlastStatus.SENDING))
+            return [blast_id for blast_id in found.all() if blast_id is not None]
 
-    def _on_missed(self, event: JobExecutionEvent) -> None:
-        blast_id = int(str(event.job_id).removeprefix("blast-"))
-        when = show(event.scheduled_run_time, self.settings.schedule.timezone)
-        reason = (
-            f"missed: due at {when} while no service was running, "
-            f"more than {self.grace:.0f} s ago (schedule.misfire_grace); not sent"
-        )
-        with self.db.session() as session:
-            if planner.mark_missed(session, blast_id, reason, now=self.clock()):
-                log.warning(reason, extra={"event": "blast.missed", "blast": blast_id})
-        self.known.pop(blast_id, None)
+    # -- due blasts (called on APScheduler's threads: hand on to the loop) ------------------
+
+    def _due(self, blast_id: int) -> None:
+        self._from_thread(functools.partial(self.start_scheduled, blast_id))
+
+    def _missed(self, blast_id: int, due_at: datetime) -> None:
+        assert self.calendar is not None
+        mark = self.calendar.mark_missed
+        self._from_thread(functools.partial(self._off_loop, mark, blast_id, due_at))
+
+    def _from_thread(self, work: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        loop = self._loop
+        if loop is None:  # stopped: the next start finds the blast as the job left it
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(lambda: self._spawn(work()))
 
     async def start_scheduled(self, blast_id: int) -> None:
-        if WORKER not in self.roles:
-            self._start_for_workers(blast_id)
+        """Start a due blast: send it here, or (without the worker role) leave it to workers."""
+        if self._stopping:  # the blast stays scheduled; the next start sees it due
             return
-        with self.db.session() as session:
-            won = planner.claim_start(session, blast_id)
-            if won:
-                session.add(
-                    Event(
-                        at=self.clock(),
-                        actor=f"service:{self.name}",
-                        action="blast.due",
-                        blast_id=blast_id,
-                    )
-                )
-        self.known.pop(blast_id, None)
-        if not won:
+        if WORKER not in self.roles:
+            await self._off_loop(self._start_for_workers, blast_id)
+            return
+        if not await self._off_loop(self._claim_due, blast_id):
             log.info("blast %d was started elsewhere", blast_id, extra={"blast": blast_id})
             return
-        self._start_sender(blast_id)
+        await self._start_sender(blast_id)
+
+    def _claim_due(self, blast_id: int) -> bool:
+        with self.db.session() as session:
+            won = planner.claim_start(
+                session,
+                blast_id,
+                action="blast.due",
+                actor=f"service:{self.name}",
+                now=self.clock(),
+            )
+        if self.calendar is not None:
+            self.calendar.forget(blast_id)
+        return won
 
     def _start_for_workers(self, blast_id: int) -> None:
         with self.db.session() as session:
@@ -374,7 +320,8 @@ class Service:
                 dialect=self.db.engine.dialect.name,
                 actor=f"scheduler:{self.name}",
             )
-        self.known.pop(blast_id, None)
+        if self.calendar is not None:
+            self.calendar.forget(blast_id)
         if won:
             log.info(
                 "blast %d started; waiting for a worker to send it",
@@ -386,27 +333,16 @@ class Service:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _resume_sending(self) -> None:
-        with self.db.session() as session:
-            sending = session.exec(
-                select(Blast.id).where(Blast.status == BlastStatus.SENDING)
-            ).all()
-        for blast_id in sending:
-            if blast_id is not None and blast_id not in self.running:
-                self._start_sender(blast_id)
-
-    def _start_sender(self, blast_id: int) -> None:
-        if blast_id in self.running:
+    async def _start_sender(self, blast_id: int) -> None:
+        if self._stopping or blast_id in self.running or blast_id in self._starting:
             return
-        with self.db.session() as session:
-            blast = session.get(Blast, blast_id)
-            assert blast is not None
+        self._starting.add(blast_id)
         try:
-            gate(self.db, self.settings, blast_id, force=False, actor="service")
-            composer = composer_for(self.db, self.settings, blast)
-        except (MailerError, ConfigError) as exc:
-            self._pause_with(blast_id, f"cannot send: {exc}")
-            return
+            composer = await self._off_loop(self._prepare, blast_id)
+        finally:
+            self._starting.discard(blast_id)
+        if composer is None or self._stopping:
+            return  # paused with the reason, or the service stops: the blast resumes later
         sender = make_sender(self.db, self.settings)
         task = asyncio.create_task(
             sender.send(blast_id, composer, _LogProgress(blast_id), actor=f"service:{self.name}"),
@@ -415,6 +351,18 @@ class Service:
         self.running[blast_id] = _Running(sender, task)
         log.info("blast %d: sending", blast_id, extra={"event": "blast.sending", "blast": blast_id})
         task.add_done_callback(lambda t: self._sender_done(blast_id, t))
+
+    def _prepare(self, blast_id: int) -> AlertComposer | None:
+        """(On the database thread.) The pre-flight check and the composer; None if paused."""
+        with self.db.session() as session:
+            blast = session.get(Blast, blast_id)
+            assert blast is not None
+        try:
+            gate(self.db, self.settings, blast_id, force=False, actor="service")
+            return composer_for(self.db, self.settings, blast)
+        except (MailerError, ConfigError) as exc:
+            self._pause_with(blast_id, f"cannot send: {exc}")
+            return None
 
     def _sender_done(self, blast_id: int, task: asyncio.Task[SendResult]) -> None:
         self.running.pop(blast_id, None)
@@ -428,7 +376,7 @@ class Service:
                 exc,
                 extra={"event": "blast.sender_failed", "blast": blast_id},
             )
-            self._heartbeat(error=f"blast {blast_id}: {exc}")
+            self._spawn(self._off_loop(self._heartbeat, error=f"blast {blast_id}: {exc}"))
             return
         result = task.result()
         log.info(
@@ -445,24 +393,25 @@ class Service:
         )
 
     def _pause_with(self, blast_id: int, reason: str) -> None:
+        """(On the database thread.) Pause a blast this service cannot send, with the reason."""
         with self.db.session() as session:
-            blast = session.get(Blast, blast_id)
-            if blast is not None:
-                blast.status = BlastStatus.PAUSED
-                blast.last_error = reason
-                session.add(blast)
-                session.add(
-                    Event(
-                        at=self.clock(),
-                        actor="service",
-                        action="blast.paused",
-                        blast_id=blast_id,
-                        detail={"reason": reason},
-                    )
-                )
-        log.error("blast %d paused: %s", blast_id, reason, extra={"blast": blast_id})
+            paused = transition_where(
+                session,
+                blast_id,
+                BlastStatus.SENDING,
+                BlastStatus.PAUSED,
+                action="blast.paused",
+                actor="service",
+                now=self.clock(),
+                detail={"reason": reason},
+                values={"last_error": reason},
+            )
+        if paused is not None:
+            log.error("blast %d paused: %s", blast_id, reason, extra={"blast": blast_id})
+        else:  # paused or cancelled meanwhile from elsewhere: leave it as it is
+            log.error("blast %d not sent: %s", blast_id, reason, extra={"blast": blast_id})
 
-    # -- the service's own row ----------------------------------------------------------
+    # -- the service's own row (on the database thread) ---------------------------------
 
     def _register(self) -> None:
         now = self.clock()

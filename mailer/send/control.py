@@ -13,8 +13,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from mailer.errors import InvalidState
+from mailer.lifecycle import allowed, audit, transition
 from mailer.send import shared_rate
-from mailer.store import Blast, BlastStatus, Delivery, DeliveryState, Event
+from mailer.store import Blast, BlastStatus, Delivery, DeliveryState
 
 CANCELLED_TEXT = "not sent: blast cancelled"
 
@@ -25,17 +26,21 @@ def pause(session: Session, blast: Blast, *, actor: str, now: datetime) -> None:
             f"blast {blast.name!r} is {blast.status}; "
             "only a sending or scheduled blast can be paused"
         )
-    blast.status = BlastStatus.PAUSED
-    blast.last_error = f"paused by {actor}"
-    session.add(blast)
-    session.add(
-        Event(at=now, actor=actor, action="blast.paused", blast_id=blast.id, detail={"by": actor})
+    transition(
+        session,
+        blast,
+        BlastStatus.PAUSED,
+        action="blast.paused",
+        actor=actor,
+        now=now,
+        detail={"by": actor},
     )
+    blast.last_error = f"paused by {actor}"
 
 
 def cancel(session: Session, blast: Blast, *, actor: str, now: datetime) -> int:
     """Cancel for good; deliveries not yet sent become ``skipped``. Returns how many."""
-    if blast.status in (BlastStatus.DONE, BlastStatus.CANCELLED):
+    if not allowed(blast.status, BlastStatus.CANCELLED):  # done or cancelled
         raise InvalidState(f"blast {blast.name!r} is {blast.status} already")
     skipped = session.execute(
         update(Delivery)
@@ -51,21 +56,19 @@ def cancel(session: Session, blast: Blast, *, actor: str, now: datetime) -> int:
             updated_at=now,
         )
     )
-    blast.status = BlastStatus.CANCELLED
+    count: int = skipped.rowcount or 0  # type: ignore[attr-defined]
+    transition(
+        session,
+        blast,
+        BlastStatus.CANCELLED,
+        action="blast.cancelled",
+        actor=actor,
+        now=now,
+        detail={"skipped": count},
+    )
     blast.finished_at = now
-    session.add(blast)
     assert blast.id is not None
     shared_rate.forget(session, blast.id)  # its senders' rate buckets
-    count: int = skipped.rowcount or 0  # type: ignore[attr-defined]
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action="blast.cancelled",
-            blast_id=blast.id,
-            detail={"skipped": count},
-        )
-    )
     return count
 
 
@@ -84,20 +87,28 @@ def requeue_unknown(session: Session, blast: Blast, *, actor: str, now: datetime
         )
     )
     count: int = requeued.rowcount or 0  # type: ignore[attr-defined]
+    detail = {"requeued": count}
     if count and blast.status is not BlastStatus.SENDING:
-        blast.status = BlastStatus.PAUSED
+        transition(
+            session,
+            blast,
+            BlastStatus.PAUSED,
+            action="blast.requeued_unknown",
+            actor=actor,
+            now=now,
+            detail=detail,
+        )
         blast.finished_at = None
         blast.last_error = f"{count} in-doubt deliveries requeued; resume to send them"
-        session.add(blast)
-    session.add(
-        Event(
-            at=now,
+    else:  # a sending blast's senders take them up; nothing requeued changes nothing
+        audit(
+            session,
+            "blast.requeued_unknown",
             actor=actor,
-            action="blast.requeued_unknown",
+            now=now,
             blast_id=blast.id,
-            detail={"requeued": count},
+            detail=detail,
         )
-    )
     return count
 
 
@@ -109,15 +120,13 @@ def release(session: Session, blast: Blast, *, actor: str, now: datetime) -> Non
     """
     if blast.status is not BlastStatus.PAUSED:
         raise InvalidState(f"blast {blast.name!r} is {blast.status}; only a paused blast resumes")
-    blast.status = BlastStatus.SENDING
-    blast.last_error = ""
-    session.add(blast)
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action="blast.resume_requested",
-            blast_id=blast.id,
-            detail={"by": actor},
-        )
+    transition(
+        session,
+        blast,
+        BlastStatus.SENDING,
+        action="blast.resume_requested",
+        actor=actor,
+        now=now,
+        detail={"by": actor},
     )
+    blast.last_error = ""

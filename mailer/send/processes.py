@@ -42,9 +42,11 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from types import TracebackType
 
+from mailer.assemble import composer_for, make_sender
 from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.send.engine import Progress
+from mailer.store import BlastStatus, find_blast, open_database
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +75,6 @@ def run_helper(
     url: str, settings: Settings, blast_id: int, queue: SimpleQueue[int | None], level: int
 ) -> None:
     """A helper process's body: join blast ``blast_id`` and send until it is over."""
-    from mailer.blasts import composer_for, find_blast, make_sender
-    from mailer.store import BlastStatus, open_database
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on as SIGTERM
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s")
     db = open_database(url)

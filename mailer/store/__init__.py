@@ -1,6 +1,7 @@
 """The data model and the database it lives in (SQLite by default, PostgreSQL to scale out)."""
 
 from mailer.store.engine import Database, open_database
+from mailer.store.lookup import blast_lists, find_blast
 from mailer.store.models import (
     Blast,
     BlastList,
@@ -38,5 +39,7 @@ __all__ = [
     "Supporter",
     "SupporterStatus",
     "Suppression",
+    "blast_lists",
+    "find_blast",
     "open_database",
 ]

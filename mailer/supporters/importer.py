@@ -75,9 +75,9 @@ from sqlmodel import Session, col, select
 
 from mailer import csvsafe
 from mailer.errors import ImportFileError
+from mailer.lifecycle import audit
 from mailer.store.engine import Database
 from mailer.store.models import (
-    Event,
     MailingList,
     Membership,
     Supporter,
@@ -303,22 +303,21 @@ def import_csv(
                     store.write(pending, summary)
                     pending = []
         store.write(pending, summary)
-        session.add(
-            Event(
-                at=stamp,
-                actor=actor,
-                action="list.imported",
-                detail={
-                    "file": name,
-                    "list": list_name,
-                    "rows": summary.rows,
-                    "added": summary.added,
-                    "updated": summary.updated,
-                    "unchanged": summary.unchanged,
-                    "duplicates": summary.duplicates,
-                    "rejected": summary.rejected,
-                },
-            )
+        audit(
+            session,
+            "list.imported",
+            actor=actor,
+            now=stamp,
+            detail={
+                "file": name,
+                "list": list_name,
+                "rows": summary.rows,
+                "added": summary.added,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "duplicates": summary.duplicates,
+                "rejected": summary.rejected,
+            },
         )
         if rejects_path is not None and summary.rejects:
             write_rejects(summary.rejects, rejects_path)

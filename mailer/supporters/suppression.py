@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlmodel import Session, col, select
 
 from mailer.errors import ImportFileError, InvalidState, NotFound
-from mailer.store import Database, Delivery, Event, Supporter, SupporterStatus, Suppression
+from mailer.lifecycle import audit
+from mailer.store import Database, Delivery, Supporter, SupporterStatus, Suppression
 from mailer.supporters.columns import ALIASES, normalize_email, normalize_header
 
 UNSUBSCRIBED = "supporter.unsubscribed"
@@ -47,7 +47,14 @@ def unsubscribe_delivery(session: Session, delivery: Delivery, *, via: str, now:
 
 
 def _unsubscribe(
-    session: Session, supporter: Supporter, now: datetime, *, detail: dict[str, str], **event: Any
+    session: Session,
+    supporter: Supporter,
+    now: datetime,
+    *,
+    actor: str,
+    detail: dict[str, str],
+    blast_id: int | None = None,
+    delivery_id: int | None = None,
 ) -> bool:
     """Mark ``supporter`` unsubscribed and log it; False (nothing changes) when they are
     unsubscribed already or complained (a stronger no)."""
@@ -58,14 +65,15 @@ def _unsubscribe(
     supporter.status_changed_at = now
     supporter.updated_at = now
     session.add(supporter)
-    session.add(
-        Event(
-            at=now,
-            action=UNSUBSCRIBED,
-            supporter_id=supporter.id,
-            detail={**detail, "previous": str(previous)},
-            **event,
-        )
+    audit(
+        session,
+        UNSUBSCRIBED,
+        actor=actor,
+        now=now,
+        blast_id=blast_id,
+        supporter_id=supporter.id,
+        delivery_id=delivery_id,
+        detail={**detail, "previous": str(previous)},
     )
     return True
 
@@ -123,19 +131,18 @@ def import_suppressions(
             seen.add(address)
             session.add(Suppression(email=address, reason=reason, source=str(path), created_at=now))
             result.added += 1
-        session.add(
-            Event(
-                at=now,
-                actor=actor,
-                action="suppression.imported",
-                detail={
-                    "file": str(path),
-                    "added": result.added,
-                    "already": result.already,
-                    "rejected": len(result.rejected),
-                    "reason": reason,
-                },
-            )
+        audit(
+            session,
+            "suppression.imported",
+            actor=actor,
+            now=now,
+            detail={
+                "file": str(path),
+                "added": result.added,
+                "already": result.already,
+                "rejected": len(result.rejected),
+                "reason": reason,
+            },
         )
     return result
 
@@ -170,14 +177,13 @@ def resubscribe(
     supporter.status_changed_at = now
     supporter.updated_at = now
     session.add(supporter)
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action=RESUBSCRIBED,
-            supporter_id=supporter.id,
-            detail={"reason": reason},
-        )
+    audit(
+        session,
+        RESUBSCRIBED,
+        actor=actor,
+        now=now,
+        supporter_id=supporter.id,
+        detail={"reason": reason},
     )
     return supporter
 
@@ -201,12 +207,11 @@ def suppress_address(
     if session.exec(select(Suppression).where(Suppression.email == email)).first() is not None:
         return False
     session.add(Suppression(email=email, reason=reason, source=f"added by {actor}", created_at=now))
-    session.add(
-        Event(
-            at=now,
-            actor=actor,
-            action="suppression.added",
-            detail={"email": email, "reason": reason},
-        )
+    audit(
+        session,
+        "suppression.added",
+        actor=actor,
+        now=now,
+        detail={"email": email, "reason": reason},
     )
     return True

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from mailer.blasts import create_blast, find_blast, send_test
+from mailer.blasts import create_blast, send_test
 from mailer.check import gate
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound
@@ -22,7 +22,7 @@ from mailer.schedule import planner
 from mailer.schedule.times import parse_local, show
 from mailer.send import control
 from mailer.send.audience import parse_segment
-from mailer.store import Blast, Database, Supporter
+from mailer.store import Blast, Database, Supporter, find_blast
 from mailer.supporters.suppression import unsubscribe_supporter
 
 BLAST_ACTIONS = ("pause", "resume", "cancel", "unschedule")

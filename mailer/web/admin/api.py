@@ -22,10 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from mailer import __version__
 from mailer.accounts import Permission
-from mailer.blasts import find_blast
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
-from mailer.store import Blast, DeliveryState
+from mailer.store import Blast, DeliveryState, find_blast
 from mailer.supporters import history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions

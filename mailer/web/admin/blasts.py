@@ -14,13 +14,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute
 
 from mailer.accounts import Permission
-from mailer.blasts import composer_for, find_blast
+from mailer.assemble import composer_for
 from mailer.compose.alert import Recipient
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.report import blast_report, failure_breakdown, link_report, timeline
 from mailer.schedule import planner
 from mailer.schedule.times import show, zone
-from mailer.store import Blast, BlastStatus, DeliveryState, MailingList
+from mailer.store import Blast, BlastStatus, DeliveryState, MailingList, find_blast
 from mailer.web.admin import actions
 from mailer.web.admin.charts import bar_chart, timeline_chart
 from mailer.web.admin.guard import Call

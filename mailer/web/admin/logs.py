@@ -12,10 +12,9 @@ from starlette.routing import BaseRoute
 
 from mailer import csvsafe
 from mailer.accounts import Permission
-from mailer.blasts import find_blast
 from mailer.errors import NotFound
 from mailer.report import LOG_COLUMNS, delivery_log
-from mailer.store import DeliveryState
+from mailer.store import DeliveryState, find_blast
 from mailer.web.admin.guard import Call
 from mailer.web.admin.site import Site
 from mailer.web.common import NO_STORE
