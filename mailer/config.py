@@ -255,6 +255,13 @@ class TrackingSettings:
             "add an open-tracking pixel (unreliable: images are often blocked or preloaded)"
         ),
     )
+    click_dedup_window: float = field(
+        default=3600.0,
+        metadata=_doc(
+            "seconds: replays of one link by one recipient within this time of the first are"
+            " counted on one stored row, not stored as a row each; 0 = a row per click"
+        ),
+    )
 
 
 @dataclass(frozen=True)

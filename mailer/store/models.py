@@ -225,6 +225,10 @@ class Click(SQLModel, table=True):
     clicked_at: datetime | None = _time()
     suspected_bot: bool = False  # came within tracking.scanner_window of sending
     ip: str = Field(default="", max_length=64)  # only with tracking.store_ip, and truncated
+    # Clicks this row counts: replays of the same link by the same delivery, with the same
+    # scanner flag, within tracking.click_dedup_window of clicked_at, add here, not a row each.
+    clicks: int = 1
+    last_clicked_at: datetime | None = _time()
 
 
 class Open(SQLModel, table=True):

@@ -134,7 +134,12 @@ def create_app(
         petitions=petitions,
         clock=clock,
     )
-    clicks = ClickBatcher(db, tracking.scanner_window, action_path=actions.action_path)
+    clicks = ClickBatcher(
+        db,
+        tracking.scanner_window,
+        action_path=actions.action_path,
+        dedup_window=tracking.click_dedup_window,
+    )
     pages = Environment(
         loader=PackageLoader("mailer.web", "templates"), autoescape=select_autoescape(["html"])
     )
