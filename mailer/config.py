@@ -150,6 +150,10 @@ class BlastSettings:
             "address for mailto: List-Unsubscribe; empty means unsubscribe@<sender domain>"
         ),
     )
+    test_send_limit: int = field(
+        default=10,
+        metadata=_doc("most addresses one test send may go to (`blast test`, the studio's Test)"),
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from mailer.blasts import create_blast, send_now
+from mailer.blasts import create_blast, send_now, send_test
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
@@ -250,3 +250,21 @@ def test_click_redirect_spells_the_location_as_starlette_does() -> None:
         ours = dict(_ClickRedirect(url).raw_headers)
         theirs = dict(RedirectResponse(url, status_code=302).raw_headers)
         assert ours[b"location"] == theirs[b"location"]
+
+
+def test_a_test_messages_unsubscribe_link_works_and_changes_nothing(
+    db: Database, settings: Settings, client: httpx.Client, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(1))
+    blast = create_blast(
+        db, settings, name="alert", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    send_test(db, settings, blast.id, ["p0@example.org"])
+    path = unsubscribe_path(smtp_server, "p0@example.org")
+    page = client.get(path)
+    assert page.status_code == 200 and "test message" in page.text
+    done = client.post(path, content=b"List-Unsubscribe=One-Click")
+    assert done.status_code == 200 and "nobody was unsubscribed" in done.text
+    assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE
+    assert unsubscribe_events(db) == []

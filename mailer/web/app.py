@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mailer.compose.alert import TEST_DELIVERY
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.errors import TokenError
@@ -189,7 +190,15 @@ def create_app(
             assert supporter is not None
             return delivery, supporter
 
+    def _is_test(raw: str) -> bool:
+        """A test send's unsubscribe link: it shows the page and changes nothing."""
+        with contextlib.suppress(TokenError):
+            return signer.read_unsubscribe(raw).delivery_id == TEST_DELIVERY
+        return False
+
     def unsubscribe_page(request: Request) -> Response:
+        if _is_test(request.path_params["token"]):
+            return page("unsubscribe.html", test=True, action=request.url.path, lang="en")
         found = _delivery_for(request.path_params["token"])
         if found is None:
             return not_found()
@@ -215,6 +224,8 @@ def create_app(
         return await run_in_threadpool(_unsubscribe, raw, via)
 
     def _unsubscribe(raw: str, via: str) -> Response:
+        if _is_test(raw):
+            return page("unsubscribed.html", test=True, lang="en")
         try:
             token = signer.read_unsubscribe(raw)
         except TokenError:
