@@ -147,18 +147,66 @@ def find_user(session: Session, name: str) -> AdminUser:
     return user
 
 
-def set_role(db: Database, name: str, role: UserRole, *, actor: str, now: datetime) -> None:
+def _keep_an_admin(session: Session, user: AdminUser, *, acting_id: int | None) -> None:
+    """Refuse to take ``user`` out of the active admins when they are the last one, or when
+    they are the one acting (compared by id, never by how the name was spelled)."""
+    if acting_id is not None and user.id == acting_id:
+        raise InvalidState("you cannot disable or demote yourself; ask another admin")
+    if user.disabled or user.role != UserRole.ADMIN:
+        return
+    # Lock the active admins' rows (PostgreSQL) so that two admins taking each other out
+    # at once cannot both succeed; SQLite runs one write transaction at a time.
+    others = session.exec(
+        select(AdminUser.id)
+        .where(
+            AdminUser.role == UserRole.ADMIN,
+            col(AdminUser.disabled).is_(False),
+            AdminUser.id != user.id,
+        )
+        .with_for_update()
+    ).all()
+    if not others:
+        raise InvalidState(
+            f"{user.name} is the last active admin; make another user an admin first"
+        )
+
+
+def set_role(
+    db: Database,
+    name: str,
+    role: UserRole,
+    *,
+    actor: str,
+    now: datetime,
+    acting_id: int | None = None,
+) -> None:
+    """Change a user's role; never the last active admin's, nor the acting user's own."""
     with db.session() as session:
         user = find_user(session, name)
+        if role != UserRole.ADMIN:
+            _keep_an_admin(session, user, acting_id=acting_id)
         user.role = role
         session.add(user)
         audit(session, actor, "user.role_changed", now, name=user.name, role=str(role))
 
 
-def set_disabled(db: Database, name: str, disabled: bool, *, actor: str, now: datetime) -> None:
-    """Disable (or enable again) a user; disabling ends their sessions and API tokens."""
+def set_disabled(
+    db: Database,
+    name: str,
+    disabled: bool,
+    *,
+    actor: str,
+    now: datetime,
+    acting_id: int | None = None,
+) -> None:
+    """Disable (or enable again) a user; disabling ends their sessions and API tokens.
+
+    The last active admin, and the acting user (``acting_id``), cannot be disabled.
+    """
     with db.session() as session:
         user = find_user(session, name)
+        if disabled:
+            _keep_an_admin(session, user, acting_id=acting_id)
         user.disabled = disabled
         session.add(user)
         if disabled:

@@ -70,12 +70,24 @@ def role_command(app: AppContext, name: str, role: str) -> None:
 
 @user_group.command("disable")
 @click.argument("name")
-@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@click.option("--enable", is_flag=True, help="Enable the user again instead (as `user enable`).")
 @pass_app
 def disable_command(app: AppContext, name: str, enable: bool) -> None:
-    """Disable user NAME: their sessions and API tokens end at once."""
+    """Disable user NAME: their sessions and API tokens end at once.
+
+    The last active admin cannot be disabled (nor demoted with `user role`).
+    """
     accounts.set_disabled(app.db(), name, not enable, actor=_actor(), now=utcnow())
-    click.echo(f"user {name} {'enabled' if enable else 'disabled'}")
+    click.echo(f"user {accounts.check_name(name)} {'enabled' if enable else 'disabled'}")
+
+
+@user_group.command("enable")
+@click.argument("name")
+@pass_app
+def enable_command(app: AppContext, name: str) -> None:
+    """Enable user NAME again after `user disable`; they sign in anew (and need new tokens)."""
+    accounts.set_disabled(app.db(), name, False, actor=_actor(), now=utcnow())
+    click.echo(f"user {accounts.check_name(name)} enabled")
 
 
 @user_group.command("list")

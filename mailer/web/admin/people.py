@@ -136,13 +136,18 @@ class PeoplePages(Site):
 
     def set_disabled(self, call: Call) -> Response:
         name = call.param("name")
-        if name == call.caller.name:
-            return self.users(call, error="you cannot disable yourself", status=400)
         if call.param("change") not in ("disable", "enable"):
             return self.users(call, error="no such change", status=404)
         disabled = call.param("change") == "disable"
         try:
-            accounts.set_disabled(self.db, name, disabled, actor=call.caller.name, now=self.clock())
+            accounts.set_disabled(
+                self.db,
+                name,
+                disabled,
+                actor=call.caller.name,
+                now=self.clock(),
+                acting_id=call.caller.user.id,
+            )
         except MailerError as exc:
             return self.users(call, error=str(exc), status=400)
         return self.back("/admin/users", f"User {name} {'disabled' if disabled else 'enabled'}.")
