@@ -22,6 +22,7 @@ from mailer.compose.templates import AlertTemplate, check_template
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
+from mailer.inputs import is_id
 from mailer.send.engine import BlastSender, Progress, SendResult, delivery_counts
 from mailer.send.outcome import Outcome, Verdict
 from mailer.send.processes import SenderProcesses
@@ -48,7 +49,7 @@ def find_blast(session: Session, ref: str | int) -> Blast:
     """The blast with id ``ref`` (digits) or name ``ref``."""
     text = str(ref).strip()
     blast = None
-    if text.isdigit():
+    if is_id(text):
         blast = session.get(Blast, int(text))
     if blast is None:
         blast = session.exec(select(Blast).where(Blast.name == text)).first()

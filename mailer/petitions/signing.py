@@ -28,7 +28,7 @@ from mailer.store import Event, MailingList, Membership, Supporter, SupporterSta
 from mailer.store.models import Petition, Signature, Suppression
 
 MAX_NAME = 100
-_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+_ZIP = re.compile(r"^([0-9]{5})(?:-?[0-9]{4})?$")  # ASCII digits only: not "١٢٣٤٥"
 
 
 @dataclass(frozen=True)

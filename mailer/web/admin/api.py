@@ -26,6 +26,7 @@ from mailer.accounts import Permission
 from mailer.blasts import find_blast
 from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError, NotFound
+from mailer.inputs import row_id, whole_number
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
 from mailer.store import Blast, Database, DeliveryState
 from mailer.supporters.history import find_supporters, supporter_history
@@ -261,21 +262,17 @@ class AdminApi:
         state = call.query("state")
         if state and state not in {str(s) for s in DeliveryState}:
             raise NotFound(f"no delivery state {state!r}")
-        code = call.query("reply_code")
-        numbers = {name: call.query(name) for name in ("after", "limit")}
-        for name, value in {"reply_code": code, **numbers}.items():
-            if value and not value.isdigit():
-                raise MailerError(f"{name} must be a whole number, got {value!r}")
-        limit = min(int(numbers["limit"] or 100), MAX_LIMIT) or 1
+        code, after, limit_text = (call.query(n) for n in ("reply_code", "after", "limit"))
+        limit = min(whole_number(limit_text, name="limit") if limit_text else 100, MAX_LIMIT) or 1
         rows = []
         for row in delivery_log(
             self.db,
             blast.id,
             state=DeliveryState(state) if state else None,
             domain=call.query("domain"),
-            reply_code=int(code) if code else None,
+            reply_code=whole_number(code, name="reply_code", maximum=999) if code else None,
             address=call.query("q"),
-            after=int(numbers["after"] or 0),
+            after=whole_number(after, name="after") if after else 0,
             chunk=limit + 1,
         ):
             rows.append(row)
@@ -329,14 +326,14 @@ class AdminApi:
 
     def get_supporter(self, call: Call) -> Response:
         raw = call.param("id")
-        return JSONResponse(supporter_history(self.db, int(raw) if raw.isdigit() else 0))
+        return JSONResponse(supporter_history(self.db, row_id(raw)))
 
     def unsubscribe(self, call: Call) -> Response:
         raw = call.param("id")
         notice = actions.unsubscribe(
             self.db,
             call.caller.name,
-            int(raw) if raw.isdigit() else 0,
+            row_id(raw),
             reason=str(call.json.get("reason", "")),
             now=self.clock(),
         )

@@ -18,7 +18,6 @@ event loop. Form bodies are read whole but capped at :data:`MAX_FORM_BYTES`.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from mailer.accounts import Caller, Permission, session_caller, token_caller
+from mailer.errors import BadInput
+from mailer.inputs import json_object
 from mailer.store import Database
 
 SESSION_COOKIE = "mailer_session"
@@ -151,6 +152,10 @@ class Guard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
             call = Call(request, caller)
+            if not caller.may(permission):  # before the body is read
+                return JSONResponse(
+                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
+                )
             if request.method in WRITE_METHODS:
                 if caller.csrf_token and not same_token(
                     request.headers.get("x-csrf-token", ""), caller.csrf_token
@@ -160,21 +165,10 @@ class Guard:
                     body = await read_body(request)
                 except TooLarge:
                     return JSONResponse({"error": "request body too large"}, status_code=413)
-                if body.strip():
-                    try:
-                        call.json = json.loads(body)
-                    except ValueError:
-                        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-                    if not isinstance(call.json, dict):
-                        return JSONResponse(
-                            {"error": "the body must be a JSON object"}, status_code=400
-                        )
-                else:
-                    call.json = {}
-            if not caller.may(permission):
-                return JSONResponse(
-                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
-                )
+                try:
+                    call.json = json_object(body)
+                except BadInput as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=400)
             return await run_in_threadpool(handler, call)
 
         return endpoint

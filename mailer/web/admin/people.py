@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailer import accounts
 from mailer.errors import MailerError, NotFound
+from mailer.inputs import row_id
 from mailer.report import like_escape
 from mailer.store import (
     Supporter,
@@ -39,7 +40,7 @@ class PeoplePages(Site):
     def supporter(self, call: Call) -> Response:
         raw = call.param("id")
         try:
-            history = supporter_history(self.db, int(raw) if raw.isdigit() else 0)
+            history = supporter_history(self.db, row_id(raw))
         except NotFound:
             return self.render(
                 "message.html",
@@ -56,7 +57,7 @@ class PeoplePages(Site):
             notice = actions.unsubscribe(
                 self.db,
                 call.caller.name,
-                int(raw) if raw.isdigit() else 0,
+                row_id(raw),
                 reason=call.form.get("reason", ""),
                 now=self.clock(),
             )
