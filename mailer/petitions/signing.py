@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import zipcodes
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,6 +25,7 @@ from sqlmodel import Session, select
 
 from mailer.store import Event, MailingList, Membership, Supporter, SupporterStatus
 from mailer.store.models import Petition, Signature, Suppression
+from mailer.supporters.columns import normalize_email
 
 MAX_NAME = 100
 _ZIP = re.compile(r"^([0-9]{5})(?:-?[0-9]{4})?$")  # ASCII digits only: not "١٢٣٤٥"
@@ -82,12 +82,10 @@ def clean_form(
         if not raw:
             problems["email"] = "missing"
         else:
-            try:
-                # No SMTPUTF8 (as on import): the mailer could never send to such an address.
-                email = validate_email(
-                    raw, check_deliverability=False, allow_smtputf8=False
-                ).normalized.lower()
-            except EmailNotValidError:
+            # The form every path stores (ASCII, lowercased; no SMTPUTF8, as on import),
+            # so a suppressed IDN address is the same address here.
+            email, problem = normalize_email(raw)
+            if problem:
                 problems["email"] = "invalid"
         found = _ZIP.match(form.get("zip", "").strip())
         if found is None:

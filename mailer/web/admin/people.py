@@ -14,6 +14,7 @@ from mailer.store import (
     Suppression,
 )
 from mailer.store.models import UserRole
+from mailer.supporters.columns import lookup_form
 from mailer.supporters.history import find_supporters, supporter_history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
@@ -31,7 +32,9 @@ class PeoplePages(Site):
         found: list[Supporter] = []
         if q:
             with self.db.session() as session:
-                exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
+                exact = session.exec(
+                    select(Supporter).where(Supporter.email == lookup_form(q))
+                ).first()
             if exact is not None and "notice" not in call.request.query_params:
                 return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
             found = find_supporters(self.db, q)
