@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from mailer import notices
 from mailer.accounts import Caller, Permission
 from mailer.config import Settings
 from mailer.schedule.times import show
@@ -61,7 +61,9 @@ class Site:
         request: Request | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        notice = request.query_params.get("notice", "")[:300] if request else ""
+        # Only a notice this server sealed (after an action), never text from the link.
+        sealed = request.cookies.get(notices.COOKIE, "") if request else ""
+        notice = notices.unseal(self.settings.security.secret_key, sealed) if sealed else ""
         html = self.pages.get_template(f"admin/{template}").render(
             organization_name=self.settings.organization.name,
             caller=caller,
@@ -72,7 +74,10 @@ class Site:
             show=lambda moment: show(moment, self.zone),
             **context,
         )
-        return HTMLResponse(html, status_code=status, headers=HEADERS)
+        response = HTMLResponse(html, status_code=status, headers=HEADERS)
+        if sealed:  # shown once
+            response.delete_cookie(notices.COOKIE, path="/admin")
+        return response
 
     def forbidden(self, request: Request, caller: Caller, text: str) -> Response:
         return self.render(
@@ -80,7 +85,19 @@ class Site:
         )
 
     def back(self, path: str, notice: str) -> Response:
-        return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
+        """Back to ``path`` (303), which then shows ``notice`` once."""
+        response = RedirectResponse(path, status_code=303)
+        sealed = notices.seal(self.settings.security.secret_key, notice)
+        response.set_cookie(
+            notices.COOKIE,
+            sealed,
+            max_age=notices.MAX_AGE,
+            path="/admin",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+        return response
 
     # -- sign in and out ----------------------------------------------------------------
 
