@@ -15,6 +15,7 @@ from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.store import Click, Database, Delivery, Event, Link, Supporter, SupporterStatus
 from mailer.web import create_app
+from mailer.web.framing import framing_headers
 from mailer.web.server import BackgroundServer
 from tests.conftest import TEST_SECRET
 from tests.factories import Person, add_people, people
@@ -268,3 +269,22 @@ def test_a_test_messages_unsubscribe_link_works_and_changes_nothing(
     assert done.status_code == 200 and "nobody was unsubscribed" in done.text
     assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE
     assert unsubscribe_events(db) == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/u/forged", "/c/forged", "/p/none", "/admin/login", "/api/blasts"]
+)
+def test_no_page_can_be_framed_by_another_site(client: httpx.Client, path: str) -> None:
+    answer = client.get(path, follow_redirects=False)
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_framing_headers_keep_a_policy_and_its_own_frame_ancestors() -> None:
+    assert framing_headers("") == ("frame-ancestors 'none'", "DENY")
+    assert framing_headers("default-src 'none';") == (
+        "default-src 'none'; frame-ancestors 'none'",
+        "DENY",
+    )
+    preview = "default-src 'none'; frame-ancestors 'self'"
+    assert framing_headers(preview) == (preview, "SAMEORIGIN")

@@ -38,6 +38,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -51,6 +52,7 @@ from mailer.store.models import utcnow
 from mailer.supporters.suppression import unsubscribe_delivery
 from mailer.web.actions import ActionPages
 from mailer.web.admin import admin_routes
+from mailer.web.framing import NoFraming
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -257,6 +259,7 @@ def create_app(
 
     return Starlette(
         lifespan=lifespan,
+        middleware=[Middleware(NoFraming)],  # frame-ancestors and X-Frame-Options, everywhere
         routes=[
             Route("/c/{token}", click, methods=["GET"]),
             Route("/o/{token}", pixel, methods=["GET"]),

@@ -19,10 +19,11 @@ from mailer.store import Database
 from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, Guard
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
-# Admin pages: nothing from elsewhere, no scripts, not framed by other sites.
+# Admin pages: nothing from elsewhere, no scripts; frame-ancestors 'none' is added to every
+# response of the app in one place (mailer/web/framing.py).
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "form-action 'self'; base-uri 'none'"
 )
 HEADERS = {
     "Cache-Control": "no-store",
