@@ -281,6 +281,14 @@ class InboundSettings:
     soft_bounce_window_days: float = field(
         default=30.0, metadata=_doc("days over which soft bounces are counted")
     )
+    complaint_senders: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "domains whose complaint reports (ARF) are trusted when they name a message only by"
+            " its Message-ID, e.g. your mailbox providers' feedback loops; a complaint sent to"
+            " a delivery's VERP address is trusted anyway"
+        ),
+    )
 
 
 @dataclass(frozen=True)
