@@ -142,13 +142,15 @@ def test_unsubscribe_page_then_confirm_button(
     page = client.get(path)
     assert page.status_code == 200
     assert (
-        "p0@example.org" in page.text
+        "p•••@example.org" in page.text  # masked: whoever holds the link learns no address
+        and "p0@example.org" not in page.text
         and f'action="{path}"' in page.text
         and 'method="post"' in page.text
     )
     assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE  # a GET changes nothing
     done = client.post(path, data={"confirm": "1"}, follow_redirects=False)
     assert done.status_code == 200 and "unsubscribed" in done.text
+    assert "p•••@example.org" in done.text and "p0@example.org" not in done.text
     assert status_of(db, "p0@example.org") is SupporterStatus.UNSUBSCRIBED
     [event] = unsubscribe_events(db)
     assert event.blast_id == blast_id and event.detail["via"] == "page"

@@ -49,6 +49,7 @@ from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.errors import TokenError
 from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
+from mailer.supporters.columns import masked_address
 from mailer.supporters.suppression import unsubscribe_delivery
 from mailer.web.actions import ActionPages
 from mailer.web.admin import admin_routes
@@ -207,7 +208,7 @@ def create_app(
         _, supporter = found
         return page(
             "unsubscribe.html",
-            email=supporter.email,
+            email=masked_address(supporter.email),
             done=supporter.status == SupporterStatus.UNSUBSCRIBED,
             action=request.url.path,
             lang=page_language(supporter.language),
@@ -239,7 +240,7 @@ def create_app(
             unsubscribe_delivery(session, delivery, via=via, now=clock())
             supporter = session.get(Supporter, delivery.supporter_id)
             assert supporter is not None
-            email, lang = supporter.email, page_language(supporter.language)
+            email, lang = masked_address(supporter.email), page_language(supporter.language)
         return page("unsubscribed.html", email=email, lang=lang)
 
     def health(request: Request) -> Response:
