@@ -335,15 +335,36 @@ def end_session(db: Database, token: str, *, actor: str, now: datetime) -> None:
         audit(session, actor, "user.logged_out", now)
 
 
-def new_api_token(db: Database, name: str, *, actor: str, now: datetime | None = None) -> str:
-    """A new API token for user ``name``; returned once, stored only as its hash."""
+def new_api_token(
+    db: Database,
+    name: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    expires_in: timedelta | None = None,
+) -> str:
+    """A new API token for user ``name``, valid for ``expires_in`` (None: until revoked);
+    returned once, stored only as its hash."""
     now = now or utcnow()
     token = "mlr_" + secrets.token_urlsafe(32)
+    expires_at = now + expires_in if expires_in is not None else None
     with db.session() as session:
         user = find_user(session, name)
         assert user.id is not None
-        session.add(ApiToken(user_id=user.id, token_hash=digest(token), created_at=now))
-        audit(session, actor, "user.token_created", now, name=user.name)
+        row = ApiToken(
+            user_id=user.id, token_hash=digest(token), created_at=now, expires_at=expires_at
+        )
+        session.add(row)
+        session.flush()
+        audit(
+            session,
+            actor,
+            "user.token_created",
+            now,
+            name=user.name,
+            token=row.id,
+            expires_at=expires_at.isoformat() if expires_at else None,
+        )
     return token
 
 
@@ -352,7 +373,7 @@ def token_caller(db: Database, token: str, *, now: datetime) -> Caller | None:
         return None
     with db.session() as session:
         row = session.exec(select(ApiToken).where(ApiToken.token_hash == digest(token))).first()
-        if row is None:
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
         user = session.get(AdminUser, row.user_id)
         if user is None or user.disabled:

@@ -362,6 +362,7 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime | None = _time()
     last_used_at: datetime | None = _time()
+    expires_at: datetime | None = _time()  # None: until revoked or the user is disabled
 
 
 class LoginAttempt(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""Security: click rows that count their replays.
+"""Security: click rows that count their replays; API tokens that expire.
 
 Revision ID: 0007
 Revises: 0004
@@ -22,9 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table("click") as batch:
         batch.add_column(sa.Column("clicks", sa.Integer(), nullable=False, server_default="1"))
         batch.add_column(sa.Column("last_clicked_at", sa.DateTime(), nullable=True))
+    with op.batch_alter_table("api_token") as batch:
+        batch.add_column(sa.Column("expires_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_token") as batch:
+        batch.drop_column("expires_at")
     with op.batch_alter_table("click") as batch:
         batch.drop_column("last_clicked_at")
         batch.drop_column("clicks")
