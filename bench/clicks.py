@@ -345,7 +345,8 @@ def prepare(parent: Path, n: int) -> Prepared:
 
 def stored_clicks(db_path: Path) -> int:
     with sqlite3.connect(db_path) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM click").fetchone()
+        # A row counts the replays of its link (tracking.click_dedup_window).
+        (count,) = conn.execute("SELECT coalesce(sum(clicks), 0) FROM click").fetchone()
     conn.close()
     return int(count)
 

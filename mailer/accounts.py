@@ -132,9 +132,44 @@ def find_user(session: Session, name: str) -> AdminUser:
     return user
 
 
-def set_role(db: Database, name: str, role: UserRole, *, actor: str, now: datetime) -> None:
+def _keep_an_admin(session: Session, user: AdminUser, *, acting_id: int | None) -> None:
+    """Refuse to take ``user`` out of the active admins when they are the last one, or when
+    they are the one acting (compared by id, never by how the name was spelled)."""
+    if acting_id is not None and user.id == acting_id:
+        raise InvalidState("you cannot disable or demote yourself; ask another admin")
+    if user.disabled or user.role != UserRole.ADMIN:
+        return
+    # Lock the active admins' rows (PostgreSQL) so that two admins taking each other out
+    # at once cannot both succeed; SQLite runs one write transaction at a time.
+    others = session.exec(
+        select(AdminUser.id)
+        .where(
+            AdminUser.role == UserRole.ADMIN,
+            col(AdminUser.disabled).is_(False),
+            AdminUser.id != user.id,
+        )
+        .with_for_update()
+    ).all()
+    if not others:
+        raise InvalidState(
+            f"{user.name} is the last active admin; make another user an admin first"
+        )
+
+
+def set_role(
+    db: Database,
+    name: str,
+    role: UserRole,
+    *,
+    actor: str,
+    now: datetime,
+    acting_id: int | None = None,
+) -> None:
+    """Change a user's role; never the last active admin's, nor the acting user's own."""
     with db.session() as session:
         user = find_user(session, name)
+        if role != UserRole.ADMIN:
+            _keep_an_admin(session, user, acting_id=acting_id)
         user.role = role
         session.add(user)
         audit(
@@ -146,10 +181,23 @@ def set_role(db: Database, name: str, role: UserRole, *, actor: str, now: dateti
         )
 
 
-def set_disabled(db: Database, name: str, disabled: bool, *, actor: str, now: datetime) -> None:
-    """Disable (or enable again) a user; disabling ends their sessions and API tokens."""
+def set_disabled(
+    db: Database,
+    name: str,
+    disabled: bool,
+    *,
+    actor: str,
+    now: datetime,
+    acting_id: int | None = None,
+) -> None:
+    """Disable (or enable again) a user; disabling ends their sessions and API tokens.
+
+    The last active admin, and the acting user (``acting_id``), cannot be disabled.
+    """
     with db.session() as session:
         user = find_user(session, name)
+        if disabled:
+            _keep_an_admin(session, user, acting_id=acting_id)
         user.disabled = disabled
         session.add(user)
         if disabled:
@@ -363,15 +411,38 @@ def end_session(db: Database, token: str, *, actor: str, now: datetime) -> None:
         audit(session, "user.logged_out", actor=actor, now=now)
 
 
-def new_api_token(db: Database, name: str, *, actor: str, now: datetime | None = None) -> str:
-    """A new API token for user ``name``; returned once, stored only as its hash."""
+def new_api_token(
+    db: Database,
+    name: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    expires_in: timedelta | None = None,
+) -> str:
+    """A new API token for user ``name``, valid for ``expires_in`` (None: until revoked);
+    returned once, stored only as its hash."""
     now = now or utcnow()
     token = "mlr_" + secrets.token_urlsafe(32)
+    expires_at = now + expires_in if expires_in is not None else None
     with db.session() as session:
         user = find_user(session, name)
         assert user.id is not None
-        session.add(ApiToken(user_id=user.id, token_hash=digest(token), created_at=now))
-        audit(session, "user.token_created", actor=actor, now=now, detail={"name": user.name})
+        row = ApiToken(
+            user_id=user.id, token_hash=digest(token), created_at=now, expires_at=expires_at
+        )
+        session.add(row)
+        session.flush()
+        audit(
+            session,
+            "user.token_created",
+            actor=actor,
+            now=now,
+            detail={
+                "name": user.name,
+                "token": row.id,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
     return token
 
 
@@ -380,7 +451,7 @@ def token_caller(db: Database, token: str, *, now: datetime) -> Caller | None:
         return None
     with db.session() as session:
         row = session.exec(select(ApiToken).where(ApiToken.token_hash == digest(token))).first()
-        if row is None:
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
         user = session.get(AdminUser, row.user_id)
         if user is None or user.disabled:

@@ -15,18 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
 from sqlmodel import col, select
 
 from mailer.alerts.resolve import template_named
 from mailer.assemble import composer_for, make_sender
-from mailer.compose.alert import Recipient
+from mailer.compose.alert import TEST_DELIVERY, Recipient
 from mailer.compose.templates import check_template
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.lifecycle import audit, transition
 from mailer.send.engine import Progress, SendResult, delivery_counts
-from mailer.send.outcome import Outcome
+from mailer.send.outcome import Outcome, Verdict
 from mailer.send.processes import SenderProcesses
 from mailer.send.transport import SmtpTransport
 from mailer.store import (
@@ -36,10 +35,13 @@ from mailer.store import (
     Database,
     MailingList,
     Supporter,
+    SupporterStatus,
+    Suppression,
     blast_lists,
     find_blast,
 )
 from mailer.store.models import Petition, utcnow
+from mailer.supporters.columns import normalize_email
 
 FOLLOW_UP_AUDIENCES = ("no-click", "no-action")  # did not click / did not sign the petition
 
@@ -225,34 +227,55 @@ def send_test(
     """Send ``ref``'s alert to seed ``addresses``, marked as a test.
 
     The blast's deliveries and figures are not touched. A seed address that is
-    a supporter gets their personal version; any other gets the fallbacks.
+    a supporter gets their personal version; any other gets the fallbacks. At
+    most ``blast.test_send_limit`` addresses a call (the same address twice is
+    one); an address that is suppressed or whose supporter is not active gets
+    nothing and is answered as not sent, with the reason.
     """
-    checked = []
+    checked: list[str] = []
     for address in addresses:
-        try:
-            checked.append(
-                validate_email(
-                    address.strip(), check_deliverability=False, allow_smtputf8=False
-                ).normalized
-            )
-        except EmailNotValidError as exc:
-            raise InvalidState(f"{address!r} is not an email address: {exc}") from None
+        email, problem = normalize_email(address)
+        if problem:
+            raise InvalidState(f"{address!r} is not an email address: {problem}") from None
+        if email not in checked:
+            checked.append(email)
+    limit = settings.blast.test_send_limit
+    if len(checked) > limit:
+        raise InvalidState(
+            f"a test send goes to at most {limit} addresses, not {len(checked)} "
+            "(the setting blast.test_send_limit)"
+        )
     with db.session() as session:
         blast = find_blast(session, ref)
         people = {
             s.email: s
             for s in session.exec(select(Supporter).where(col(Supporter.email).in_(checked)))
         }
+        suppressed = set(
+            session.exec(select(Suppression.email).where(col(Suppression.email).in_(checked)))
+        )
     composer = composer_for(db, settings, blast)
+
+    def refusal(address: str) -> Outcome | None:
+        known = people.get(address)
+        if address in suppressed:
+            return Outcome(Verdict.FAILED, None, "not sent: the address is on the suppression list")
+        if known is not None and known.status != SupporterStatus.ACTIVE:
+            return Outcome(Verdict.FAILED, None, f"not sent: the supporter is {known.status}")
+        return None
 
     async def deliver_all() -> list[tuple[str, Outcome]]:
         transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
         results = []
         try:
             for address in checked:
-                known = people.get(address.lower())
+                refused = refusal(address)
+                if refused is not None:
+                    results.append((address, refused))
+                    continue
+                known = people.get(address)
                 recipient = Recipient.of(known) if known else Recipient(email=address)
-                composed = composer.compose(0, recipient, test=True)
+                composed = composer.compose(TEST_DELIVERY, recipient, test=True)
                 results.append((address, await transport.deliver(composed.message)))
         finally:
             await transport.close()

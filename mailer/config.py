@@ -171,6 +171,10 @@ class BlastSettings:
             "address for mailto: List-Unsubscribe; empty means unsubscribe@<sender domain>"
         ),
     )
+    test_send_limit: int = field(
+        default=10,
+        metadata=_doc("most addresses one test send may go to (`blast test`, the studio's Test)"),
+    )
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,13 @@ class TrackingSettings:
             "add an open-tracking pixel (unreliable: images are often blocked or preloaded)"
         ),
     )
+    click_dedup_window: float = field(
+        default=3600.0,
+        metadata=_doc(
+            "seconds: replays of one link by one recipient within this time of the first are"
+            " counted on one stored row, not stored as a row each; 0 = a row per click"
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -296,6 +307,14 @@ class InboundSettings:
         metadata=_doc(
             "different blasts the counted soft bounces must come from before a supporter is"
             " marked bounced (so one blast's trouble never stops anyone)"
+        ),
+    )
+    complaint_senders: list[str] = field(
+        default_factory=list,
+        metadata=_doc(
+            "domains whose complaint reports (ARF) are trusted when they name a message only by"
+            " its Message-ID, e.g. your mailbox providers' feedback loops; a complaint sent to"
+            " a delivery's VERP address is trusted anyway"
         ),
     )
 

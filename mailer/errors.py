@@ -18,6 +18,8 @@ still works where that is the natural thing to write::
         │                                   names the template file and line
         ├── TokenError (ValueError)       a tracking/unsubscribe token that is malformed,
         │                                   altered, or signed with another key
+        ├── BadInput (ValueError)         a number, id or body a person or script sent that
+        │                                   cannot be read (names the field)
         └── TransportError (ConnectionError)
             │                             the SMTP relay cannot be used at all
             │                               (refused, TLS or AUTH failure)
@@ -52,6 +54,10 @@ class NotFound(MailerError, LookupError):
 
 class InvalidState(MailerError, RuntimeError):
     """The requested action does not fit the object's current state."""
+
+
+class BadInput(MailerError, ValueError):
+    """A value sent to a form, page or API that cannot be read; the message names it."""
 
 
 class ImportFileError(MailerError, ValueError):

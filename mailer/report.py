@@ -60,9 +60,7 @@ def blast_report(db: Database, ref: str | int) -> dict[str, Any]:
         assert blast.id is not None
         lists = [lst.name for lst in blast_lists(session, blast.id)]
         clicks_total, clicks_flagged = session.exec(
-            select(func.count(), func.count(case((col(Click.suspected_bot), 1)))).where(
-                Click.blast_id == blast.id
-            )
+            select(_click_sum(), _click_sum(flagged=True)).where(Click.blast_id == blast.id)
         ).one()
         clicks_unique = session.exec(
             select(func.count(distinct(col(Click.delivery_id)))).where(
@@ -217,11 +215,18 @@ def like_escape(text: str) -> str:
 def _clicks(*, flagged: bool) -> ScalarSelect[int]:
     """The number of (flagged or unflagged) clicks of the delivery in the outer query."""
     return (
-        select(func.count())
+        select(_click_sum())
         .select_from(Click)
         .where(col(Click.delivery_id) == Delivery.id, col(Click.suspected_bot).is_(flagged))
         .scalar_subquery()
     )
+
+
+def _click_sum(*, flagged: bool = False) -> Any:
+    """The clicks counted (a row counts its replays, see ``tracking.click_dedup_window``);
+    with ``flagged``, only those flagged as a link scanner's."""
+    counted = case((col(Click.suspected_bot), Click.clicks), else_=0) if flagged else Click.clicks
+    return func.coalesce(func.sum(counted), 0)
 
 
 def _iso(value: datetime | None) -> str:
@@ -234,11 +239,11 @@ def link_report(db: Database, blast_id: int) -> list[dict[str, Any]]:
         rows = session.exec(
             select(
                 Link.url,
-                func.count(col(Click.id)),
+                _click_sum(),
                 func.count(
                     distinct(case((col(Click.suspected_bot).is_(False), Click.delivery_id)))
                 ),
-                func.count(case((col(Click.suspected_bot), 1))),
+                _click_sum(flagged=True),
             )
             .outerjoin(Click, col(Click.link_id) == Link.id)
             .where(Link.blast_id == blast_id)
@@ -293,6 +298,7 @@ def timeline(db: Database, blast_id: int, *, buckets: int = 24) -> list[dict[str
                 col(Click.suspected_bot).is_(False),
                 col(Click.clicked_at) >= first,
             ],
+            counted=Click.clicks,
         )
     count = int(span // width) + 1
     return [
@@ -313,15 +319,18 @@ def _per_bucket(
     first: datetime,
     width: int,
     where: list[Any],
+    counted: Any = None,
 ) -> dict[int, int]:
+    """Rows (or the sum of ``counted``) per bucket of ``width`` seconds from ``first``."""
     if db.is_sqlite:
         seconds = func.strftime("%s", column) - func.strftime("%s", first.replace(tzinfo=None))
         bucket = sql_cast(seconds, Integer) / width
     else:
         seconds = func.extract("epoch", column - first)
         bucket = func.floor(seconds / width)
-    rows = session.exec(select(bucket, func.count()).where(*where).group_by(bucket)).all()
-    return {int(b): n for b, n in rows if b is not None}
+    amount = func.count() if counted is None else func.sum(counted)
+    rows = session.exec(select(bucket, amount).where(*where).group_by(bucket)).all()
+    return {int(b): int(n) for b, n in rows if b is not None}
 
 
 FAILED_STATES = (DeliveryState.FAILED, DeliveryState.BOUNCED, DeliveryState.UNKNOWN)

@@ -198,6 +198,8 @@ def test_cli_adds_users_and_prints_tokens(tmp_path: Path, settings: Settings) ->
         with serve(db, settings) as url:
             got = httpx.get(f"{url}/api/blasts", headers={"Authorization": f"Bearer {token}"})
             assert got.status_code == 200 and got.json() == {"blasts": []}
+        # Another admin first: the last active admin cannot be disabled.
+        accounts.add_user(db, "cy", UserRole.ADMIN, "y" * 12, actor="t", now=utcnow())
         assert mailer("user", "disable", "ana").returncode == 0
         assert accounts.token_caller(db, token, now=utcnow()) is None
     finally:

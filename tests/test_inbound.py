@@ -65,6 +65,7 @@ def verp_settings(smtp_server: SmtpTestServer) -> Settings:
     return make_settings(
         smtp_port=smtp_server.port,
         sender={"verp": True, "return_path": "bounces@example.org"},
+        inbound={"complaint_senders": ["isp.example.net"]},  # the feedback loop of arf()
     )
 
 
@@ -462,6 +463,38 @@ def test_an_arf_complaint_marks_the_supporter_by_the_original_message_id(
     assert evidence["original_message_id"] == p3.message_id
     (marked,) = events(db, "supporter.complained")
     assert marked.detail["previous"] == "active"
+
+
+@pytest.mark.parametrize(
+    "sender", ["<anyone@elsewhere.example>", "<x@isp.example.net.evil.example>", ""]
+)
+def test_a_complaint_naming_a_forwarded_alerts_message_id_changes_nothing(
+    db: Database, listener: InboundServer, sent: dict[str, Sent], sender: str
+) -> None:
+    """Anyone a supporter forwarded an alert to knows its Message-ID; a report naming it
+    from outside inbound.complaint_senders, not sent to the VERP address, is only recorded."""
+    p3 = sent["p3@example.org"]
+    forged = arf(original=p3.data).replace(
+        b"From: <feedback@isp.example.net>", f"From: {sender}".encode()
+    )
+    code, text = deliver(listener, forged, "fbl@example.org")
+    assert (code, text) == (250, "2.0.0 Recorded: unverified")
+    assert state_of(db, p3) == (DeliveryState.SENT, SupporterStatus.ACTIVE)
+    (recorded,) = events(db, "delivery.complaint_unverified")
+    assert recorded.delivery_id == p3.delivery_id
+    assert recorded.detail["attributed_by"] == "message-id"
+    assert events(db, "supporter.complained") == events(db, "delivery.complained") == []
+
+
+def test_a_complaint_sent_to_the_verp_address_is_trusted(
+    db: Database, listener: InboundServer, sent: dict[str, Sent]
+) -> None:
+    p3 = sent["p3@example.org"]
+    report = arf(original=p3.data).replace(
+        b"From: <feedback@isp.example.net>", b"From: <abuse@other-provider.example>"
+    )
+    assert deliver(listener, report, p3.return_path) == (250, "2.0.0 Recorded: complained")
+    assert state_of(db, p3) == (DeliveryState.SENT, SupporterStatus.COMPLAINED)
 
 
 def test_a_qmail_bounce_is_attributed_by_the_copy_of_the_original(

@@ -25,6 +25,8 @@ from mailer.store import (
     Supporter,
     SupporterStatus,
 )
+from mailer.store.models import utcnow
+from mailer.supporters.suppression import suppress_address
 from tests.conftest import both_smtp_paths, make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import S450_MAILBOX_BUSY, S550_NO_SUCH_USER, SmtpTestServer
@@ -291,3 +293,46 @@ def test_a_test_send_refuses_a_seed_address_smtp_cannot_carry(
     with pytest.raises(InvalidState, match=r"zoë@example\.org"):
         send_test(sqlite_db, settings, blast_id, ["seed@example.net", "zoë@example.org"])
     assert smtp_server.handler.received == []  # checked before anything is sent
+
+
+def test_a_test_send_skips_suppressed_and_unsubscribed_addresses(
+    sqlite_db: Database, settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    add_people(
+        sqlite_db,
+        "members",
+        [Person("on@example.org"), Person("gone@example.org", status=SupporterStatus.UNSUBSCRIBED)],
+    )
+    with sqlite_db.session() as session:
+        suppress_address(session, "Sup@Example.org", reason="test", actor="t", now=utcnow())
+    blast_id = new_blast(sqlite_db, settings)
+    results = send_test(
+        sqlite_db,
+        settings,
+        blast_id,
+        ["on@example.org", "gone@example.org", "sup@example.org", "seed@example.net"],
+    )
+    assert [(a, o.verdict) for a, o in results] == [
+        ("on@example.org", Verdict.SENT),
+        ("gone@example.org", Verdict.FAILED),
+        ("sup@example.org", Verdict.FAILED),
+        ("seed@example.net", Verdict.SENT),
+    ]
+    assert "unsubscribed" in results[1][1].text and "suppress" in results[2][1].text
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.handler.received) == [
+        "on@example.org",
+        "seed@example.net",
+    ]
+
+
+def test_a_test_send_is_capped(sqlite_db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, blast={"test_send_limit": 3})
+    add_people(sqlite_db, "members", people(1))
+    blast_id = new_blast(sqlite_db, settings)
+    seeds = [f"s{i}@example.net" for i in range(4)]
+    with pytest.raises(InvalidState, match=r"at most 3 addresses.*blast\.test_send_limit"):
+        send_test(sqlite_db, settings, blast_id, seeds)
+    assert smtp_server.handler.received == []
+    # The same address twice is one message.
+    assert len(send_test(sqlite_db, settings, blast_id, [*seeds[:3], "S0@example.net"])) == 3
+    assert len(smtp_server.handler.received) == 3

@@ -12,12 +12,16 @@ from mailer.assemble import composer_for, make_sender
 from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.errors import InvalidState
+from mailer.petitions.signing import clean_form
 from mailer.store import Blast, Database, Delivery, DeliveryState, Event, Supporter, SupporterStatus
-from mailer.store.models import utcnow
+from mailer.store.models import Suppression, utcnow
+from mailer.supporters.columns import normalize_email
+from mailer.supporters.history import find_supporters
 from mailer.supporters.suppression import (
     export_suppressions,
     import_suppressions,
     resubscribe,
+    suppress_address,
 )
 from tests.factories import Person, add_people, people
 from tests.smtpserver import SmtpTestServer
@@ -110,3 +114,25 @@ def test_resubscribe_is_a_logged_organizer_act(db: Database) -> None:
         assert event.detail == {"reason": "asked by email"} and event.actor == "cli"
     with db.session() as session, pytest.raises(InvalidState, match="only an unsubscribed"):
         resubscribe(session, "b@example.org", actor="cli", reason="x", now=utcnow())
+
+
+def test_an_idn_address_has_one_stored_form_on_every_path(db: Database) -> None:
+    """A suppressed sup@bücher.example is the same address on the public form, on import,
+    in the suppression list and in the admin's search."""
+    with db.session() as session:
+        suppress_address(session, "sup@bücher.example", reason="asked", actor="t", now=utcnow())
+    ascii_form = "sup@xn--bcher-kva.example"
+    assert normalize_email("Sup@Bücher.example") == (ascii_form, "")
+    signer, problems = clean_form(
+        {"first_name": "Sup", "email": "Sup@Bücher.example", "zip": "94110"},
+        public=True,
+        max_message=2000,
+        require_message=False,
+    )
+    assert problems == {} and signer is not None
+    assert signer.email == ascii_form  # the form stores what the suppression list holds
+    with db.session() as session:
+        assert session.exec(select(Suppression).where(Suppression.email == signer.email)).first()
+    add_people(db, "members", [Person(ascii_form)])
+    assert [s.email for s in find_supporters(db, "sup@bücher.example")] == [ascii_form]
+    assert [s.email for s in find_supporters(db, "SUP@xn--bcher")] == [ascii_form]

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.report import blast_report, delivery_log, link_report
-from mailer.store import Click, Database
+from mailer.store import Click, Database, Delivery, Link
 from mailer.web import app_for
 from mailer.web.common import truncate_ip
+from mailer.web.recorder import ClickBatcher
 from mailer.web.server import BackgroundServer
 from tests.conftest import make_settings
 from tests.factories import add_people, people
@@ -50,8 +53,9 @@ def sent_links(db: Database, settings: Settings, server: SmtpTestServer, count: 
 
 
 def stored_clicks(db: Database) -> int:
+    """The clicks stored: replays of one link are counted on one row."""
     with db.session() as session:
-        return session.exec(select(func.count()).select_from(Click)).one()
+        return session.exec(select(func.coalesce(func.sum(Click.clicks), 0))).one()
 
 
 @pytest.mark.parametrize("store_ip", ["none", "truncated"])
@@ -141,3 +145,55 @@ def test_clicks_per_supporter_in_the_send_log(db: Database, smtp_server: SmtpTes
     first = smtp_server.handler.received[0].rcpt_tos[0]
     assert rows[first]["clicks"] == 2 and rows[first]["clicks_flagged"] == 0
     assert sum(row["clicks"] for row in rows.values()) == 2
+
+
+def stored_click_rows(db: Database) -> list[Click]:
+    with db.session() as session:
+        return list(session.exec(select(Click).order_by(col(Click.id))))
+
+
+def test_replays_of_one_link_are_counted_on_one_stored_row(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"scanner_window": 0})
+    path = sent_links(db, settings, smtp_server, 1)[0]
+    with serve(db, settings) as client, ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: client.get(path).status_code, range(300)))
+    assert statuses == [302] * 300
+    rows = stored_click_rows(db)
+    assert len(rows) == 1  # 300 replays, one row
+    assert rows[0].clicks == 300  # and every click still counted
+    assert blast_report(db, "t")["clicks_total"] == 300
+    assert [r["clicks_total"] for r in link_report(db, rows[0].blast_id) if r["clicks_total"]] == [
+        300
+    ]
+
+
+def test_a_click_after_the_window_or_from_a_scanner_gets_its_own_row(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, tracking={"click_dedup_window": 60})
+    sent_links(db, settings, smtp_server, 1)
+    with db.session() as session:
+        delivery = session.exec(select(Delivery)).one()
+        link = session.exec(select(Link)).first()
+    assert delivery.id is not None and delivery.sent_at is not None
+    assert link is not None and link.id is not None
+    writer = ClickBatcher(db, scanner_window=10, dedup_window=60)
+    sent = delivery.sent_at
+
+    async def click_at(seconds: float) -> str | None:
+        return await writer.record(
+            delivery.id or 0, link.id or 0, sent + timedelta(seconds=seconds), ""
+        )
+
+    writer.start()
+    try:
+        for seconds in (1, 2, 30, 40, 89, 91, 200):
+            assert asyncio.run(click_at(seconds)) == link.url
+    finally:
+        writer.stop()
+    rows = [(r.suspected_bot, r.clicks) for r in stored_click_rows(db)]
+    # 1 and 2 s: a scanner; 30..89 s: within 60 s of the row's first click; 91 s: past
+    # that window, a new row; 200 s: past the window of that one, another.
+    assert rows == [(True, 2), (False, 3), (False, 1), (False, 1)]

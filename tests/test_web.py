@@ -9,12 +9,13 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from mailer.blasts import create_blast, send_now
+from mailer.blasts import create_blast, send_now, send_test
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.store import Click, Database, Delivery, Event, Link, Supporter, SupporterStatus
 from mailer.web import create_app
+from mailer.web.framing import framing_headers
 from mailer.web.server import BackgroundServer
 from tests.conftest import TEST_SECRET
 from tests.factories import Person, add_people, people
@@ -58,8 +59,9 @@ def unsubscribe_path(server: SmtpTestServer, address: str) -> str:
 
 
 def clicks(db: Database) -> int:
+    """The clicks stored (a row counts the replays of its link, tracking.click_dedup_window)."""
     with db.session() as session:
-        return session.exec(select(func.count()).select_from(Click)).one()
+        return session.exec(select(func.coalesce(func.sum(Click.clicks), 0))).one()
 
 
 def test_click_is_recorded_then_redirected_to_the_recorded_link(
@@ -140,13 +142,15 @@ def test_unsubscribe_page_then_confirm_button(
     page = client.get(path)
     assert page.status_code == 200
     assert (
-        "p0@example.org" in page.text
+        "p•••@example.org" in page.text  # masked: whoever holds the link learns no address
+        and "p0@example.org" not in page.text
         and f'action="{path}"' in page.text
         and 'method="post"' in page.text
     )
     assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE  # a GET changes nothing
     done = client.post(path, data={"confirm": "1"}, follow_redirects=False)
     assert done.status_code == 200 and "unsubscribed" in done.text
+    assert "p•••@example.org" in done.text and "p0@example.org" not in done.text
     assert status_of(db, "p0@example.org") is SupporterStatus.UNSUBSCRIBED
     [event] = unsubscribe_events(db)
     assert event.blast_id == blast_id and event.detail["via"] == "page"
@@ -250,3 +254,40 @@ def test_click_redirect_spells_the_location_as_starlette_does() -> None:
         ours = dict(_ClickRedirect(url).raw_headers)
         theirs = dict(RedirectResponse(url, status_code=302).raw_headers)
         assert ours[b"location"] == theirs[b"location"]
+
+
+def test_a_test_messages_unsubscribe_link_works_and_changes_nothing(
+    db: Database, settings: Settings, client: httpx.Client, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", people(1))
+    blast = create_blast(
+        db, settings, name="alert", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    send_test(db, settings, blast.id, ["p0@example.org"])
+    path = unsubscribe_path(smtp_server, "p0@example.org")
+    page = client.get(path)
+    assert page.status_code == 200 and "test message" in page.text
+    done = client.post(path, content=b"List-Unsubscribe=One-Click")
+    assert done.status_code == 200 and "nobody was unsubscribed" in done.text
+    assert status_of(db, "p0@example.org") is SupporterStatus.ACTIVE
+    assert unsubscribe_events(db) == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/u/forged", "/c/forged", "/p/none", "/admin/login", "/api/blasts"]
+)
+def test_no_page_can_be_framed_by_another_site(client: httpx.Client, path: str) -> None:
+    answer = client.get(path, follow_redirects=False)
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_framing_headers_keep_a_policy_and_its_own_frame_ancestors() -> None:
+    assert framing_headers("") == ("frame-ancestors 'none'", "DENY")
+    assert framing_headers("default-src 'none';") == (
+        "default-src 'none'; frame-ancestors 'none'",
+        "DENY",
+    )
+    preview = "default-src 'none'; frame-ancestors 'self'"
+    assert framing_headers(preview) == (preview, "SAMEORIGIN")

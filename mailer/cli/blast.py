@@ -282,7 +282,13 @@ def follow_up_command(
 @click.option("--to", "to", required=True, help="Seed addresses, comma separated.")
 @pass_app
 def test_command(app: AppContext, blast: str, to: str) -> None:
-    """Send BLAST's alert to seed addresses, marked [TEST]; the blast is not touched."""
+    """Send BLAST's alert to seed addresses, marked [TEST]; the blast is not touched.
+
+    At most blast.test_send_limit addresses (10 by default). An address on the
+    suppression list, or whose supporter is unsubscribed, bounced or complained,
+    gets nothing and is reported as not sent. The test message's unsubscribe link
+    shows the unsubscribe page and changes nothing.
+    """
     addresses = [a for a in (part.strip() for part in to.split(",")) if a]
     if not addresses:
         raise click.ClickException("--to needs at least one address")

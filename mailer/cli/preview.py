@@ -14,6 +14,7 @@ from mailer.cli import AppContext, pass_app
 from mailer.compose.alert import Recipient
 from mailer.errors import NotFound
 from mailer.store import Delivery, Supporter, find_blast
+from mailer.supporters.columns import lookup_form
 
 
 @click.command("preview")
@@ -38,7 +39,7 @@ def preview_command(app: AppContext, blast: str, address: str, out_dir: Path) ->
     with db.session() as session:
         found = find_blast(session, blast)
         supporter = session.exec(
-            select(Supporter).where(Supporter.email == address.strip().lower())
+            select(Supporter).where(Supporter.email == lookup_form(address))
         ).first()
         if supporter is None:
             raise NotFound(f"no supporter {address!r}")

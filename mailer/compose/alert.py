@@ -19,6 +19,8 @@ from mailer.compose.message import Identity, new_message_id
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
 
+TEST_DELIVERY = 0  # the delivery id of previews, checks and test sends: nothing is counted
+
 
 class SupporterData(Protocol):
     """What a recipient is made from: a stored supporter, as far as templates see it."""

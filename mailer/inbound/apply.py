@@ -19,7 +19,10 @@ nothing and is recorded as ``inbound.unattributed``.
   remote MTA gave up) the delivery becomes ``bounced`` as above, because the
   message did not arrive [``delivery.bounced``]; a ``delayed`` report leaves it.
 - complaint (ARF): the delivery stays ``sent`` [``delivery.complained``]; the
-  supporter becomes ``complained`` [``supporter.complained``].
+  supporter becomes ``complained`` [``supporter.complained``] -- only when the
+  complaint is trusted (:func:`trusted_complaint`: attributed by the VERP token,
+  or sent from a domain in ``inbound.complaint_senders``); any other is recorded
+  and changes nothing [``delivery.complaint_unverified``].
 - mailto unsubscribe: :func:`~mailer.supporters.suppression.unsubscribe_delivery`
   with ``via="mailto"`` [``supporter.unsubscribed``]; from a supporter already
   unsubscribed, or one who complained, it changes nothing [``inbound.no_change``].
@@ -62,8 +65,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any
 
@@ -84,6 +89,7 @@ log = logging.getLogger(__name__)
 DELIVERY_BOUNCED = "delivery.bounced"
 DELIVERY_COMPLAINED = "delivery.complained"
 DELIVERY_BLOCKED = "delivery.blocked"
+COMPLAINT_UNVERIFIED = "delivery.complaint_unverified"  # from no trusted source: no change
 SOFT_BOUNCE = "supporter.soft_bounce"
 SUPPORTER_BOUNCED = "supporter.bounced"
 SUPPORTER_COMPLAINED = "supporter.complained"
@@ -129,6 +135,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # this very report was recorded before
     UNATTRIBUTED = "unattributed"  # names no delivery (or only forged ones)
     IGNORED = "ignored"  # auto-reply or not understood
+    UNVERIFIED = "unverified"  # a complaint from no trusted source: recorded, nothing changed
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,24 @@ def apply(
         },
     )
     return decision
+
+
+def trusted_complaint(finding: Finding, via: str, senders: Sequence[str]) -> bool:
+    """Whether a complaint may mark the supporter ``complained``.
+
+    A Message-ID or an unsubscribe link is in every copy of an alert a supporter
+    forwards, so anyone could write a "complaint" naming it. Trusted are: a report
+    attributed by the signed VERP token (sent to, or naming, the delivery's own return
+    path), and a report from a domain in ``inbound.complaint_senders`` (the mailbox
+    providers whose feedback loops the organization signed up to; their From is
+    trusted as far as the mail server in front of the listener checks SPF/DMARC).
+    """
+    if via == "verp":
+        return True
+    domain = parseaddr(finding.sender)[1].rpartition("@")[2].lower().rstrip(".")
+    return bool(domain) and any(
+        domain == d.lower() or domain.endswith("." + d.lower()) for d in senders
+    )
 
 
 def delivery_id_in(message_id: str) -> int | None:
@@ -254,6 +279,11 @@ class _Applier:
         elif self.seen(delivery):
             self.record(DUPLICATE, delivery)
             outcome = Outcome.DUPLICATE
+        elif kind is Kind.COMPLAINT and not trusted_complaint(
+            self.finding, via, self.settings.complaint_senders
+        ):
+            self.record(COMPLAINT_UNVERIFIED, delivery)
+            outcome = Outcome.UNVERIFIED
         elif kind is Kind.COMPLAINT:
             outcome = self.complaint(delivery, supporter)
         elif kind is Kind.HARD_BOUNCE:

@@ -21,19 +21,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import zipcodes
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from mailer.store.models import Petition, Signature
+from mailer.supporters.columns import normalize_email
 
 MAX_NAME = 100
 # A name with a web address in it is refused: names go into messages, and a URL
 # there would be a link in the organization's mail that it never wrote.
 URL_MARK = "://"
-_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+_ZIP = re.compile(r"^([0-9]{5})(?:-?[0-9]{4})?$")  # ASCII digits only: not "١٢٣٤٥"
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,10 @@ def clean_form(
         if not raw:
             problems["email"] = "missing"
         else:
-            try:
-                # No SMTPUTF8 (as on import): the mailer could never send to such an address.
-                email = validate_email(
-                    raw, check_deliverability=False, allow_smtputf8=False
-                ).normalized.lower()
-            except EmailNotValidError:
+            # The form every path stores (ASCII, lowercased; no SMTPUTF8, as on import),
+            # so a suppressed IDN address is the same address here.
+            email, problem = normalize_email(raw)
+            if problem:
                 problems["email"] = "invalid"
         found = _ZIP.match(form.get("zip", "").strip())
         if found is None:

@@ -17,12 +17,19 @@ from mailer.errors import InvalidState
 FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
+MAX_ZONE_NAME = 64  # the longest IANA name is 32 characters
+
+
 def zone(name: str) -> ZoneInfo:
+    # A long name would reach the file system (OSError: file name too long).
     try:
+        if len(name) > MAX_ZONE_NAME:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidState(
-            f"unknown time zone {name!r}; use an IANA name such as America/Chicago or UTC"
+            f"unknown time zone {name[:MAX_ZONE_NAME]!r}; "
+            "use an IANA name such as America/Chicago or UTC"
         ) from None
 
 

@@ -26,14 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import deque
 from typing import NamedTuple
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, normalize_message_line_endings
 
 MAX_LINE = 8192  # bytes in one reply line, as aiosmtplib allows
+# Our own, not imported from aiosmtplib.protocol (where they appeared only in 5.1.3):
+# a byte that may not be in a command (C0 controls and DEL; CR, LF and NUL would end or
+# split it), and every line end that is not CRLF (a lone LF, a CR not before an LF).
+_CONTROLS = re.compile(rb"[\x00-\x1f\x7f]")
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 MAX_REPLY = 4 * MAX_LINE  # bytes in one reply, continuation lines included
 
 
@@ -51,9 +56,15 @@ def envelope_address(address: str) -> bytes:
     SMTPUTF8 is not used, the same as on the path without pipelining.
     """
     quoted = quote_address(address).encode("ascii")
-    if COMMAND_INJECTION_REGEX.search(quoted):
+    if _CONTROLS.search(quoted):
         raise ValueError(f"address {address!r} contains a control character")
     return quoted
+
+
+def normalize_message_line_endings(message: bytes) -> bytes:
+    """Every line end as CRLF, and a CRLF at the end, as SMTP's DATA carries a message."""
+    message = _LINE_ENDS.sub(b"\r\n", message)
+    return message if message.endswith(b"\r\n") else message + b"\r\n"
 
 
 def data_body(message: bytes) -> bytes:

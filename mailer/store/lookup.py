@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from mailer.errors import NotFound
+from mailer.inputs import is_id
 from mailer.store.models import Blast, BlastList, MailingList
 
 
@@ -17,7 +18,7 @@ def find_blast(session: Session, ref: str | int) -> Blast:
     """The blast with id ``ref`` (digits) or name ``ref``."""
     text = str(ref).strip()
     blast = None
-    if text.isdigit():
+    if is_id(text):
         blast = session.get(Blast, int(text))
     if blast is None:
         blast = session.exec(select(Blast).where(Blast.name == text)).first()

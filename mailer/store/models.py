@@ -228,6 +228,10 @@ class Click(SQLModel, table=True):
     clicked_at: datetime | None = _time()
     suspected_bot: bool = False  # came within tracking.scanner_window of sending
     ip: str = Field(default="", max_length=64)  # only with tracking.store_ip, and truncated
+    # Clicks this row counts: replays of the same link by the same delivery, with the same
+    # scanner flag, within tracking.click_dedup_window of clicked_at, add here, not a row each.
+    clicks: int = 1
+    last_clicked_at: datetime | None = _time()
 
 
 class Open(SQLModel, table=True):
@@ -418,6 +422,7 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime | None = _time()
     last_used_at: datetime | None = _time()
+    expires_at: datetime | None = _time()  # None: until revoked or the user is disabled
 
 
 class LoginAttempt(SQLModel, table=True):

@@ -214,6 +214,21 @@ def normalize_email(
     return result.ascii_email.lower(), ""
 
 
+def masked_address(email: str) -> str:
+    """``email`` as a page may show it to whoever holds a link: the first character of
+    the local part and the domain (``p•••@example.org``), never the whole address."""
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}•••{at}{domain}"
+
+
+def lookup_form(text: str) -> str:
+    """What to look ``text`` up by: its stored form (:func:`normalize_email`) when it is a
+    whole address, so ``sup@bücher.example`` finds ``sup@xn--bcher-kva.example``; else the
+    text lowercased (a prefix being typed)."""
+    email, problem = normalize_email(text)
+    return text.strip().lower() if problem else email
+
+
 class RowChecker:
     """Turns raw records into a :class:`Row`, or a reason for rejecting them."""
 

@@ -20,6 +20,7 @@ from mailer.store import (
     Membership,
     Supporter,
 )
+from mailer.supporters.columns import lookup_form
 
 SHOWN = 200  # the most recent deliveries, clicks and events shown of one supporter
 FOUND = 50  # supporters listed for an address prefix
@@ -27,7 +28,7 @@ FOUND = 50  # supporters listed for an address prefix
 
 def find_supporters(db: Database, prefix: str) -> list[Supporter]:
     """Supporters whose address starts with ``prefix`` (at most :data:`FOUND`)."""
-    escaped = like_escape(prefix.strip().lower())
+    escaped = like_escape(lookup_form(prefix))
     with db.session() as session:
         return list(
             session.exec(

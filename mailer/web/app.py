@@ -36,16 +36,19 @@ from urllib.parse import quote
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mailer.compose.alert import TEST_DELIVERY
 from mailer.compose.tokens import TokenSigner
 from mailer.config import PetitionsSettings, Settings, TrackingSettings
 from mailer.errors import TokenError
 from mailer.petitions.optin import ConfirmationMailer
 from mailer.store import Database, Delivery, Open, Supporter, SupporterStatus
 from mailer.store.models import utcnow
+from mailer.supporters.columns import masked_address
 from mailer.supporters.suppression import unsubscribe_delivery
 from mailer.web.actions import ActionPages
 from mailer.web.admin import admin_routes
@@ -58,6 +61,7 @@ from mailer.web.common import (
     page_language,
     read_body,
 )
+from mailer.web.framing import NoFraming
 from mailer.web.recorder import ClickBatcher, GroupWriter
 
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -123,7 +127,12 @@ def create_app(
         clock=clock,
         confirmations=confirmations,
     )
-    clicks = ClickBatcher(db, tracking.scanner_window, action_path=actions.action_path)
+    clicks = ClickBatcher(
+        db,
+        tracking.scanner_window,
+        action_path=actions.action_path,
+        dedup_window=tracking.click_dedup_window,
+    )
     page, not_found = pages.render, pages.not_found
 
     async def click(request: Request) -> Response:
@@ -162,14 +171,22 @@ def create_app(
             assert supporter is not None
             return delivery, supporter
 
+    def _is_test(raw: str) -> bool:
+        """A test send's unsubscribe link: it shows the page and changes nothing."""
+        with contextlib.suppress(TokenError):
+            return signer.read_unsubscribe(raw).delivery_id == TEST_DELIVERY
+        return False
+
     def unsubscribe_page(request: Request) -> Response:
+        if _is_test(request.path_params["token"]):
+            return page("unsubscribe.html", test=True, action=request.url.path, lang="en")
         found = _delivery_for(request.path_params["token"])
         if found is None:
             return not_found()
         _, supporter = found
         return page(
             "unsubscribe.html",
-            email=supporter.email,
+            email=masked_address(supporter.email),
             done=supporter.status == SupporterStatus.UNSUBSCRIBED,
             action=request.url.path,
             lang=page_language(supporter.language),
@@ -188,6 +205,8 @@ def create_app(
         return await run_in_threadpool(_unsubscribe, raw, via)
 
     def _unsubscribe(raw: str, via: str) -> Response:
+        if _is_test(raw):
+            return page("unsubscribed.html", test=True, lang="en")
         try:
             token = signer.read_unsubscribe(raw)
         except TokenError:
@@ -199,7 +218,7 @@ def create_app(
             unsubscribe_delivery(session, delivery, via=via, now=clock())
             supporter = session.get(Supporter, delivery.supporter_id)
             assert supporter is not None
-            email, lang = supporter.email, page_language(supporter.language)
+            email, lang = masked_address(supporter.email), page_language(supporter.language)
         return page("unsubscribed.html", email=email, lang=lang)
 
     def health(request: Request) -> Response:
@@ -219,6 +238,7 @@ def create_app(
 
     return Starlette(
         lifespan=lifespan,
+        middleware=[Middleware(NoFraming)],  # frame-ancestors and X-Frame-Options, everywhere
         routes=[
             Route("/c/{token}", click, methods=["GET"]),
             Route("/o/{token}", pixel, methods=["GET"]),

@@ -33,6 +33,20 @@ class Csrf:
         tag = hmac.new(self._key, f"{cookie}|{path}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(tag).rstrip(b"=").decode("ascii")
 
+    def new_cookie(self, current: str = "") -> str:
+        """``current`` when it looks like one of our cookie values, else a new random one."""
+        return current if _COOKIE_VALUE.match(current) else secrets.token_urlsafe(32)
+
+    def form_token(self, cookie: str, path: str) -> str:
+        """The form field that goes with ``cookie`` for a form posted to ``path``."""
+        return self._token(cookie, path)
+
+    def matches(self, cookie: str, path: str, token: str) -> bool:
+        """Whether ``token`` is the form field made for ``cookie`` and ``path``."""
+        if not _COOKIE_VALUE.match(cookie) or not token:
+            return False
+        return hmac.compare_digest(token.encode(), self._token(cookie, path).encode())
+
     def issue(self, request: Request) -> tuple[str, str]:
         """(cookie value, form token) for a form posted back to ``request``'s path."""
         cookie = request.cookies.get(COOKIE, "")

@@ -18,10 +18,10 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Dialect, select
+from sqlalchemy import Connection, Dialect, select
 from sqlmodel import SQLModel
 
 from mailer.store import Blast, Click, Database, Delivery, Link
@@ -147,10 +147,12 @@ class ClickBatcher(_BatchThread[_Click]):
         db: Database,
         scanner_window: float,
         action_path: Callable[[int, int], str] | None = None,
+        dedup_window: float = 0.0,
     ) -> None:
         super().__init__()
         self.db = db
         self.scanner_window = scanner_window
+        self.dedup_window = dedup_window
         self.action_path = action_path
         # link id -> (blast id, url, petition id when the link leads to the action page)
         self._links: dict[int, tuple[int, str, int | None]] = {}
@@ -207,7 +209,7 @@ class ClickBatcher(_BatchThread[_Click]):
                 ):
                     petition = row.petition_id if row.is_cta else None
                     self._links[row.id] = (row.blast_id, row.url, petition)
-            rows: list[tuple[object, ...]] = []
+            valid: list[tuple[_Click, int, bool]] = []
             answers: list[str | None] = []
             for c in batch:
                 delivery = found.get(c.delivery_id)
@@ -219,22 +221,86 @@ class ClickBatcher(_BatchThread[_Click]):
                 bot = (
                     sent_at is not None and (c.at - sent_at).total_seconds() <= self.scanner_window
                 )
-                rows.append(
-                    (delivery[0], c.delivery_id, c.link_id, sql.driver.write_time(c.at), bot, c.ip)
-                )
+                valid.append((c, delivery[0], bot))
                 petition_id = link[2]
                 if petition_id is not None and self.action_path is not None:
                     answers.append(self.action_path(c.delivery_id, petition_id))
                 else:
                     answers.append(link[1])
-            if rows:
-                conn.exec_driver_sql(sql.insert, rows)
+            if valid:
+                self._write(conn, sql, valid)
         return answers
+
+    def _write(
+        self, conn: Connection, sql: _ClickSql, valid: list[tuple[_Click, int, bool]]
+    ) -> None:
+        """Store the batch's valid clicks. A replay of a link by the same delivery (with the
+        same scanner flag) within ``dedup_window`` seconds of a row's first click adds to
+        that row's count instead of making a row: every click is counted, and replaying one
+        link cannot grow the table without bound."""
+        write = sql.driver.write_time
+        rows: list[_Row] = []
+        latest: dict[tuple[int, int, bool], _Row] = {}  # the newest row of each key
+        if self.dedup_window > 0:
+            since = min(c.at for c, _, _ in valid) - timedelta(seconds=self.dedup_window)
+            ids = list({c.delivery_id for c, _, _ in valid})
+            for row_id, d_id, l_id, flagged, first in conn.exec_driver_sql(
+                sql.driver.with_ids(sql.recent, len(ids)), (write(since), *ids)
+            ):
+                at = sql.driver.read_time(first)
+                assert at is not None
+                stored = _Row(row_id, 0, d_id, l_id, bool(flagged), "", at, at, 0)
+                latest[(d_id, l_id, bool(flagged))] = stored
+                rows.append(stored)
+        for c, blast_id, bot in valid:
+            key = (c.delivery_id, c.link_id, bot)
+            seen = latest.get(key)
+            if seen is not None and 0 <= (c.at - seen.first).total_seconds() <= self.dedup_window:
+                seen.added += 1
+                seen.last = max(seen.last, c.at)
+                continue
+            row = _Row(None, blast_id, c.delivery_id, c.link_id, bot, c.ip, c.at, c.at, 1)
+            latest[key] = row
+            rows.append(row)
+        added = [(r.added, write(r.last), r.id) for r in rows if r.id is not None and r.added]
+        if added:
+            conn.exec_driver_sql(sql.add, added)
+        new = [
+            (
+                r.blast_id,
+                r.delivery_id,
+                r.link_id,
+                write(r.first),
+                r.bot,
+                r.ip,
+                r.added,
+                write(r.last),
+            )
+            for r in rows
+            if r.id is None
+        ]
+        if new:
+            conn.exec_driver_sql(sql.insert, new)
 
     def _sql(self) -> _ClickSql:
         if self._prepared is None:
             self._prepared = _ClickSql.for_dialect(self.db.engine.dialect)
         return self._prepared
+
+
+@dataclass
+class _Row:
+    """A click row the writer adds to (``id`` set) or makes (``id`` None)."""
+
+    id: int | None
+    blast_id: int
+    delivery_id: int
+    link_id: int
+    bot: bool
+    ip: str
+    first: datetime
+    last: datetime
+    added: int  # clicks to add to its count
 
 
 @dataclass(frozen=True)
@@ -243,6 +309,8 @@ class _ClickSql:
 
     driver: DriverSql
     deliveries: str  # with ``IDS`` for the batch's delivery ids
+    recent: str  # rows since a time, of the deliveries in ``IDS``
+    add: str  # clicks to a row's count
     insert: str
 
     @classmethod
@@ -250,11 +318,20 @@ class _ClickSql:
         driver = DriverSql.for_dialect(dialect)
         delivery = Delivery.__tablename__
         click = Click.__tablename__
-        columns = "blast_id, delivery_id, link_id, clicked_at, suspected_bot, ip"
+        columns = "blast_id, delivery_id, link_id, clicked_at, suspected_bot, ip, clicks"
+        columns += ", last_clicked_at"
+        m = driver.mark
         return cls(
             driver=driver,
             deliveries=f"SELECT id, blast_id, sent_at FROM {delivery} WHERE id IN ({IDS})",  # noqa: S608 (constants only)
-            insert=f"INSERT INTO {click} ({columns}) VALUES ({driver.marks(6)})",  # noqa: S608 (constants only)
+            recent=(
+                f"SELECT id, delivery_id, link_id, suspected_bot, clicked_at FROM {click}"  # noqa: S608 (constants only)
+                f" WHERE clicked_at >= {m} AND delivery_id IN ({IDS}) ORDER BY clicked_at, id"
+            ),
+            add=(
+                f"UPDATE {click} SET clicks = clicks + {m}, last_clicked_at = {m} WHERE id = {m}"  # noqa: S608 (constants only)
+            ),
+            insert=f"INSERT INTO {click} ({columns}) VALUES ({driver.marks(8)})",  # noqa: S608 (constants only)
         )
 
 

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from mailer import __version__
 from mailer.accounts import Permission
 from mailer.errors import ConfigError, MailerError, NotFound
+from mailer.inputs import row_id, whole_number
 from mailer.report import blast_report, delivery_log, failure_breakdown, link_report, timeline
 from mailer.store import Blast, DeliveryState, find_blast
 from mailer.supporters import history
@@ -254,21 +255,17 @@ def send_log(site: Site, call: Call) -> Response:
     state = call.query("state")
     if state and state not in {str(s) for s in DeliveryState}:
         raise NotFound(f"no delivery state {state!r}")
-    code = call.query("reply_code")
-    numbers = {name: call.query(name) for name in ("after", "limit")}
-    for name, value in {"reply_code": code, **numbers}.items():
-        if value and not value.isdigit():
-            raise MailerError(f"{name} must be a whole number, got {value!r}")
-    limit = min(int(numbers["limit"] or 100), MAX_LIMIT) or 1
+    code, after, limit_text = (call.query(n) for n in ("reply_code", "after", "limit"))
+    limit = min(whole_number(limit_text, name="limit") if limit_text else 100, MAX_LIMIT) or 1
     rows = []
     for row in delivery_log(
         site.db,
         blast.id,
         state=DeliveryState(state) if state else None,
         domain=call.query("domain"),
-        reply_code=int(code) if code else None,
+        reply_code=whole_number(code, name="reply_code", maximum=999) if code else None,
         address=call.query("q"),
-        after=int(numbers["after"] or 0),
+        after=whole_number(after, name="after") if after else 0,
         chunk=limit + 1,
     ):
         rows.append(row)
@@ -320,7 +317,7 @@ def find_supporters(site: Site, call: Call) -> Response:
 
 def get_supporter(site: Site, call: Call) -> Response:
     raw = call.param("id")
-    return JSONResponse(history.supporter_history(site.db, int(raw) if raw.isdigit() else 0))
+    return JSONResponse(history.supporter_history(site.db, row_id(raw)))
 
 
 def unsubscribe(site: Site, call: Call) -> Response:
@@ -328,7 +325,7 @@ def unsubscribe(site: Site, call: Call) -> Response:
     notice = actions.unsubscribe(
         site.db,
         call.caller.name,
-        int(raw) if raw.isdigit() else 0,
+        row_id(raw),
         reason=str(call.json.get("reason", "")),
         now=site.clock(),
     )

@@ -19,7 +19,6 @@ repeated fields and for bytes that are not UTF-8).
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from mailer.accounts import Caller, Permission, session_caller, token_caller
+from mailer.errors import BadInput
+from mailer.inputs import json_object
 from mailer.store import Database
 from mailer.web.common import BodyError, Form, read_body, read_form
 
@@ -89,6 +90,10 @@ class Guard:
                 )
                 return RedirectResponse(f"/admin/login?next={back}", status_code=303)
             call = Call(request, caller)
+            if not caller.may(permission):  # before the body is read
+                return JSONResponse(
+                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
+                )
             if request.method in WRITE_METHODS:
                 try:
                     call.form = await read_form(request, repeatable=repeatable)
@@ -131,6 +136,10 @@ class Guard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
             call = Call(request, caller)
+            if not caller.may(permission):  # before the body is read
+                return JSONResponse(
+                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
+                )
             if request.method in WRITE_METHODS:
                 if caller.csrf_token and not same_token(
                     request.headers.get("x-csrf-token", ""), caller.csrf_token
@@ -140,21 +149,10 @@ class Guard:
                     body = await read_body(request)
                 except BodyError as exc:
                     return JSONResponse({"error": exc.message}, status_code=exc.status)
-                if body.strip():
-                    try:
-                        call.json = json.loads(body)
-                    except ValueError:
-                        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-                    if not isinstance(call.json, dict):
-                        return JSONResponse(
-                            {"error": "the body must be a JSON object"}, status_code=400
-                        )
-                else:
-                    call.json = {}
-            if not caller.may(permission):
-                return JSONResponse(
-                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
-                )
+                try:
+                    call.json = json_object(body)
+                except BadInput as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=400)
             return await run_in_threadpool(handler, call)
 
         return endpoint

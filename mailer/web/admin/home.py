@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,12 +18,21 @@ from mailer.accounts import Permission, sign_in, start_session
 from mailer.report import blast_report
 from mailer.schedule.times import show
 from mailer.store import Blast, BlastStatus
-from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Call, same_token
+from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Call
 from mailer.web.admin.site import STATIC, Site
 from mailer.web.common import BodyError, read_form
+from mailer.web.csrf import Csrf
 
 LIVE_REFRESH = 5  # seconds between reloads of the dashboard while something sends
 RECENT = 20
+LOGIN_PATH = "/admin/login"
+
+
+@functools.cache
+def _login_csrf(secret_key: str) -> Csrf:
+    """The sign-in form's token is an HMAC of its cookie (see mailer/web/csrf.py): a
+    cookie planted from a sibling domain, with the same value in the form, fails."""
+    return Csrf(secret_key)
 
 
 def routes(site: Site) -> list[BaseRoute]:
@@ -50,12 +59,13 @@ def routes(site: Site) -> list[BaseRoute]:
 
 
 def login_form(site: Site, request: Request, *, error: str = "", status: int = 200) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    csrf = _login_csrf(site.settings.security.secret_key)
+    token = csrf.new_cookie(request.cookies.get(LOGIN_CSRF_COOKIE, ""))
     response = site.render(
         "login.html",
         None,
         status=status,
-        login_csrf=token,
+        login_csrf=csrf.form_token(token, LOGIN_PATH),
         next=_safe_next(request.query_params.get("next", "/admin/")),
         name="",
         error=error,
@@ -69,7 +79,9 @@ async def login(site: Site, request: Request) -> Response:
         form = await read_form(request)
     except BodyError as exc:
         return PlainTextResponse(exc.message, status_code=exc.status)
-    if not same_token(form.get("csrf", ""), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    csrf = _login_csrf(site.settings.security.secret_key)
+    if not csrf.matches(cookie, LOGIN_PATH, form.get("csrf", "")):
         return login_form(
             site,
             request,

@@ -12,7 +12,8 @@ from starlette.routing import BaseRoute
 
 from mailer import csvsafe
 from mailer.accounts import Permission
-from mailer.errors import NotFound
+from mailer.errors import BadInput, NotFound
+from mailer.inputs import row_id, whole_number
 from mailer.report import LOG_COLUMNS, delivery_log
 from mailer.store import DeliveryState, find_blast
 from mailer.web.admin.guard import Call
@@ -37,9 +38,10 @@ def _log_filters(site: Site, call: Call) -> tuple[dict[str, str], dict[str, Any]
         raise NotFound(f"no delivery state {raw['state']!r}")
     args["state"] = DeliveryState(raw["state"]) if raw["state"] else None
     if raw["reply_code"]:
-        if not raw["reply_code"].isdigit():
-            raise NotFound(f"reply code {raw['reply_code']!r} is not a number")
-        args["reply_code"] = int(raw["reply_code"])
+        try:
+            args["reply_code"] = whole_number(raw["reply_code"], name="reply code", maximum=999)
+        except BadInput as exc:
+            raise NotFound(str(exc)) from None
     return raw, args
 
 
@@ -58,7 +60,7 @@ def send_log(site: Site, call: Call) -> Response:
         raw, args, error = {}, None, str(exc)
     else:
         error = ""
-    after = int(call.query("after", "0")) if call.query("after", "0").isdigit() else 0
+    after = row_id(call.query("after", "0"))
     rows: list[dict[str, Any]] = []
     if args is not None:
         for row in delivery_log(site.db, blast.id, chunk=PAGE_SIZE + 1, after=after, **args):

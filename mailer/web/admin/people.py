@@ -8,8 +8,10 @@ from starlette.routing import BaseRoute
 
 from mailer.accounts import Permission
 from mailer.errors import MailerError, NotFound
+from mailer.inputs import row_id
 from mailer.report import like_escape
 from mailer.store import Supporter, Suppression
+from mailer.supporters.columns import lookup_form
 from mailer.supporters.history import find_supporters, supporter_history
 from mailer.supporters.suppression import suppress_address
 from mailer.web.admin import actions
@@ -38,7 +40,7 @@ def supporters(site: Site, call: Call) -> Response:
     found: list[Supporter] = []
     if q:
         with site.db.session() as session:
-            exact = session.exec(select(Supporter).where(Supporter.email == q)).first()
+            exact = session.exec(select(Supporter).where(Supporter.email == lookup_form(q))).first()
         if exact is not None and "notice" not in call.request.query_params:
             return RedirectResponse(f"/admin/supporters/{exact.id}", status_code=303)
         found = find_supporters(site.db, q)
@@ -48,7 +50,7 @@ def supporters(site: Site, call: Call) -> Response:
 def supporter(site: Site, call: Call) -> Response:
     raw = call.param("id")
     try:
-        history = supporter_history(site.db, int(raw) if raw.isdigit() else 0)
+        history = supporter_history(site.db, row_id(raw))
     except NotFound:
         return site.render(
             "message.html",
@@ -66,7 +68,7 @@ def unsubscribe(site: Site, call: Call) -> Response:
         notice = actions.unsubscribe(
             site.db,
             call.caller.name,
-            int(raw) if raw.isdigit() else 0,
+            row_id(raw),
             reason=call.form.get("reason", ""),
             now=site.clock(),
         )

@@ -13,13 +13,13 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from mailer import notices
 from mailer.accounts import Caller, Permission
 from mailer.clients import ClientLimit
 from mailer.config import Settings
@@ -85,7 +85,9 @@ class Site:
         request: Request | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        notice = request.query_params.get("notice", "")[:300] if request else ""
+        # Only a notice this server sealed (after an action), never text from the link.
+        sealed = request.cookies.get(notices.COOKIE, "") if request else ""
+        notice = notices.unseal(self.settings.security.secret_key, sealed) if sealed else ""
         html = self.pages.get_template(f"admin/{template}").render(
             organization_name=self.settings.organization.name,
             caller=caller,
@@ -96,7 +98,10 @@ class Site:
             show=lambda moment: show(moment, self.zone),
             **context,
         )
-        return HTMLResponse(html, status_code=status, headers=ADMIN_HEADERS)
+        response = HTMLResponse(html, status_code=status, headers=ADMIN_HEADERS)
+        if sealed:  # shown once
+            response.delete_cookie(notices.COOKIE, path="/admin")
+        return response
 
     def message(self, caller: Caller, status: int, heading: str, text: str) -> HTMLResponse:
         """A page with one message: not found, not done."""
@@ -106,8 +111,19 @@ class Site:
         return self.message(caller, 403, "Not allowed", text)
 
     def back(self, path: str, notice: str) -> Response:
-        """Back (303) to ``path``, which shows ``notice``."""
-        return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
+        """Back to ``path`` (303), which then shows ``notice`` once."""
+        response = RedirectResponse(path, status_code=303)
+        sealed = notices.seal(self.settings.security.secret_key, notice)
+        response.set_cookie(
+            notices.COOKIE,
+            sealed,
+            max_age=notices.MAX_AGE,
+            path="/admin",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+        return response
 
     # -- cookies ------------------------------------------------------------------------
 

@@ -56,13 +56,18 @@ def add_user(site: Site, call: Call) -> Response:
 
 def set_disabled(site: Site, call: Call) -> Response:
     name = call.param("name")
-    if name == call.caller.name:
-        return users(site, call, error="you cannot disable yourself", status=400)
     if call.param("change") not in ("disable", "enable"):
         return users(site, call, error="no such change", status=404)
     disabled = call.param("change") == "disable"
     try:
-        accounts.set_disabled(site.db, name, disabled, actor=call.caller.name, now=site.clock())
+        accounts.set_disabled(
+            site.db,
+            name,
+            disabled,
+            actor=call.caller.name,
+            now=site.clock(),
+            acting_id=call.caller.user.id,
+        )
     except MailerError as exc:
         return users(site, call, error=str(exc), status=400)
     return site.back("/admin/users", f"User {name} {'disabled' if disabled else 'enabled'}.")
