@@ -71,6 +71,8 @@ def create_petition(
     """
     if not name.strip():
         raise InvalidState("a petition needs a name")
+    if not 0 < goal <= MAX_GOAL:
+        raise InvalidState(f"--goal must be a number of signatures from 1 to {MAX_GOAL}")
     template = (template or name).strip()
     texts = load_texts(settings.templates_path(), template)
     return new_petition(
