@@ -171,6 +171,9 @@ def test_a_spreadsheet_export_is_shown_then_imported_like_the_cli_does(
             f"/admin/lists/uploads/{token}/import", data={"csrf": csrf, "list": "x"}
         )
         assert "imported+already" in again.headers["location"]
+        listing = client.get("/admin/lists").text
+        assert re.search(r"<td>members</td><td class=\"num\">4</td>", listing)
+        assert re.search(r"<td>old</td><td class=\"num\">1</td>", listing)
 
     assert members(db, "members") == {
         "ana@example.org",
@@ -403,3 +406,30 @@ def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         csrf = sign_in(client, "organizer")
         yield url, csrf, client
     db.dispose()
+
+
+def test_an_import_that_fails_half_way_stores_nothing(site: tuple[str, Database, Path]) -> None:
+    url, db, root = site
+    good = b"email\n" + b"".join(b"h%05d@example.org\n" % i for i in range(2000))
+    with httpx.Client(base_url=url) as client:
+        csrf = sign_in(client, "organizer")
+        token = token_of(upload(client, csrf, "half.csv", good))
+        # The file changes on disk after it was checked: line 1,502 is no longer UTF-8,
+        # after three chunks of 500 supporters were written in the import's transaction.
+        (root / token / "upload.csv").write_bytes(good + b"caf\xe9@example.org\n")
+        state = imported(client, csrf, token, "half")
+        assert state["state"] == "failed"
+        assert "half.csv, line 2002: not UTF-8 text (byte 0xe9)" in str(state["error"])
+        page = client.get(f"/admin/lists/uploads/{token}").text
+        assert "Not imported" in page and "Nothing was stored" in page
+    assert members(db, "half") == set()
+    with db.session() as session:
+        stored = session.exec(select(Supporter.email)).all()
+        assert stored == ["gone@example.org"]  # only the one the fixture added
+        assert session.exec(select(MailingList).where(MailingList.name == "half")).first() is None
+        [event] = session.exec(select(Event).where(Event.action == "list.import_failed")).all()
+    assert (event.actor, event.detail["file"], event.detail["list"]) == (
+        "organizer",
+        "half.csv",
+        "half",
+    )

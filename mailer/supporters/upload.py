@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import re
 import secrets
@@ -38,6 +39,8 @@ from mailer.store.engine import Database
 from mailer.supporters.columns import map_columns
 from mailer.supporters.importer import import_csv
 from mailer.supporters.reading import Records, physical_lines
+
+log = logging.getLogger(__name__)
 
 #: The longest line a supporter file may have (a row of a spreadsheet is far shorter).
 MAX_LINE_BYTES = 1024 * 1024
@@ -262,15 +265,20 @@ def run_import(
             label=facts.name,
             progress=progress,
         )
-    except (MailerError, OSError, ValueError) as exc:
-        upload.set_status(state="failed", done_rows=0, list=list_name, error=str(exc))
+    except Exception as exc:  # the thread's boundary: every failure ends in the status
+        if isinstance(exc, (MailerError, OSError)):
+            reason = str(exc)
+        else:
+            log.exception("importing %s into %s failed", facts.name, list_name)
+            reason = f"the import failed ({type(exc).__name__}); nothing was stored"
+        upload.set_status(state="failed", done_rows=0, list=list_name, error=reason)
         with db.session() as session:
             audit(
                 session,
                 "list.import_failed",
                 actor=actor,
                 now=now(),
-                detail={"file": facts.name, "list": list_name, "error": str(exc)[:500]},
+                detail={"file": facts.name, "list": list_name, "error": reason[:500]},
             )
     else:
         upload.set_status(

@@ -108,6 +108,9 @@ def _reader(site: Site) -> BodyReader:
                 raise
             request.state.upload_error = (exc.status, exc.message)
             return Form({"csrf": [caller.csrf_token]})  # the token was checked, or is not needed
+        except BaseException:  # the client went away, or worse: keep nothing
+            shutil.rmtree(upload.folder, ignore_errors=True)
+            raise
         request.state.upload = (upload, sent.filename or "upload.csv", scanner)
         return form
 
