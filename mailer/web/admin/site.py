@@ -2,6 +2,7 @@
 
 Each page module (:mod:`~mailer.web.admin.home`, :mod:`~mailer.web.admin.blasts`,
 :mod:`~mailer.web.admin.logs`, :mod:`~mailer.web.admin.people`,
+:mod:`~mailer.web.admin.lists`, :mod:`~mailer.web.admin.petitions`,
 :mod:`~mailer.web.admin.users`, :mod:`~mailer.web.admin.api`) has a
 ``routes(site)`` function; its handlers are plain functions of ``(site, call)``
 that :meth:`Site.page` puts behind the :class:`~mailer.web.admin.guard.Guard`.
