@@ -185,6 +185,16 @@ class ImportSettings:
             "also check each domain's DNS (MX) records while importing; off = syntax only"
         ),
     )
+    upload_dir: str = field(
+        default="var/uploads",
+        metadata=_doc(
+            "folder where files uploaded in the web admin are kept while they are imported"
+        ),
+    )
+    max_upload_mb: int = field(
+        default=100,
+        metadata=_doc("largest supporter file the web admin accepts, in megabytes (MiB)"),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Petitions as organizers see them: create, refresh, find, list.
+"""Petitions as organizers see them: create, edit, link to a blast, refresh, find, list.
 
-The CLI and the web app call these; a petition's words are read from the
-alert template's ``petition.toml`` (:mod:`mailer.petitions.texts`) and kept
-in the database, so a web process needs no template files.
+The CLI and the web app call these. A petition's words are read from the
+alert template's ``petition.toml`` (:mod:`mailer.petitions.texts`) or typed
+in the web admin, and kept in the database either way, so a web process
+needs no template files.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from mailer.blasts import check_url
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound
 from mailer.lifecycle import audit
-from mailer.petitions.texts import load_texts
-from mailer.store import Database
+from mailer.petitions.texts import KEYS, MAX_TEXT, OPTIONAL_KEYS, load_texts
+from mailer.store import Blast, BlastStatus, Database, find_blast
 from mailer.store.models import Petition, Signature, utcnow
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
@@ -68,23 +69,98 @@ def create_petition(
     ``blast.default_cta_url``; public opt-ins go to list ``opt_in_list``
     (default ``petition-<slug>``).
     """
-    name = name.strip()
-    if not name:
+    if not name.strip():
         raise InvalidState("a petition needs a name")
     if not 0 < goal <= MAX_GOAL:
         raise InvalidState(f"--goal must be a number of signatures from 1 to {MAX_GOAL}")
-    target = check_url(target_url or settings.blast.default_cta_url, "the target URL")
     template = (template or name).strip()
     texts = load_texts(settings.templates_path(), template)
+    return new_petition(
+        db,
+        settings,
+        name=name,
+        goal=goal,
+        texts=texts,
+        target_url=target_url,
+        template=template,
+        slug=slug,
+        opt_in_list=opt_in_list,
+        actor=actor,
+        now=now,
+    )
+
+
+def check_texts(texts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Per-language texts typed in the admin, checked as ``petition.toml`` is.
+
+    A language whose fields are all empty is left out; one with some filled
+    needs every one of :data:`~mailer.petitions.texts.KEYS`. Raises
+    :class:`InvalidState` naming the language and the field.
+    """
+    checked: dict[str, dict[str, str]] = {}
+    for language, fields in texts.items():
+        values = {key: (fields.get(key) or "").strip() for key in (*KEYS, *OPTIONAL_KEYS)}
+        if not any(values.values()):
+            continue
+        entry: dict[str, str] = {}
+        for key in KEYS:
+            if not values[key]:
+                raise InvalidState(f"{language}: the {key} is empty; fill it in or clear them all")
+            if len(values[key]) > MAX_TEXT:
+                raise InvalidState(f"{language}: the {key} is longer than {MAX_TEXT} characters")
+            entry[key] = values[key]
+        for key in OPTIONAL_KEYS:
+            if len(values[key]) > 200:
+                raise InvalidState(f"{language}: the {key} is longer than 200 characters")
+            if values[key]:
+                entry[key] = values[key]
+        checked[language] = entry
+    if not checked:
+        raise InvalidState("a petition needs its title, intro and message in at least one language")
+    return checked
+
+
+def _checked_fields(name: str, goal: int, target: str) -> tuple[str, str]:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidState("a petition needs a name")
+    if len(name) > 200:
+        raise InvalidState("a petition's name has at most 200 characters")
+    if not 0 < goal <= MAX_GOAL:
+        raise InvalidState(f"the goal must be a number of signatures from 1 to {MAX_GOAL}")
+    return name, check_url(target, "the target URL")
+
+
+def new_petition(
+    db: Database,
+    settings: Settings,
+    *,
+    name: str,
+    goal: int,
+    texts: dict[str, dict[str, str]],
+    target_url: str | None = None,
+    template: str = "",
+    slug: str | None = None,
+    opt_in_list: str | None = None,
+    actor: str = "cli",
+    now: Callable[[], datetime] = utcnow,
+) -> Petition:
+    """Create petition ``name`` with ``texts`` (``{language: {title, intro, message}}``).
+
+    ``template`` names the folder its texts came from ("" when they were
+    written in the admin). The target defaults to ``blast.default_cta_url``;
+    public opt-ins go to list ``opt_in_list`` (default ``petition-<slug>``).
+    """
+    name, target = _checked_fields(name, goal, target_url or settings.blast.default_cta_url)
     slug = slugify(slug or name)
     if not slug:
-        raise InvalidState(f"cannot make a URL slug of {name!r}; give --slug")
+        raise InvalidState(f"cannot make a URL slug of {name!r}; give one")
     default_language = "en" if "en" in texts else next(iter(texts))
     with db.session() as session:
         if session.exec(select(Petition).where(Petition.name == name)).first() is not None:
             raise InvalidState(f"a petition named {name!r} exists already; choose another name")
         if session.exec(select(Petition).where(Petition.slug == slug)).first() is not None:
-            raise InvalidState(f"the slug {slug!r} is taken; give another with --slug")
+            raise InvalidState(f"the slug {slug!r} is taken; give another")
         petition = Petition(
             name=name,
             slug=slug,
@@ -115,12 +191,92 @@ def create_petition(
     return petition
 
 
+def update_petition(
+    db: Database,
+    ref: str | int,
+    *,
+    name: str,
+    goal: int,
+    target_url: str,
+    texts: dict[str, dict[str, str]],
+    actor: str,
+    now: Callable[[], datetime] = utcnow,
+) -> Petition:
+    """Change a petition's name, goal, target and texts (its slug, the public URL, stays)."""
+    name, target = _checked_fields(name, goal, target_url)
+    with db.session() as session:
+        petition = find_petition(session, ref)
+        other = session.exec(select(Petition).where(Petition.name == name)).first()
+        if other is not None and other.id != petition.id:
+            raise InvalidState(f"a petition named {name!r} exists already; choose another name")
+        changed: dict[str, Any] = {
+            key: value
+            for key, value in (("name", name), ("goal", goal), ("target_url", target))
+            if getattr(petition, key) != value
+        }
+        petition.name, petition.goal, petition.target_url = name, goal, target
+        if texts != petition.texts:
+            changed["languages"] = sorted(texts)
+            petition.texts = texts
+            if petition.default_language not in texts:
+                petition.default_language = "en" if "en" in texts else next(iter(texts))
+        session.add(petition)
+        audit(
+            session,
+            "petition.updated",
+            actor=actor,
+            now=now(),
+            detail={"petition": petition.id, **changed},
+        )
+    return petition
+
+
+#: A blast may be linked to a petition (or unlinked) until it starts sending.
+LINKABLE = (BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.MISSED)
+
+
+def link_blast(
+    db: Database,
+    ref: str | int,
+    blast_ref: str,
+    *,
+    actor: str,
+    now: Callable[[], datetime] = utcnow,
+) -> Blast:
+    """Link the blast ``blast_ref`` (id or name) to petition ``ref``: its call to action
+    then leads each recipient to their action page. Only before it starts sending."""
+    with db.session() as session:
+        petition = find_petition(session, ref)
+        blast = find_blast(session, blast_ref)
+        if blast.status not in LINKABLE:
+            raise InvalidState(
+                f"blast {blast.name!r} is {blast.status}; only a blast that has not started "
+                "sending can be linked to a petition"
+            )
+        blast.petition_id = petition.id
+        session.add(blast)
+        audit(
+            session,
+            "blast.petition_linked",
+            actor=actor,
+            now=now(),
+            blast_id=blast.id,
+            detail={"petition": petition.id, "name": petition.name},
+        )
+    return blast
+
+
 def refresh_texts(
     db: Database, settings: Settings, ref: str | int, *, actor: str = "cli"
 ) -> Petition:
     """Read the petition's ``petition.toml`` again (after an organizer edited it)."""
     with db.session() as session:
         petition = find_petition(session, ref)
+        if not petition.template:
+            raise InvalidState(
+                f"petition {petition.name!r} was written in the web admin; edit it there "
+                "(it has no petition.toml to read)"
+            )
         texts = load_texts(settings.templates_path(), petition.template)
         petition.texts = texts
         session.add(petition)

@@ -246,6 +246,8 @@ def import_csv(
     rejects_path: Path | None = None,
     actor: str = "cli",
     now: Callable[[], datetime] | None = None,
+    label: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Import the supporters in the CSV file ``path`` into the list ``list_name``.
 
@@ -253,8 +255,11 @@ def import_csv(
     cannot be imported at all (unreadable, not UTF-8, empty, no email
     column); bad rows are rejected and reported instead. With
     ``rejects_path``, the rejected rows are also written there as CSV.
+    ``label`` names the file in messages and the event instead of ``path``
+    (the name an upload was sent under); ``progress`` is called with the
+    number of data records read so far after each chunk is stored.
     """
-    name = str(path)
+    name = label or str(path)
     list_name = list_name.strip()
     if not list_name:
         raise ImportFileError(f"{name}: the list name is empty; give the list a name")
@@ -302,6 +307,8 @@ def import_csv(
                 if len(pending) >= LOOKUP_CHUNK:
                     store.write(pending, summary)
                     pending = []
+                    if progress is not None:
+                        progress(summary.rows)
         store.write(pending, summary)
         audit(
             session,

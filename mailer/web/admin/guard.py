@@ -57,6 +57,8 @@ class Call:
 
 
 Handler = Callable[[Call], Response]
+#: Reads the body of a page's POST in place of :func:`read_form` (an upload).
+BodyReader = Callable[[Request, Caller], Awaitable[Form]]
 
 
 def same_token(given: str, expected: str) -> bool:
@@ -74,11 +76,19 @@ class Guard:
     forbidden_page: FORBIDDEN_PAGE
 
     def page(
-        self, permission: Permission, handler: Handler, *, repeatable: Collection[str] = ()
+        self,
+        permission: Permission,
+        handler: Handler,
+        *,
+        repeatable: Collection[str] = (),
+        reader: BodyReader | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
         """An admin page: session cookie, CSRF on writes, role check.
 
         ``repeatable`` names the form fields that may be sent more than once.
+        With ``reader`` (an upload) the role is checked before the body is
+        read, and the reader itself must check the CSRF token before it
+        stores anything; the token is checked again once the form is read.
         """
 
         async def endpoint(request: Request) -> Response:
@@ -90,13 +100,16 @@ class Guard:
                 )
                 return RedirectResponse(f"/admin/login?next={back}", status_code=303)
             call = Call(request, caller)
-            if not caller.may(permission):  # before the body is read
-                return JSONResponse(
-                    {"error": f"role {caller.user.role} may not do this"}, status_code=403
+            if reader is not None and not caller.may(permission):
+                return self.forbidden_page(
+                    request, caller, f"Your role ({caller.user.role}) may not do this."
                 )
             if request.method in WRITE_METHODS:
                 try:
-                    call.form = await read_form(request, repeatable=repeatable)
+                    if reader is not None:
+                        call.form = await reader(request, caller)
+                    else:
+                        call.form = await read_form(request, repeatable=repeatable)
                 except BodyError as exc:
                     return PlainTextResponse(exc.message, status_code=exc.status)
                 if not same_token(call.form.get("csrf", ""), caller.csrf_token):

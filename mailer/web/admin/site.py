@@ -2,6 +2,7 @@
 
 Each page module (:mod:`~mailer.web.admin.home`, :mod:`~mailer.web.admin.blasts`,
 :mod:`~mailer.web.admin.logs`, :mod:`~mailer.web.admin.people`,
+:mod:`~mailer.web.admin.lists`, :mod:`~mailer.web.admin.petitions`,
 :mod:`~mailer.web.admin.users`, :mod:`~mailer.web.admin.api`) has a
 ``routes(site)`` function; its handlers are plain functions of ``(site, call)``
 that :meth:`Site.page` puts behind the :class:`~mailer.web.admin.guard.Guard`.
@@ -25,7 +26,7 @@ from mailer.clients import ClientLimit
 from mailer.config import Settings
 from mailer.schedule.times import show
 from mailer.store import Database
-from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, Call, Guard
+from mailer.web.admin.guard import LOGIN_CSRF_COOKIE, BodyReader, Call, Guard
 from mailer.web.common import ADMIN_HEADERS, page_templates
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -62,16 +63,18 @@ class Site:
         handler: PageHandler,
         *,
         repeatable: Collection[str] = (),
+        reader: BodyReader | None = None,
     ) -> Route:
         """A route to ``handler(site, call)``, for callers with ``permission``.
 
-        ``repeatable`` names the form fields that may be sent more than once.
+        ``repeatable`` names the form fields that may be sent more than once;
+        ``reader`` reads an upload's body instead of the capped form reader.
         """
 
         def bound(call: Call) -> Response:
             return handler(self, call)
 
-        endpoint = self.guard.page(permission, bound, repeatable=repeatable)
+        endpoint = self.guard.page(permission, bound, repeatable=repeatable, reader=reader)
         return Route(path, endpoint, methods=[method])
 
     # -- rendering ----------------------------------------------------------------------
