@@ -16,11 +16,11 @@ from starlette.routing import BaseRoute
 from mailer.config import Settings
 from mailer.store import Database
 from mailer.store.models import utcnow
-from mailer.web.admin import api, blasts, home, logs, people, users
+from mailer.web.admin import api, blasts, home, logs, people, preview, sending, studio, users
 from mailer.web.admin.site import Site
 
 # Route order matters where paths overlap: /admin/blasts/new before /admin/blasts/{ref}.
-MODULES = (home, blasts, logs, people, users, api)
+MODULES = (home, blasts, logs, people, users, studio, preview, sending, api)
 
 
 def admin_routes(

@@ -104,8 +104,9 @@ class Site:
         return self.message(caller, 403, "Not allowed", text)
 
     def back(self, path: str, notice: str) -> Response:
-        """Back (303) to ``path``, which shows ``notice``."""
-        return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
+        """Back (303) to ``path`` (which may have a query already), which shows ``notice``."""
+        joiner = "&" if "?" in path else "?"
+        return RedirectResponse(f"{path}{joiner}{urlencode({'notice': notice})}", status_code=303)
 
     # -- cookies ------------------------------------------------------------------------
 

@@ -1,0 +1,185 @@
+"""What the studio's sending flow needs besides a blast: audience counts and test sends.
+
+- :func:`count_audience` counts who a blast made from some lists and a
+  segment would go to right now, with the same rules as the audience snapshot
+  taken when it starts (active, not suppressed, segment, each person once).
+- :func:`send_alert_test` sends one revision of a stored alert to the
+  organizer's own addresses, marked as a test (``[TEST]`` subject,
+  ``X-Mailer-Test`` header, links that record nothing), and writes the audit
+  event ``alert.test_sent`` naming the revision.
+- :func:`was_test_sent` says whether a revision (or a blast made from it) was
+  test-sent, for the confirmation step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+
+from mailer.alerts.compiled import StoredAlertTemplate
+from mailer.alerts.store import get_revision
+from mailer.blasts import SEND_KEYS, dkim_signer, identity_for
+from mailer.compose.alert import AlertComposer, Recipient
+from mailer.compose.tokens import TokenSigner
+from mailer.config import Settings
+from mailer.errors import InvalidState
+from mailer.lifecycle import audit
+from mailer.send.audience import _segment_filters, suppressed
+from mailer.send.outcome import Outcome
+from mailer.send.transport import SmtpTransport
+from mailer.store import Blast, Database, Event, MailingList, Membership, Supporter
+from mailer.store.models import SupporterStatus, utcnow
+
+MAX_TEST_ADDRESSES = 10
+
+
+def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] | None) -> int:
+    """How many active, unsuppressed supporters on ``list_names`` match ``segment``."""
+    if not list_names:
+        return 0
+    members = (
+        sa_select(col(Supporter.id))
+        .distinct()
+        .join(Membership, col(Membership.supporter_id) == Supporter.id)
+        .join(MailingList, col(MailingList.id) == Membership.list_id)
+        .where(
+            col(MailingList.name).in_(list_names),
+            col(Supporter.status) == SupporterStatus.ACTIVE,
+            ~suppressed(),
+            *_segment_filters(segment),
+        )
+        .subquery()
+    )
+    with db.session() as session:
+        return int(session.execute(sa_select(func.count()).select_from(members)).scalar_one())
+
+
+class _NoLinks:
+    """Link ids for a test message: every link is link 0, which records nothing."""
+
+    def link_id(self, url: str) -> int:
+        return 0
+
+
+def parse_addresses(text: str) -> list[str]:
+    """Addresses separated by commas, semicolons or spaces, each checked and normalized."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise InvalidState("give at least one address to send the test to")
+    if len(parts) > MAX_TEST_ADDRESSES:
+        raise InvalidState(f"a test goes to at most {MAX_TEST_ADDRESSES} addresses")
+    out = []
+    for part in parts:
+        try:
+            out.append(
+                validate_email(
+                    part.strip(), check_deliverability=False, allow_smtputf8=False
+                ).normalized
+            )
+        except EmailNotValidError as exc:
+            raise InvalidState(f"{part.strip()!r} is not an email address: {exc}") from None
+    return out
+
+
+def send_alert_test(
+    db: Database,
+    settings: Settings,
+    name: str,
+    addresses: list[str],
+    *,
+    actor: str,
+    number: int | None = None,
+    language: str | None = None,
+    cta_url: str | None = None,
+) -> list[tuple[str, Outcome]]:
+    """Send revision ``number`` (default the newest) of alert ``name`` to ``addresses``.
+
+    Each address that is a supporter gets their own version (in ``language``
+    when given, else theirs); any other gets the fallbacks.
+    """
+    settings.require(*SEND_KEYS)
+    revision = get_revision(db, name, number)
+    template = StoredAlertTemplate(settings.templates_path(), revision)
+    cta = cta_url or settings.blast.default_cta_url
+    sample = Blast(name=f"test of {name}", template=name, cta_url=cta)
+    composer = AlertComposer(
+        template=template,
+        blast_id=0,
+        blast_name=sample.name,
+        cta_url=cta,
+        identity=identity_for(settings, sample, []),
+        organization_name=settings.organization.name,
+        postal_address=settings.organization.postal_address,
+        base_url=settings.web.base_url,
+        signer=TokenSigner(settings.security.secret_key),
+        link_ids=_NoLinks(),
+        clock=utcnow,
+        dkim=dkim_signer(settings, address=settings.sender.address),
+    )
+    with db.session() as session:
+        people = {
+            s.email: Recipient.of(s)
+            for s in session.exec(select(Supporter).where(col(Supporter.email).in_(addresses)))
+        }
+    recipients = []
+    for address in addresses:
+        recipient = people.get(address.lower()) or Recipient(
+            email=address, language=revision.default_language
+        )
+        if language:
+            recipient = replace(recipient, language=language)
+        recipients.append(recipient)
+
+    async def deliver_all() -> list[tuple[str, Outcome]]:
+        transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
+        results = []
+        try:
+            for recipient in recipients:
+                composed = composer.compose(0, recipient, test=True)
+                results.append((recipient.email, await transport.deliver(composed.message)))
+        finally:
+            await transport.close()
+        return results
+
+    results = asyncio.run(deliver_all())
+    with db.session() as session:
+        audit(
+            session,
+            "alert.test_sent",
+            actor=actor,
+            now=utcnow(),
+            detail={
+                "alert": revision.alert,
+                "revision": revision.number,
+                "to": [f"{a}: {o.code} {o.text}" for a, o in results],
+            },
+        )
+    return results
+
+
+def was_test_sent(db: Database, alert: str, revision: int, blast_id: int | None = None) -> bool:
+    """Whether revision ``revision`` of ``alert`` was test-sent (or blast ``blast_id`` was)."""
+    with db.session() as session:
+        if blast_id is not None:
+            found = session.exec(
+                select(Event.id).where(
+                    Event.action == "blast.test_sent", Event.blast_id == blast_id
+                )
+            ).first()
+            if found is not None:
+                return True
+        for detail in session.exec(
+            select(Event.detail)
+            .where(Event.action == "alert.test_sent")
+            .order_by(col(Event.id).desc())
+            .limit(500)
+        ):
+            if detail.get("alert") == alert and detail.get("revision") == revision:
+                return True
+    return False
