@@ -163,23 +163,29 @@ def send_alert_test(
     return results
 
 
+def tested_revisions(db: Database, alert: str) -> list[int]:
+    """The revisions of ``alert`` that were test-sent (from the newest 500 test events)."""
+    with db.session() as session:
+        details = session.exec(
+            select(Event.detail)
+            .where(Event.action == "alert.test_sent")
+            .order_by(col(Event.id).desc())
+            .limit(500)
+        ).all()
+    return sorted(
+        {int(d["revision"]) for d in details if d.get("alert") == alert and "revision" in d}
+    )
+
+
 def was_test_sent(db: Database, alert: str, revision: int, blast_id: int | None = None) -> bool:
     """Whether revision ``revision`` of ``alert`` was test-sent (or blast ``blast_id`` was)."""
-    with db.session() as session:
-        if blast_id is not None:
+    if blast_id is not None:
+        with db.session() as session:
             found = session.exec(
                 select(Event.id).where(
                     Event.action == "blast.test_sent", Event.blast_id == blast_id
                 )
             ).first()
-            if found is not None:
-                return True
-        for detail in session.exec(
-            select(Event.detail)
-            .where(Event.action == "alert.test_sent")
-            .order_by(col(Event.id).desc())
-            .limit(500)
-        ):
-            if detail.get("alert") == alert and detail.get("revision") == revision:
-                return True
-    return False
+        if found is not None:
+            return True
+    return revision in tested_revisions(db, alert)

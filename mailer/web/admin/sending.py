@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from mailer.accounts import Permission
-from mailer.alerts.sending import count_audience, was_test_sent
+from mailer.alerts.sending import count_audience, tested_revisions, was_test_sent
 from mailer.alerts.store import list_alerts, load_revision
 from mailer.blasts import blast_lists, find_blast
 from mailer.check import check_blast, gate
@@ -159,6 +159,7 @@ def confirm(site: Site, call: Call, *, error: str = "", status: int = 200) -> Re
             revision.number if revision else -1,
             blast.id,
         ),
+        other_tests=tested_revisions(site.db, revision.alert) if revision else [],
         draft=blast.status in planner.SCHEDULABLE,
         scheduled_local=show(blast.scheduled_at, site.zone)
         if blast.status is BlastStatus.SCHEDULED
