@@ -6,7 +6,9 @@ SQLite and PostgreSQL where data is involved."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -18,13 +20,14 @@ from sqlmodel import select
 
 from mailer.alerts.sending import count_audience
 from mailer.alerts.store import get_revision, history
-from mailer.alerts.studio import start_from_statement
+from mailer.alerts.studio import check_revision, start_from_statement
 from mailer.config import Settings
 from mailer.store import Blast, BlastStatus, Database, Event, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import suppress_address
 from mailer.web.common import ADMIN_CSP, PREVIEW_CSP
 from tests.admin_helpers import add_users, serve, sign_in
+from tests.conftest import REPO, make_settings
 from tests.factories import Person, add_people, people
 from tests.smtpserver import SmtpTestServer
 
@@ -464,3 +467,14 @@ def test_random_posts_to_every_studio_form_never_fail(
     blast_path = f"/admin/studio/blasts/{quote(values[3], safe='')}/send"
     sent = c.post(blast_path, data={"csrf": csrf, "do": values[4], "date": values[5]})
     assert sent.status_code < 500
+
+
+def test_check_flags_a_layout_without_its_footer(sqlite_db: Database, tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    (templates / "layout" / "base.txt").write_text("{% block content %}{% endblock %}\n", "utf-8")
+    start_from_statement(sqlite_db, ALERT, SEED, author="test")
+    findings = check_revision(sqlite_db, make_settings(templates=templates), ALERT)
+    missing = {(f.code, f.part) for f in findings if f.is_error}
+    assert missing == {("unsubscribe-missing", "text"), ("postal-address-missing", "text")}
+    assert not [f for f in check_revision(sqlite_db, make_settings(), ALERT) if f.is_error]
