@@ -30,34 +30,54 @@ from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.lifecycle import audit
-from mailer.send.audience import _segment_filters, suppressed
+from mailer.send.audience import _segment_filters
 from mailer.send.outcome import Outcome
 from mailer.send.transport import SmtpTransport
-from mailer.store import Blast, Database, Event, MailingList, Membership, Supporter
+from mailer.store import Blast, Database, Event, MailingList, Membership, Supporter, Suppression
 from mailer.store.models import SupporterStatus, utcnow
 
 MAX_TEST_ADDRESSES = 10
 
 
 def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] | None) -> int:
-    """How many active, unsuppressed supporters on ``list_names`` match ``segment``."""
+    """How many active, unsuppressed supporters on ``list_names`` match ``segment``.
+
+    Counted as (active members matching the segment) minus (those of them whose
+    address is suppressed), the second driven from the suppression list, which
+    is small: a NOT EXISTS probe per member cost 250 ms of 530 at 200,000
+    members on SQLite. On SQLite the status test is written so that it cannot
+    use the status index: without statistics SQLite walks that index (nearly
+    every supporter is active) and looks each member up in it, 1,070 ms against
+    290 ms by primary key (200,000 members, 2-core machine under load).
+    """
     if not list_names:
         return 0
     members = (
-        sa_select(col(Supporter.id))
-        .distinct()
-        .join(Membership, col(Membership.supporter_id) == Supporter.id)
+        sa_select(col(Membership.supporter_id))
         .join(MailingList, col(MailingList.id) == Membership.list_id)
+        .where(col(MailingList.name).in_(list_names))
+    )
+    status: Any = col(Supporter.status)
+    if db.is_sqlite:
+        status = status.concat("")  # `status || ''`: the same test, without the index
+    narrow = (
+        col(Supporter.id).in_(members),
+        status == SupporterStatus.ACTIVE.value,
+        *_segment_filters(segment),
+    )
+    everyone = sa_select(func.count()).select_from(Supporter).where(*narrow)
+    held_back = (
+        sa_select(func.count())
+        .select_from(Suppression)
         .where(
-            col(MailingList.name).in_(list_names),
-            col(Supporter.status) == SupporterStatus.ACTIVE,
-            ~suppressed(),
-            *_segment_filters(segment),
+            sa_select(col(Supporter.id))
+            .where(col(Supporter.email) == Suppression.email, *narrow)
+            .exists()
         )
-        .subquery()
     )
     with db.session() as session:
-        return int(session.execute(sa_select(func.count()).select_from(members)).scalar_one())
+        total = int(session.execute(everyone).scalar_one())
+        return total - int(session.execute(held_back).scalar_one())
 
 
 class _NoLinks:
