@@ -171,3 +171,26 @@ def test_new_organizer_goes_from_statement_to_sent_alert(
     for address in ENGLISH:
         (message,) = smtp_server.handler.to(address)
         assert not message.message()["Subject"].startswith("[TEST]")
+
+    # Every studio page fits a phone's screen, and every field has a label.
+    blast_id = page.url.split("/admin/blasts/")[1].split("?")[0]
+    alert = "/admin/studio/alerts/executive-orders-response"
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (
+        "/admin/studio",
+        "/admin/studio/new",
+        alert,
+        f"{alert}?lang=es",
+        f"{alert}/preview",
+        f"{alert}/history?old=1&new=2",
+        "/admin/studio/send",
+        f"/admin/studio/blasts/{blast_id}",
+    ):
+        page.goto(base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+        unlabeled = page.evaluate(
+            "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+            ".filter(e => e.labels.length === 0).map(e => e.name)"
+        )
+        assert unlabeled == [], path
