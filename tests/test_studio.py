@@ -21,6 +21,7 @@ from sqlmodel import select
 from mailer.alerts.sending import count_audience
 from mailer.alerts.store import get_revision, history
 from mailer.alerts.studio import check_revision, start_from_statement
+from mailer.blasts import create_blast
 from mailer.config import Settings
 from mailer.store import Blast, BlastStatus, Database, Event, Supporter, SupporterStatus
 from mailer.store.models import utcnow
@@ -422,6 +423,8 @@ FORMS = [
     (EDIT, ("lang", "based_on", "subject", "preheader", "body", "text")),
     (f"{EDIT}/test", ("to", "rev", "lang")),
     ("/admin/studio/send", ("alert", "name", "lists", "segment", "cta_url", "do")),
+    ("/admin/studio/blasts/1/test", ("to",)),
+    ("/admin/studio/blasts/1/send", ("do", "date", "time", "zone", "force")),
 ]
 
 
@@ -430,6 +433,8 @@ def hostile(sqlite_db: Database, settings: Settings) -> Iterator[tuple[httpx.Cli
     add_people(sqlite_db, "members", people(2))
     add_users(sqlite_db)
     start_from_statement(sqlite_db, ALERT, SEED, author="test")
+    blast = create_blast(sqlite_db, settings, name="b", template=ALERT, list_names=["members"])
+    assert blast.id == 1
     with serve(sqlite_db, settings) as url:
         c, csrf = client(url)
         yield c, csrf
