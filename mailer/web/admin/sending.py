@@ -38,8 +38,10 @@ from mailer.store import BlastStatus, MailingList
 from mailer.web.admin import actions
 from mailer.web.admin.guard import Call
 from mailer.web.admin.site import Site
+from mailer.web.common import NO_STORE
 
 SEND_NOW_DELAY = timedelta(seconds=1)
+JSON_HEADERS = {**NO_STORE, "X-Content-Type-Options": "nosniff"}
 
 
 def routes(site: Site) -> list[BaseRoute]:
@@ -123,8 +125,8 @@ def count(site: Site, call: Call) -> Response:
     try:
         number = count_audience(site.db, chosen, _segment(call.query("segment")[:2000]))
     except MailerError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse({"count": number}, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"error": str(exc)}, status_code=400, headers=JSON_HEADERS)
+    return JSONResponse({"count": number}, headers=JSON_HEADERS)
 
 
 def confirm(site: Site, call: Call, *, error: str = "", status: int = 200) -> Response:

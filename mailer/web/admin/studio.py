@@ -166,12 +166,7 @@ def editor(
         errors=sum(1 for f in findings if f.is_error),
         warnings=sum(1 for f in findings if not f.is_error),
         alert_path=alert_path,
-        numbered=_numbered(values["body"]),
     )
-
-
-def _numbered(body: str) -> list[tuple[int, str]]:
-    return list(enumerate(body.splitlines(), start=1))
 
 
 def save(site: Site, call: Call) -> Response:
