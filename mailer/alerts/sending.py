@@ -25,7 +25,8 @@ from sqlmodel import col, select
 from mailer.alerts.compiled import StoredAlertTemplate
 from mailer.alerts.store import get_revision
 from mailer.blasts import SEND_KEYS, dkim_signer, identity_for
-from mailer.compose.alert import AlertComposer, Recipient
+from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
+from mailer.compose.message import new_message_id
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import InvalidState
@@ -81,10 +82,43 @@ def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] 
 
 
 class _NoLinks:
-    """Link ids for a test message: every link is link 0, which records nothing."""
+    """Link ids for the composer of a test, which never asks: its links are not tracked."""
 
     def link_id(self, url: str) -> int:
-        return 0
+        raise AssertionError("a test message of a stored alert has no tracked links")
+
+
+def _test_message(composer: AlertComposer, recipient: Recipient) -> OutgoingMessage:
+    """One test message: ``[TEST]`` subject, ``X-Mailer-Test`` header, and links as written.
+
+    An alert that is not yet a blast has no link rows to track clicks by, so its
+    links lead straight to their targets (a blast's test goes through
+    :func:`mailer.blasts.send_test`, tracked links and all). Built like
+    :meth:`AlertComposer.compose` builds a message otherwise: same layout,
+    headers, unsubscribe link and DKIM signature.
+    """
+    token = composer.signer.unsubscribe(0)
+    unsubscribe_url = f"{composer.base_url}/u/{token}"
+    rendered = composer.render(recipient, unsubscribe_url)
+    message_id = new_message_id(0, 0, composer.identity.domain)
+    data = b"X-Mailer-Test: yes\r\n" + composer.builder.build(
+        replace(rendered, subject=f"[TEST] {rendered.subject}"),
+        to_name=recipient.display_name,
+        to_address=recipient.email,
+        message_id=message_id,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=token,
+        date=composer.clock(),
+    )
+    if composer.dkim is not None:
+        data = composer.dkim.sign(data)
+    return OutgoingMessage(
+        delivery_id=0,
+        envelope_sender=composer.identity.envelope_sender(""),
+        recipient=recipient.email,
+        message_id=message_id,
+        data=data,
+    )
 
 
 def parse_addresses(text: str) -> list[str]:
@@ -161,8 +195,8 @@ def send_alert_test(
         results = []
         try:
             for recipient in recipients:
-                composed = composer.compose(0, recipient, test=True)
-                results.append((recipient.email, await transport.deliver(composed.message)))
+                message = _test_message(composer, recipient)
+                results.append((recipient.email, await transport.deliver(message)))
         finally:
             await transport.close()
         return results
