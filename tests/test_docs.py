@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mailer.cli.reference import render
 from tests.conftest import REPO
 
@@ -27,6 +29,7 @@ def test_docs_link_to_files_that_exist() -> None:
         "docs/architecture.md",
         "docs/cli.md",
         "docs/templates.md",
+        "docs/studio.md",
         "docs/service.md",
         "docs/deployment.md",
         "docs/performance.md",
@@ -35,3 +38,11 @@ def test_docs_link_to_files_that_exist() -> None:
     ):
         assert target in readme
         assert (REPO / target).is_file()
+
+
+def test_studio_guide_images_exist() -> None:
+    guide = (REPO / "docs" / "studio.md").read_text("utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", guide)
+    assert images
+    for image in images:
+        assert (REPO / "docs" / image).is_file(), image

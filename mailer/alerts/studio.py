@@ -11,10 +11,14 @@ organizer wrote, so a page can show it next to that text.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 from sqlmodel import select
 
@@ -37,6 +41,40 @@ from mailer.store.models import utcnow
 
 GMAIL_CLIP_BYTES = 102 * 1024  # as in mailer.check
 SUBJECT_MAX = 80
+COMPILED_KEPT = 32  # compiled revisions kept in memory for the studio's pages
+
+
+class _CompiledRevisions:
+    """The studio's compiled revisions, so that opening the editor, the preview and its
+    frame does not compile the same revision (and the layout) again each time.
+
+    Keyed by the templates folder and a digest of the revision's whole text (its
+    name, number, texts and files): a key can only ever mean one compiled
+    template, whichever database it came from. The layout is read when a revision
+    is first compiled (a changed layout shows in new revisions, or after a restart).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.kept: OrderedDict[tuple[str, str], StoredAlertTemplate] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, root: Path, revision: Revision) -> StoredAlertTemplate:
+        key = (str(root), hashlib.sha256(revision.as_text().encode()).hexdigest())
+        with self.lock:
+            found = self.kept.get(key)
+            if found is not None:
+                self.kept.move_to_end(key)
+                return found
+        compiled = StoredAlertTemplate(root, revision)  # may raise TemplateProblem
+        with self.lock:
+            self.kept[key] = compiled
+            while len(self.kept) > self.size:
+                self.kept.popitem(last=False)
+        return compiled
+
+
+compiled_revisions = _CompiledRevisions(COMPILED_KEPT)
 
 
 @dataclass(frozen=True)
@@ -130,7 +168,7 @@ def preview(
             recipient = replace(recipient, language=language)
     else:
         recipient = sample_recipient(language or revision.default_language)
-    template = StoredAlertTemplate(settings.templates_path(), revision)
+    template = compiled_revisions.get(settings.templates_path(), revision)
     context = _context(settings, recipient, cta_url or settings.blast.default_cta_url)
     return template.render(context, recipient.language)
 
@@ -155,7 +193,8 @@ def check_revision(
 
     Renders each language with and without a first name, then looks at what
     came out: subject empty or long, HTML over Gmail's clipping size, no link
-    to the call to action, links that are not absolute; and at translations
+    to the call to action, links that are not absolute, no footer (unsubscribe
+    link and postal address) in either part; and at translations
     missing (of ``wanted_languages`` or dropped since an earlier revision) or
     out of date. `mailer check BLAST` does the full check of a blast made from
     the alert, with its real recipients and headers.
@@ -167,7 +206,7 @@ def check_revision(
         found.setdefault((f.code, f.language, f.message), f)
 
     try:
-        template = StoredAlertTemplate(settings.templates_path(), revision)
+        template = compiled_revisions.get(settings.templates_path(), revision)
     except TemplateProblem as exc:
         add(_finding(exc, revision.default_language))
         return _sorted(found)
@@ -181,6 +220,7 @@ def check_revision(
                 add(_finding(exc, lang))
                 continue
             _look_at(rendered, cta, lang, add)
+            _footer(rendered, settings.organization.postal_address, lang, add)
     for status in translation_status(db, name, wanted_languages):
         if status.state == "missing":
             add(
@@ -204,6 +244,37 @@ def check_revision(
                 )
             )
     return _sorted(found)
+
+
+def _footer(
+    rendered: RenderedAlert, postal_address: str, lang: str, add: Callable[[Finding], None]
+) -> None:
+    """The footer the law asks for: an unsubscribe link and the postal address, in both parts.
+
+    The shared layout adds them; a plain-text override or an edited layout can lose them.
+    """
+    postal = postal_address.split("\n")[0].strip()
+    for part, label, body in (("body", "HTML", rendered.html), ("text", "text", rendered.text)):
+        if "/u/preview" not in body:
+            add(
+                Finding(
+                    "error",
+                    "unsubscribe-missing",
+                    f"the {label} part has no unsubscribe link (the layout's footer is missing)",
+                    lang,
+                    part,
+                )
+            )
+        if postal and postal not in body:
+            add(
+                Finding(
+                    "error",
+                    "postal-address-missing",
+                    f"the {label} part lacks the postal address (the layout's footer is missing)",
+                    lang,
+                    part,
+                )
+            )
 
 
 def _look_at(rendered: RenderedAlert, cta: str, lang: str, add: Callable[[Finding], None]) -> None:

@@ -16,11 +16,23 @@ from starlette.routing import BaseRoute
 from mailer.config import Settings
 from mailer.store import Database
 from mailer.store.models import utcnow
-from mailer.web.admin import api, blasts, home, lists, logs, people, petitions, users
+from mailer.web.admin import (
+    api,
+    blasts,
+    home,
+    lists,
+    logs,
+    people,
+    petitions,
+    preview,
+    sending,
+    studio,
+    users,
+)
 from mailer.web.admin.site import Site
 
 # Route order matters where paths overlap: /admin/blasts/new before /admin/blasts/{ref}.
-MODULES = (home, blasts, logs, people, lists, petitions, users, api)
+MODULES = (home, blasts, logs, people, lists, petitions, users, studio, preview, sending, api)
 
 
 def admin_routes(

@@ -39,6 +39,9 @@ def routes(site: Site) -> list[BaseRoute]:
     def css(request: Request) -> Response:
         return FileResponse(STATIC / "admin.css", media_type="text/css")
 
+    def script(request: Request) -> Response:
+        return FileResponse(STATIC / "studio.js", media_type="text/javascript")
+
     def home(request: Request) -> Response:
         return RedirectResponse("/admin/", status_code=307)
 
@@ -51,6 +54,7 @@ def routes(site: Site) -> list[BaseRoute]:
     return [
         Route("/admin", home, methods=["GET"]),
         Route("/admin/static/admin.css", css, methods=["GET"]),
+        Route("/admin/static/studio.js", script, methods=["GET"]),
         Route("/admin/login", login_page, methods=["GET"]),
         Route("/admin/login", login_post, methods=["POST"]),
         site.page("POST", "/admin/logout", Permission.READ, logout),

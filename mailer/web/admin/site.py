@@ -114,7 +114,7 @@ class Site:
         return self.message(caller, 403, "Not allowed", text)
 
     def back(self, path: str, notice: str) -> Response:
-        """Back to ``path`` (303), which then shows ``notice`` once."""
+        """Back to ``path`` (303; it may carry a query), which then shows ``notice`` once."""
         response = RedirectResponse(path, status_code=303)
         sealed = notices.seal(self.settings.security.secret_key, notice)
         response.set_cookie(

@@ -1,0 +1,249 @@
+"""What the studio's sending flow needs besides a blast: audience counts and test sends.
+
+- :func:`count_audience` counts who a blast made from some lists and a
+  segment would go to right now, with the same rules as the audience snapshot
+  taken when it starts (active, not suppressed, segment, each person once).
+- :func:`send_alert_test` sends one revision of a stored alert to the
+  organizer's own addresses, marked as a test (``[TEST]`` subject,
+  ``X-Mailer-Test`` header, links that record nothing), and writes the audit
+  event ``alert.test_sent`` naming the revision.
+- :func:`was_test_sent` says whether a revision (or a blast made from it) was
+  test-sent, for the confirmation step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+
+from mailer.alerts.compiled import StoredAlertTemplate
+from mailer.alerts.store import get_revision
+from mailer.assemble import SEND_KEYS, dkim_signer, identity_for
+from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
+from mailer.compose.message import new_message_id
+from mailer.compose.tokens import TokenSigner
+from mailer.config import Settings
+from mailer.errors import InvalidState
+from mailer.lifecycle import audit
+from mailer.send.audience import _segment_filters
+from mailer.send.outcome import Outcome
+from mailer.send.transport import SmtpTransport
+from mailer.store import Blast, Database, Event, MailingList, Membership, Supporter, Suppression
+from mailer.store.models import SupporterStatus, utcnow
+
+MAX_TEST_ADDRESSES = 10
+
+
+def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] | None) -> int:
+    """How many active, unsuppressed supporters on ``list_names`` match ``segment``.
+
+    Counted as (active members matching the segment) minus (those of them whose
+    address is suppressed), the second driven from the suppression list, which
+    is small: a NOT EXISTS probe per member cost 250 ms of 530 at 200,000
+    members on SQLite. On SQLite the status test is written so that it cannot
+    use the status index: without statistics SQLite walks that index (nearly
+    every supporter is active) and looks each member up in it, 1,070 ms against
+    290 ms by primary key (200,000 members, 2-core machine under load).
+    """
+    if not list_names:
+        return 0
+    members = (
+        sa_select(col(Membership.supporter_id))
+        .join(MailingList, col(MailingList.id) == Membership.list_id)
+        .where(col(MailingList.name).in_(list_names))
+    )
+    status: Any = col(Supporter.status)
+    if db.is_sqlite:
+        status = status.concat("")  # `status || ''`: the same test, without the index
+    narrow = (
+        col(Supporter.id).in_(members),
+        status == SupporterStatus.ACTIVE.value,
+        *_segment_filters(segment),
+    )
+    everyone = sa_select(func.count()).select_from(Supporter).where(*narrow)
+    held_back = (
+        sa_select(func.count())
+        .select_from(Suppression)
+        .where(
+            sa_select(col(Supporter.id))
+            .where(col(Supporter.email) == Suppression.email, *narrow)
+            .exists()
+        )
+    )
+    with db.session() as session:
+        total = int(session.execute(everyone).scalar_one())
+        return total - int(session.execute(held_back).scalar_one())
+
+
+class _NoLinks:
+    """Link ids for the composer of a test: nothing is registered, so no link is tracked."""
+
+    def link_id(self, url: str) -> int | None:
+        return None
+
+    def register(self, urls: Iterable[str]) -> None:
+        pass
+
+
+def _test_message(composer: AlertComposer, recipient: Recipient) -> OutgoingMessage:
+    """One test message: ``[TEST]`` subject, ``X-Mailer-Test`` header, and links as written.
+
+    An alert that is not yet a blast has no link rows to track clicks by, so its
+    links lead straight to their targets (a blast's test goes through
+    :func:`mailer.blasts.send_test`, tracked links and all). Built like
+    :meth:`AlertComposer.compose` builds a message otherwise: same layout,
+    headers, unsubscribe link and DKIM signature.
+    """
+    token = composer.signer.unsubscribe(0)
+    unsubscribe_url = f"{composer.base_url}/u/{token}"
+    rendered = composer.render(recipient, unsubscribe_url)
+    message_id = new_message_id(0, 0, composer.identity.domain)
+    data = b"X-Mailer-Test: yes\r\n" + composer.builder.build(
+        replace(rendered, subject=f"[TEST] {rendered.subject}"),
+        to_name=recipient.display_name,
+        to_address=recipient.email,
+        message_id=message_id,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_token=token,
+        date=composer.clock(),
+    )
+    if composer.dkim is not None:
+        data = composer.dkim.sign(data)
+    return OutgoingMessage(
+        delivery_id=0,
+        envelope_sender=composer.identity.envelope_sender(""),
+        recipient=recipient.email,
+        message_id=message_id,
+        data=data,
+    )
+
+
+def parse_addresses(text: str) -> list[str]:
+    """Addresses separated by commas, semicolons or spaces, each checked and normalized."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise InvalidState("give at least one address to send the test to")
+    if len(parts) > MAX_TEST_ADDRESSES:
+        raise InvalidState(f"a test goes to at most {MAX_TEST_ADDRESSES} addresses")
+    out = []
+    for part in parts:
+        try:
+            out.append(
+                validate_email(
+                    part.strip(), check_deliverability=False, allow_smtputf8=False
+                ).normalized
+            )
+        except EmailNotValidError as exc:
+            raise InvalidState(f"{part.strip()!r} is not an email address: {exc}") from None
+    return out
+
+
+def send_alert_test(
+    db: Database,
+    settings: Settings,
+    name: str,
+    addresses: list[str],
+    *,
+    actor: str,
+    number: int | None = None,
+    language: str | None = None,
+    cta_url: str | None = None,
+) -> list[tuple[str, Outcome]]:
+    """Send revision ``number`` (default the newest) of alert ``name`` to ``addresses``.
+
+    Each address that is a supporter gets their own version (in ``language``
+    when given, else theirs); any other gets the fallbacks.
+    """
+    settings.require(*SEND_KEYS)
+    revision = get_revision(db, name, number)
+    template = StoredAlertTemplate(settings.templates_path(), revision)
+    cta = cta_url or settings.blast.default_cta_url
+    sample = Blast(name=f"test of {name}", template=name, cta_url=cta)
+    composer = AlertComposer(
+        template=template,
+        blast_id=0,
+        blast_name=sample.name,
+        cta_url=cta,
+        identity=identity_for(settings, sample, []),
+        organization_name=settings.organization.name,
+        postal_address=settings.organization.postal_address,
+        base_url=settings.web.base_url,
+        signer=TokenSigner(settings.security.secret_key),
+        link_ids=_NoLinks(),
+        clock=utcnow,
+        dkim=dkim_signer(settings, address=settings.sender.address),
+    )
+    with db.session() as session:
+        people = {
+            s.email: Recipient.of(s)
+            for s in session.exec(select(Supporter).where(col(Supporter.email).in_(addresses)))
+        }
+    recipients = []
+    for address in addresses:
+        recipient = people.get(address.lower()) or Recipient(
+            email=address, language=revision.default_language
+        )
+        if language:
+            recipient = replace(recipient, language=language)
+        recipients.append(recipient)
+
+    async def deliver_all() -> list[tuple[str, Outcome]]:
+        transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
+        results = []
+        try:
+            for recipient in recipients:
+                message = _test_message(composer, recipient)
+                results.append((recipient.email, await transport.deliver(message)))
+        finally:
+            await transport.close()
+        return results
+
+    results = asyncio.run(deliver_all())
+    with db.session() as session:
+        audit(
+            session,
+            "alert.test_sent",
+            actor=actor,
+            now=utcnow(),
+            detail={
+                "alert": revision.alert,
+                "revision": revision.number,
+                "to": [f"{a}: {o.code} {o.text}" for a, o in results],
+            },
+        )
+    return results
+
+
+def tested_revisions(db: Database, alert: str) -> list[int]:
+    """The revisions of ``alert`` that were test-sent (from the newest 500 test events)."""
+    with db.session() as session:
+        details = session.exec(
+            select(Event.detail)
+            .where(Event.action == "alert.test_sent")
+            .order_by(col(Event.id).desc())
+            .limit(500)
+        ).all()
+    return sorted(
+        {int(d["revision"]) for d in details if d.get("alert") == alert and "revision" in d}
+    )
+
+
+def was_test_sent(db: Database, alert: str, revision: int, blast_id: int | None = None) -> bool:
+    """Whether revision ``revision`` of ``alert`` was test-sent (or blast ``blast_id`` was)."""
+    if blast_id is not None:
+        with db.session() as session:
+            found = session.exec(
+                select(Event.id).where(
+                    Event.action == "blast.test_sent", Event.blast_id == blast_id
+                )
+            ).first()
+        if found is not None:
+            return True
+    return revision in tested_revisions(db, alert)
