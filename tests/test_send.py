@@ -248,10 +248,11 @@ def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(
 ) -> None:
     add_people(db, "members", people(4))
     blast_id = new_blast(db, settings)
-    dead = make_sender(db, settings)
+    dead = make_sender(db, settings).ledger
     dead.start(blast_id)
-    claimed = dead._claim(blast_id, 0, 3)  # it claims three ...
-    dead._mark_sending([claimed[0].delivery_id])  # ... hands one to the relay, then dies
+    claimed = dead.claim(blast_id, 0, 3)  # it claims three ...
+    dead.mark_sending([claimed[0].delivery_id])  # ... hands one to the relay, then dies
+    dead.close()
     with db.session() as session:
         workers.unregister(session, dead.worker)
     result = send_now(db, settings, blast_id)
