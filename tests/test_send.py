@@ -21,6 +21,7 @@ from mailer.store import (
     Database,
     Delivery,
     DeliveryState,
+    Event,
     Supporter,
     SupporterStatus,
 )
@@ -241,6 +242,43 @@ def test_down_relay_pauses_the_blast_and_resume_sends_each_once(
     assert Counter(r.rcpt_tos[0] for r in server.handler.received) == {
         p.email: 1 for p in people(3)
     }
+
+
+def test_the_senders_status_changes_are_audited(db: Database) -> None:
+    """Started, paused by a down relay, resumed, finished: each an event with its detail."""
+    add_people(db, "members", people(2))
+    server = SmtpTestServer()  # chosen port, not started yet: nothing listens there
+    settings = make_settings(smtp_port=server.port)
+    blast_id = new_blast(db, settings)
+    first = BlastSender(
+        db, lambda: SmtpTransport(settings.smtp, connect_attempts=1, retry_delay=0.01)
+    )
+    paused = asyncio.run(
+        first.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)), actor="t")
+    )
+    assert paused.status is BlastStatus.PAUSED
+    server.start()
+    try:
+        second = make_sender(db, settings)
+        done = asyncio.run(
+            second.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)))
+        )
+    finally:
+        server.stop()
+    assert done.status is BlastStatus.DONE
+    with db.session() as session:
+        events = session.exec(
+            select(Event)
+            .where(Event.blast_id == blast_id, col(Event.action) != "blast.created")
+            .order_by(col(Event.id))
+        ).all()
+    nothing_recovered = {"released": 0, "in_doubt": 0}
+    assert [(e.action, e.actor, e.detail) for e in events] == [
+        ("blast.started", "t", {"worker": first.worker, **nothing_recovered}),
+        ("blast.paused", "system", {"reason": paused.error}),
+        ("blast.resumed", "cli", {"worker": second.worker, **nothing_recovered}),
+        ("blast.finished", "system", {}),
+    ]
 
 
 def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(

@@ -22,7 +22,7 @@ What makes several senders on one blast safe is here:
   sender to leave marks the blast done; a signal pauses the blast only when
   no other sender is left on it.
 
-The per-message writes
+Status changes go through :mod:`mailer.lifecycle`. The per-message writes
 (marks, outcomes) are SQL text prepared once per dialect, run on the driver
 over one connection kept for the run (:mod:`mailer.store.driver`); the rest
 goes through the ORM.
@@ -41,27 +41,19 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
+from mailer import lifecycle
 from mailer.compose.alert import Recipient
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState
 from mailer.send import control, shared_rate, workers
 from mailer.send.audience import snapshot_of, suppressed
 from mailer.send.policy import Claimed, OutcomeRow, StopReason
-from mailer.store import (
-    Blast,
-    BlastStatus,
-    Database,
-    Delivery,
-    DeliveryState,
-    Event,
-    SenderWorker,
-)
+from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
 from mailer.store.driver import IDS, DriverSql
 from mailer.store.models import Supporter, utcnow
 
 log = logging.getLogger(__name__)
 
-_STARTABLE = {BlastStatus.DRAFT, BlastStatus.SCHEDULED, BlastStatus.SENDING, BlastStatus.PAUSED}
 OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
 
 
@@ -121,10 +113,7 @@ class Ledger:
                 raise InvalidState(f"blast {blast_id} does not exist")
             if join_only and blast.status is not BlastStatus.SENDING:
                 raise InvalidState(f"blast {blast.name!r} is {blast.status}; nothing to join")
-            if blast.status not in _STARTABLE:
-                raise InvalidState(
-                    f"blast {blast.name!r} is {blast.status}; it cannot be sent again"
-                )
+            lifecycle.check(blast, BlastStatus.SENDING, doing="be sent again")
             released, in_doubt = workers.recover_dead(session, blast_id, now)
             action = "blast.resumed"
             if blast.status is BlastStatus.SENDING and workers.live_on(session, blast_id, now):
@@ -134,19 +123,17 @@ class Ledger:
                 blast.started_at = now
                 action = "blast.started"
                 log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
-            blast.status = BlastStatus.SENDING
             blast.last_error = ""
-            session.add(blast)
-            workers.register(session, self.worker, blast_id, now, self.lease)
-            session.add(
-                Event(
-                    at=now,
-                    actor=actor,
-                    action=action,
-                    blast_id=blast_id,
-                    detail={"worker": self.worker, "released": released, "in_doubt": in_doubt},
-                )
+            lifecycle.transition(
+                session,
+                blast,
+                BlastStatus.SENDING,
+                action=action,
+                actor=actor,
+                now=now,
+                detail={"worker": self.worker, "released": released, "in_doubt": in_doubt},
             )
+            workers.register(session, self.worker, blast_id, now, self.lease)
         counts = delivery_counts(self.db, blast_id)
         total = sum(counts.values())
         return total, total - sum(counts[s.value] for s in OPEN_STATES)
@@ -166,17 +153,15 @@ class Ledger:
                 return blast.status  # paused or cancelled from outside, or taken over
             others = workers.live_on(session, blast_id, now)
             if why is not None and why.pause_blast and not (why.if_alone and others):
-                blast.status = BlastStatus.PAUSED
                 blast.last_error = why.reason
-                session.add(blast)
-                session.add(
-                    Event(
-                        at=now,
-                        actor="system",
-                        action="blast.paused",
-                        blast_id=blast_id,
-                        detail={"reason": why.reason},
-                    )
+                lifecycle.transition(
+                    session,
+                    blast,
+                    BlastStatus.PAUSED,
+                    action="blast.paused",
+                    actor="system",
+                    now=now,
+                    detail={"reason": why.reason},
                 )
                 return blast.status
             if others:
@@ -187,12 +172,15 @@ class Ledger:
                 .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(OPEN_STATES))
             ).one()
             if open_count == 0:
-                blast.status = BlastStatus.DONE
                 blast.finished_at = now
-                session.add(blast)
                 shared_rate.forget(session, blast_id)
-                session.add(
-                    Event(at=now, actor="system", action="blast.finished", blast_id=blast_id)
+                lifecycle.transition(
+                    session,
+                    blast,
+                    BlastStatus.DONE,
+                    action="blast.finished",
+                    actor="system",
+                    now=now,
                 )
             return blast.status
 
@@ -454,14 +442,13 @@ class Ledger:
             released,
             in_doubt,
         )
-        session.add(
-            Event(
-                at=now,
-                actor="system",
-                action="blast.senders_recovered",
-                blast_id=blast_id,
-                detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
-            )
+        lifecycle.audit(
+            session,
+            "blast.senders_recovered",
+            actor="system",
+            now=now,
+            blast_id=blast_id,
+            detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
         )
 
     def take_tokens(self, blast_id: int, domain: str | None, want: int) -> tuple[int, float]:
