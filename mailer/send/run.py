@@ -122,12 +122,14 @@ class Stop:
 
 
 class AsyncLedger:
-    """The :class:`~mailer.send.ledger.Ledger`'s calls, awaited.
+    """The :class:`~mailer.send.ledger.Ledger`'s calls, as futures to await.
 
-    Each runs on ``thread`` — an executor with exactly one thread, the run's
-    database thread — so they run one at a time in the order they were made.
-    ``grants`` (a thread of its own) runs only :meth:`take_tokens`, so that a
-    shared-rate grant never waits behind a batch of writes.
+    Each call is handed at once to ``thread`` — an executor with exactly one
+    thread, the run's database thread — so the calls run one at a time, in
+    the order they were made, and a write handed over is done even if the
+    task awaiting it is cancelled. ``grants`` (a thread of its own) runs only
+    :meth:`take_tokens`, so that a shared-rate grant never waits behind a
+    batch of writes.
     """
 
     def __init__(self, ledger: Ledger, thread: Executor, grants: Executor | None = None) -> None:
@@ -135,44 +137,46 @@ class AsyncLedger:
         self.thread = thread
         self.grants = grants
 
-    async def _call(self, fn: Callable[[*Ts], R], *args: *Ts) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+    def _call(self, fn: Callable[[*Ts], R], *args: *Ts) -> asyncio.Future[R]:
+        return asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
 
-    async def start(self, blast_id: int, *, actor: str, join_only: bool) -> tuple[int, int]:
-        return await self._call(self._start, blast_id, actor, join_only)
+    def start(
+        self, blast_id: int, *, actor: str, join_only: bool
+    ) -> asyncio.Future[tuple[int, int]]:
+        return self._call(self._start, blast_id, actor, join_only)
 
     def _start(self, blast_id: int, actor: str, join_only: bool) -> tuple[int, int]:
         return self.sync.start(blast_id, actor=actor, join_only=join_only)
 
-    async def finish(self, blast_id: int, why: StopReason | None) -> BlastStatus:
-        return await self._call(self.sync.finish, blast_id, why)
+    def finish(self, blast_id: int, why: StopReason | None) -> asyncio.Future[BlastStatus]:
+        return self._call(self.sync.finish, blast_id, why)
 
-    async def claim(self, blast_id: int, after_id: int, limit: int) -> list[Claimed]:
-        return await self._call(self.sync.claim, blast_id, after_id, limit)
+    def claim(self, blast_id: int, after_id: int, limit: int) -> asyncio.Future[list[Claimed]]:
+        return self._call(self.sync.claim, blast_id, after_id, limit)
 
-    async def cap_room(self) -> int | None:
-        return await self._call(self.sync.cap_room)
+    def cap_room(self) -> asyncio.Future[int | None]:
+        return self._call(self.sync.cap_room)
 
-    async def next_due(self, blast_id: int) -> tuple[datetime | None, bool]:
-        return await self._call(self.sync.next_due, blast_id)
+    def next_due(self, blast_id: int) -> asyncio.Future[tuple[datetime | None, bool]]:
+        return self._call(self.sync.next_due, blast_id)
 
-    async def mark_sending(self, ids: list[int]) -> set[int]:
-        return await self._call(self.sync.mark_sending, ids)
+    def mark_sending(self, ids: list[int]) -> asyncio.Future[set[int]]:
+        return self._call(self.sync.mark_sending, ids)
 
-    async def record(self, rows: list[OutcomeRow]) -> None:
-        await self._call(self.sync.record, rows)
+    def record(self, rows: list[OutcomeRow]) -> asyncio.Future[None]:
+        return self._call(self.sync.record, rows)
 
-    async def release(self, ids: list[int]) -> None:
-        await self._call(self.sync.release, ids)
+    def release(self, ids: list[int]) -> asyncio.Future[None]:
+        return self._call(self.sync.release, ids)
 
-    async def heartbeat(self, blast_id: int) -> Pulse:
-        return await self._call(self.sync.heartbeat, blast_id)
+    def heartbeat(self, blast_id: int) -> asyncio.Future[Pulse]:
+        return self._call(self.sync.heartbeat, blast_id)
 
-    async def live_senders(self, blast_id: int) -> int:
-        return await self._call(self.sync.live_senders, blast_id)
+    def live_senders(self, blast_id: int) -> asyncio.Future[int]:
+        return self._call(self.sync.live_senders, blast_id)
 
-    async def close(self) -> None:
-        await self._call(self.sync.close)
+    def close(self) -> asyncio.Future[None]:
+        return self._call(self.sync.close)
 
     async def take_tokens(self, blast_id: int, domain: str | None, want: int) -> tuple[int, float]:
         assert self.grants is not None, "shared rates need a grants executor"
