@@ -168,8 +168,8 @@ class ThreadProfiles:
         return total(self.main), sum(total(p) for p in self.threads)
 
 
-# The engine's jobs on its database thread, and sqlite3's commits: how often each ran.
-_DB_JOBS = ("_claim", "_mark_sending", "_record", "_release", "_heartbeat", "_cap_room")
+# The ledger's jobs on the database thread, and sqlite3's commits: how often each ran.
+_DB_JOBS = ("claim", "mark_sending", "record", "release", "heartbeat", "cap_room")
 _COMMIT = "<method 'commit' of 'sqlite3.Connection' objects>"
 
 
@@ -179,13 +179,13 @@ class Report:
     owners: list[tuple[str, float]]  # (owner, CPU seconds), largest first
     loop_cpu_s: float
     other_threads_cpu_s: float
-    db_jobs: list[tuple[str, int, float]]  # (engine method or "commit", calls, cumulative CPU s)
+    db_jobs: list[tuple[str, int, float]]  # (ledger method or "commit", calls, cumulative CPU s)
 
 
 def db_jobs(stats: dict[Func, Any]) -> list[tuple[str, int, float]]:
     found = []
     for (filename, _, name), entry in stats.items():
-        engine_job = filename.endswith("mailer/send/engine.py") and name in _DB_JOBS
+        engine_job = filename.endswith("mailer/send/ledger.py") and name in _DB_JOBS
         if engine_job or (filename == "~" and name == _COMMIT):
             found.append(("sqlite3 commit" if name == _COMMIT else name, int(entry[1]), entry[3]))
     return sorted(found, key=lambda job: -job[2])

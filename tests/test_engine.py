@@ -10,9 +10,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
-import pytest
 from sqlmodel import select
 
 from mailer.assemble import composer_for, make_sender
@@ -21,9 +19,9 @@ from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.send import control
-from mailer.send.engine import SendResult, _Run, _Stop, delivery_counts
-from mailer.send.outcome import Outcome, Verdict
-from mailer.send.throttle import DomainScheduler, TokenBucket
+from mailer.send.engine import SendResult, delivery_counts
+from mailer.send.policy import skipped_row
+from mailer.send.run import AsyncLedger, BlastRun, Stop
 from mailer.store import BlastStatus, Database, Delivery, DeliveryState, Supporter, find_blast
 from mailer.store.models import utcnow
 from tests.conftest import TEST_SECRET, both_smtp_paths, make_settings
@@ -230,24 +228,27 @@ def test_outcomes_taken_for_writing_survive_a_cancelled_recorder(db: Database) -
     blast_id = blast(db, settings)
     sender = make_sender(db, settings)
     sender.start(blast_id)
-    claimed = sender._claim(blast_id, 0, 10)
+    claimed = sender.ledger.claim(blast_id, 0, 10)
     with db.session() as session:
         composer = composer_for(db, settings, find_blast(session, blast_id))
 
     async def scenario() -> None:
-        sender._executor = ThreadPoolExecutor(max_workers=1)
-        run = _Run(sender, blast_id, composer, _Stop(), None)
+        loop = asyncio.get_running_loop()
+        database_thread = ThreadPoolExecutor(max_workers=1)
+        ledger = AsyncLedger(sender.ledger, database_thread)
+        run = BlastRun(ledger, blast_id, composer, sender.transport_factory, stop=Stop())
         gate = threading.Event()
-        busy = asyncio.ensure_future(sender._db(gate.wait))  # the database thread is busy
+        busy = loop.run_in_executor(database_thread, gate.wait)  # the thread is busy
         for item in claimed:
-            run.add_outcome(sender.skipped_row(item))
+            run.add_outcome(skipped_row(item, now=utcnow()))
         recorder = asyncio.create_task(run.flush_outcomes())
         await asyncio.sleep(0.05)
         recorder.cancel()
         gate.set()
         await busy
-        await sender._db(lambda: None)  # everything queued before has run
-        sender._executor.shutdown(wait=True)
+        await loop.run_in_executor(database_thread, lambda: None)  # what was queued has run
+        await ledger.close()
+        database_thread.shutdown(wait=True)
 
     asyncio.run(scenario())
     assert len(claimed) == 3
@@ -282,71 +283,6 @@ def test_hourly_cap_holds_the_rest_back(db: Database, smtp_server: SmtpTestServe
         control.pause(session, find_blast(session, blast_id), actor="test", now=utcnow())
     thread.join(timeout=10)
     assert results[0].counts["queued"] == 2
-
-
-def test_token_bucket_paces_to_its_rate() -> None:
-    now = [0.0]
-    bucket = TokenBucket(10.0, burst=1.0, clock=lambda: now[0])
-    assert bucket.wait_time() == 0.0
-    bucket.take()
-    assert abs(bucket.wait_time() - 0.1) < 1e-9
-    now[0] += 0.1
-    assert bucket.wait_time() == 0.0
-
-
-def _picked_in(scheduler: DomainScheduler[int], now: list[float], seconds: float) -> int:
-    """How many jobs the scheduler hands out over ``seconds`` of its clock."""
-    picked = 0
-    for _ in range(int(seconds * 100)):
-        now[0] += 0.01
-        while not isinstance(found := scheduler._pick(), float):
-            scheduler.done(found[0], None)
-            picked += 1
-    return picked
-
-
-@pytest.mark.parametrize(("rate", "domain_rate"), [(10.0, 0.0), (0.0, 10.0)])
-def test_senders_on_one_machine_divide_the_rates(rate: float, domain_rate: float) -> None:
-    now = [0.0]
-    scheduler: DomainScheduler[int] = DomainScheduler(
-        concurrency=0, rate=rate, domain_rate=domain_rate, clock=lambda: now[0]
-    )
-    for i in range(1000):
-        scheduler.put("a.example.org", i)
-    scheduler.share(2)  # two sender processes on the blast: each keeps to half
-    assert 48 <= _picked_in(scheduler, now, 10.0) <= 56
-    scheduler.share(1)  # the other one left: the whole rate again
-    assert 98 <= _picked_in(scheduler, now, 10.0) <= 106
-
-
-def test_a_domain_that_answers_421_is_backed_off_adaptively() -> None:
-    now = [100.0]
-    scheduler: DomainScheduler[str] = DomainScheduler(concurrency=1, clock=lambda: now[0])
-    scheduler.put("busy.example.org", "a")
-    scheduler.put("busy.example.org", "b")
-    picked = scheduler._pick()
-    assert picked == ("busy.example.org", "a")
-    scheduler.done("busy.example.org", Outcome(Verdict.RETRY, 421, "4.7.0 slow down", "4.7.0"))
-    assert scheduler.backoff_of("busy.example.org") == 2.0
-    assert scheduler._pick() == 2.0  # "b" waits out the backoff
-    now[0] += 2.0
-    assert scheduler._pick() == ("busy.example.org", "b")
-    scheduler.done("busy.example.org", Outcome(Verdict.RETRY, 421, "4.7.0 slow down", "4.7.0"))
-    assert scheduler.backoff_of("busy.example.org") == 4.0  # doubled on repeat
-    scheduler.put("busy.example.org", "c")
-    now[0] += 4.0
-    assert scheduler._pick() == ("busy.example.org", "c")
-    scheduler.done("busy.example.org", Outcome(Verdict.SENT, 250, "ok"))
-    assert scheduler.backoff_of("busy.example.org") == 2.0  # shrinks as mail goes through
-
-
-def test_retry_delay_grows_with_jitter() -> None:
-    from mailer.send.engine import retry_delay
-
-    assert retry_delay(1, 300, rng=lambda: 0.5) == timedelta(seconds=300)
-    assert retry_delay(3, 300, rng=lambda: 0.5) == timedelta(seconds=1200)
-    assert retry_delay(2, 300, rng=lambda: 0.0) == timedelta(seconds=480)
-    assert retry_delay(2, 300, rng=lambda: 1.0) == timedelta(seconds=720)
 
 
 def test_a_recipient_whose_message_cannot_be_built_fails_alone(

@@ -22,6 +22,7 @@ from mailer.store import (
     Database,
     Delivery,
     DeliveryState,
+    Event,
     Supporter,
     SupporterStatus,
 )
@@ -246,15 +247,53 @@ def test_down_relay_pauses_the_blast_and_resume_sends_each_once(
     }
 
 
+def test_the_senders_status_changes_are_audited(db: Database) -> None:
+    """Started, paused by a down relay, resumed, finished: each an event with its detail."""
+    add_people(db, "members", people(2))
+    server = SmtpTestServer()  # chosen port, not started yet: nothing listens there
+    settings = make_settings(smtp_port=server.port)
+    blast_id = new_blast(db, settings)
+    first = BlastSender(
+        db, lambda: SmtpTransport(settings.smtp, connect_attempts=1, retry_delay=0.01)
+    )
+    paused = asyncio.run(
+        first.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)), actor="t")
+    )
+    assert paused.status is BlastStatus.PAUSED
+    server.start()
+    try:
+        second = make_sender(db, settings)
+        done = asyncio.run(
+            second.send(blast_id, composer_for(db, settings, blast_status(db, blast_id)))
+        )
+    finally:
+        server.stop()
+    assert done.status is BlastStatus.DONE
+    with db.session() as session:
+        events = session.exec(
+            select(Event)
+            .where(Event.blast_id == blast_id, col(Event.action) != "blast.created")
+            .order_by(col(Event.id))
+        ).all()
+    nothing_recovered = {"released": 0, "in_doubt": 0}
+    assert [(e.action, e.actor, e.detail) for e in events] == [
+        ("blast.started", "t", {"worker": first.worker, **nothing_recovered}),
+        ("blast.paused", "system", {"reason": paused.error}),
+        ("blast.resumed", "cli", {"worker": second.worker, **nothing_recovered}),
+        ("blast.finished", "system", {}),
+    ]
+
+
 def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(
     db: Database, settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     add_people(db, "members", people(4))
     blast_id = new_blast(db, settings)
-    dead = make_sender(db, settings)
+    dead = make_sender(db, settings).ledger
     dead.start(blast_id)
-    claimed = dead._claim(blast_id, 0, 3)  # it claims three ...
-    dead._mark_sending([claimed[0].delivery_id])  # ... hands one to the relay, then dies
+    claimed = dead.claim(blast_id, 0, 3)  # it claims three ...
+    dead.mark_sending([claimed[0].delivery_id])  # ... hands one to the relay, then dies
+    dead.close()
     with db.session() as session:
         workers.unregister(session, dead.worker)
     result = send_now(db, settings, blast_id)

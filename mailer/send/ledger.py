@@ -1,0 +1,505 @@
+"""The sender's side of the database: start, claim, mark, record, release, heartbeat, finish.
+
+Every method of :class:`Ledger` is synchronous and runs on **the database
+thread only**: during a send, :class:`mailer.send.run.AsyncLedger` runs each
+call on the one thread the run keeps for the database (one writer, in order),
+while the event loop keeps the SMTP connections busy; outside a send, one
+caller at a time may call it. The exception is :meth:`Ledger.take_tokens`,
+run on a grant thread: it shares nothing with the others but the database.
+
+What makes several senders on one blast safe is here:
+
+- :meth:`~Ledger.start` locks the blast row (``FOR UPDATE``), so the audience
+  snapshot is taken exactly once; a sender that finds the blast ``sending``
+  joins it.
+- :meth:`~Ledger.claim` skips rows another sender has locked (``FOR UPDATE
+  SKIP LOCKED``) or holds (``worker`` set), and :meth:`~Ledger.mark_sending`
+  makes a row ``sending`` only while it names this sender and this sender's
+  lease is current, so no two senders ever send one delivery.
+- :meth:`~Ledger.heartbeat` renews the lease and recovers senders whose lease
+  ran out or whose process is gone (:mod:`mailer.send.workers`).
+- :meth:`~Ledger.finish` runs under the blast row lock too: only the last
+  sender to leave marks the blast done; a signal pauses the blast only when
+  no other sender is left on it.
+
+Status changes go through :mod:`mailer.lifecycle`. The per-message writes
+(marks, outcomes) are SQL text prepared once per dialect, run on the driver
+over one connection kept for the run (:mod:`mailer.store.driver`); the rest
+goes through the ORM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Dialect, PoolProxiedConnection, and_, func, or_, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlmodel import Session, col, select
+
+from mailer import lifecycle
+from mailer.compose.alert import Recipient
+from mailer.config import SendingSettings
+from mailer.errors import InvalidState
+from mailer.send import control, shared_rate, workers
+from mailer.send.audience import snapshot_of, suppressed
+from mailer.send.policy import Claimed, OutcomeRow, StopReason
+from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
+from mailer.store.driver import IDS, DriverSql
+from mailer.store.models import Supporter, utcnow
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """What a heartbeat found."""
+
+    status: BlastStatus  # the blast's status now
+    kept: bool  # this sender still holds its lease
+    senders: int  # live senders on the blast, this one included
+
+
+class Ledger:
+    """One sender's database work on blasts; see the module docstring for the thread rule."""
+
+    def __init__(
+        self,
+        db: Database,
+        sending: SendingSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.settings = sending or SendingSettings()
+        self.clock = clock
+        self.worker = workers.new_worker_name()  # this sender's name in ``delivery.worker``
+        # Renewed every control interval: shorter than a few of them, it would lapse.
+        cfg = self.settings
+        self.lease = timedelta(seconds=max(cfg.lease_seconds, 3 * cfg.control_interval))
+        self._sql: _SendSql | None = None
+        self._hot_conn: PoolProxiedConnection | None = None
+
+    @property
+    def shares_rates(self) -> bool:
+        """Rates go through the database's buckets (PostgreSQL, where senders may be many)."""
+        return not self.db.is_sqlite and (self.settings.rate > 0 or self.settings.domain_rate > 0)
+
+    # -- start and finish -------------------------------------------------------------
+
+    def start(
+        self, blast_id: int, *, actor: str = "cli", join_only: bool = False
+    ) -> tuple[int, int]:
+        """Make the blast ``sending`` and register this sender; (total, already final).
+
+        With ``join_only`` the blast must already be ``sending`` (a helper of
+        another sender): anything else raises :class:`InvalidState`, so a
+        helper never starts or resumes a blast by itself.
+        """
+        now = self.clock()
+        with self.db.session() as session:
+            # Locked (PostgreSQL; SQLite has one writer anyway) so that senders starting
+            # together take the audience snapshot once: the others wait, then join.
+            blast = session.exec(
+                select(Blast).where(Blast.id == blast_id).with_for_update()
+            ).first()
+            if blast is None:
+                raise InvalidState(f"blast {blast_id} does not exist")
+            if join_only and blast.status is not BlastStatus.SENDING:
+                raise InvalidState(f"blast {blast.name!r} is {blast.status}; nothing to join")
+            lifecycle.check(blast, BlastStatus.SENDING, doing="be sent again")
+            released, in_doubt = workers.recover_dead(session, blast_id, now)
+            action = "blast.resumed"
+            if blast.status is BlastStatus.SENDING and workers.live_on(session, blast_id, now):
+                action = "blast.joined"  # other senders are at work on it
+            if blast.started_at is None:  # first start: take the audience snapshot
+                added = snapshot_of(session, blast, now, dialect=self.db.engine.dialect.name)
+                blast.started_at = now
+                action = "blast.started"
+                log.info("blast %s: %d recipients in the audience snapshot", blast.name, added)
+            blast.last_error = ""
+            lifecycle.transition(
+                session,
+                blast,
+                BlastStatus.SENDING,
+                action=action,
+                actor=actor,
+                now=now,
+                detail={"worker": self.worker, "released": released, "in_doubt": in_doubt},
+            )
+            workers.register(session, self.worker, blast_id, now, self.lease)
+        counts = delivery_counts(self.db, blast_id)
+        total = sum(counts.values())
+        return total, total - sum(counts[s.value] for s in OPEN_STATES)
+
+    def finish(self, blast_id: int, why: StopReason | None) -> BlastStatus:
+        """Unregister this sender; pause or finish the blast if it is this sender's to do.
+
+        ``why`` is None when the run ended because nothing was left to send.
+        """
+        now = self.clock()
+        with self.db.session() as session:
+            # Under the blast row lock, so that of senders finishing together exactly
+            # the last one sees no others and finishes the blast.
+            blast = session.exec(select(Blast).where(Blast.id == blast_id).with_for_update()).one()
+            workers.unregister(session, self.worker)
+            if blast.status is not BlastStatus.SENDING or (why is not None and why.lease_lost):
+                return blast.status  # paused or cancelled from outside, or taken over
+            others = workers.live_on(session, blast_id, now)
+            if why is not None and why.pause_blast and not (why.if_alone and others):
+                blast.last_error = why.reason
+                lifecycle.transition(
+                    session,
+                    blast,
+                    BlastStatus.PAUSED,
+                    action="blast.paused",
+                    actor="system",
+                    now=now,
+                    detail={"reason": why.reason},
+                )
+                return blast.status
+            if others:
+                return blast.status  # the others go on; the last one finishes the blast
+            open_count = session.exec(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.blast_id == blast_id, col(Delivery.state).in_(OPEN_STATES))
+            ).one()
+            if open_count == 0:
+                blast.finished_at = now
+                shared_rate.forget(session, blast_id)
+                lifecycle.transition(
+                    session,
+                    blast,
+                    BlastStatus.DONE,
+                    action="blast.finished",
+                    actor="system",
+                    now=now,
+                )
+            return blast.status
+
+    # -- claiming ---------------------------------------------------------------------
+
+    def claim(self, blast_id: int, after_id: int, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due deliveries with ids above ``after_id``, in id order.
+
+        Due means queued, or deferred with its retry time passed. The rows
+        get this sender's name and stay ``queued`` until marked.
+        """
+        now = self.clock()
+        due = or_(
+            col(Delivery.state) == DeliveryState.QUEUED,
+            and_(
+                col(Delivery.state) == DeliveryState.DEFERRED,
+                col(Delivery.next_attempt_at) <= now,
+            ),
+        )
+        batch = (
+            select(Delivery.id)
+            .where(
+                Delivery.blast_id == blast_id,
+                col(Delivery.id) > after_id,
+                Delivery.worker == "",
+                due,
+            )
+            .order_by(col(Delivery.id))
+            .limit(limit)
+        )
+        if not self.db.is_sqlite:
+            batch = batch.with_for_update(skip_locked=True)
+        with self.db.session() as session:
+            claimed = (
+                session.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id).in_(batch.scalar_subquery()))
+                    .values(worker=self.worker, state=DeliveryState.QUEUED, updated_at=now)
+                    .returning(col(Delivery.id))
+                )
+                .scalars()
+                .all()
+            )
+            if not claimed:
+                return []
+            rows = session.execute(
+                sa_select(
+                    col(Delivery.id),
+                    col(Delivery.attempts),
+                    col(Delivery.created_at),
+                    Supporter,
+                    suppressed(),
+                )
+                .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
+                .where(col(Delivery.id).in_(claimed))
+                .order_by(col(Delivery.id))
+            ).all()
+        return [
+            Claimed(
+                delivery_id=d_id,
+                attempts=attempts,
+                created_at=created_at,
+                status=s.status,
+                suppressed=bool(is_suppressed),
+                recipient=Recipient.of(s),
+            )
+            for d_id, attempts, created_at, s, is_suppressed in rows
+            if d_id is not None
+        ]
+
+    def cap_room(self) -> int | None:
+        """How many more messages the hourly and daily caps allow now; None when uncapped."""
+        allowed: int | None = None
+        now = self.clock()
+        for cap, window in (
+            (self.settings.hourly_limit, timedelta(hours=1)),
+            (self.settings.daily_limit, timedelta(days=1)),
+        ):
+            if cap <= 0:
+                continue
+            with self.db.session() as session:
+                sent = session.exec(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(col(Delivery.sent_at) > now - window)
+                ).one()
+            allowed = cap - sent if allowed is None else min(allowed, cap - sent)
+        return allowed
+
+    def next_due(self, blast_id: int) -> tuple[datetime | None, bool]:
+        """When the next retry is due, and whether other live senders still hold rows.
+
+        Holders found dead are recovered first, so their rows can be claimed.
+        """
+        now = self.clock()
+        with self.db.session() as session:
+            holders = workers.holders(session, blast_id, besides=self.worker)
+            if holders:
+                released, in_doubt = workers.recover_dead(session, blast_id, now)
+                self._recovered(session, blast_id, now, released, in_doubt)
+                holders = workers.holders(session, blast_id, besides=self.worker)
+            due: datetime | None = session.exec(
+                select(func.min(Delivery.next_attempt_at)).where(
+                    Delivery.blast_id == blast_id, Delivery.state == DeliveryState.DEFERRED
+                )
+            ).one()
+        return due, bool(holders)
+
+    # -- marks and outcomes (the hot writes) ------------------------------------------
+
+    def mark_sending(self, ids: list[int]) -> set[int]:
+        """Mark claimed rows as handed to the relay; return those still ours to send.
+
+        A row cancelled (or otherwise taken back) since it was claimed no longer
+        names this worker and is left out: its message must not go. Nothing is
+        marked once this sender's lease has run out: other senders may be taking
+        its rows back at this moment.
+        """
+        sql = self._prepared()
+        params = (
+            DeliveryState.SENDING.value,
+            *ids,
+            self.worker,
+            DeliveryState.QUEUED.value,
+            self.worker,
+            sql.driver.write_time(self.clock()),
+        )
+        with self._hot() as cursor:
+            cursor.execute(sql.driver.with_ids(sql.mark, len(ids)), params)
+            return {row[0] for row in cursor.fetchall()}
+
+    def record(self, rows: Sequence[OutcomeRow]) -> None:
+        """Write outcomes, in one commit; a row no longer naming this sender is left alone."""
+        if not rows:
+            return
+        sql = self._prepared()
+        write_time = sql.driver.write_time
+        worker = self.worker
+        values = [
+            (
+                r.state.value,
+                r.attempts,
+                r.reply_code,
+                r.reply_text,
+                r.message_id,
+                write_time(r.next_attempt_at),
+                write_time(r.sent_at),
+                write_time(r.updated_at),
+                r.delivery_id,
+                worker,
+            )
+            for r in rows
+        ]
+        with self._hot() as cursor:
+            cursor.executemany(sql.record, values)
+
+    def _prepared(self) -> _SendSql:
+        if self._sql is None:
+            self._sql = _SendSql.for_dialect(self.db.engine.dialect)
+        return self._sql
+
+    @contextlib.contextmanager
+    def _hot(self) -> Iterator[DBAPICursor]:
+        """A cursor of the database thread's own driver connection, committed on success.
+
+        The connection is kept for the run (a pool checkout, with PostgreSQL's
+        pre-ping, per write would cost more than the write) and used through
+        the driver itself; after any error it is dropped, so the next write
+        starts on a fresh one.
+        """
+        if self._hot_conn is None:
+            self._hot_conn = self.db.engine.raw_connection()
+        conn = self._hot_conn
+        cursor = conn.cursor()
+        try:
+            yield cursor
+            conn.commit()
+        except BaseException:
+            self.close(invalidate=True)
+            raise
+        finally:
+            cursor.close()
+
+    def close(self, *, invalidate: bool = False) -> None:
+        """Give back the connection the hot writes keep (at the end of a run, or broken)."""
+        conn, self._hot_conn = self._hot_conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if invalidate:
+                conn.invalidate()
+            conn.close()
+
+    # -- giving back, heartbeat -------------------------------------------------------
+
+    def release(self, ids: list[int]) -> None:
+        """Give claimed deliveries back to the queue (never started, nothing sent).
+
+        In a blast cancelled meanwhile they are ``skipped`` instead: the cancel
+        skipped what was queued, but not a row already marked ``sending`` for
+        the message a connection had prepared next.
+        """
+        if not ids:
+            return
+        with self.db.session() as session:
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == self.worker,
+                    col(Delivery.state).in_((DeliveryState.QUEUED, DeliveryState.SENDING)),
+                )
+                .values(state=DeliveryState.QUEUED, worker="")
+            )
+            cancelled = sa_select(Blast.id).where(  # type: ignore[call-overload]
+                col(Blast.status) == BlastStatus.CANCELLED
+            )
+            session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.id).in_(ids),
+                    col(Delivery.worker) == "",
+                    col(Delivery.state) == DeliveryState.QUEUED,
+                    col(Delivery.blast_id).in_(cancelled),
+                )
+                .values(
+                    state=DeliveryState.SKIPPED,
+                    reply_text=control.CANCELLED_TEXT,
+                    updated_at=self.clock(),
+                )
+            )
+
+    def heartbeat(self, blast_id: int) -> Pulse:
+        """Renew the lease, take back what dead senders hold, read the blast's status."""
+        now = self.clock()
+        with self.db.session() as session:
+            kept = workers.heartbeat(session, self.worker, now, self.lease)
+        with self.db.session() as session:
+            released, in_doubt = workers.recover_expired(session, blast_id, now)
+            self._recovered(session, blast_id, now, released, in_doubt)
+            senders = len(workers.live_on(session, blast_id, now))
+            status = session.exec(select(Blast.status).where(Blast.id == blast_id)).one()
+        return Pulse(BlastStatus(status), kept, senders)
+
+    def live_senders(self, blast_id: int) -> int:
+        """How many live senders are on the blast, this one included once registered."""
+        with self.db.session() as session:
+            return len(workers.live_on(session, blast_id, self.clock()))
+
+    def _recovered(
+        self, session: Session, blast_id: int, now: datetime, released: int, in_doubt: int
+    ) -> None:
+        """Log and record (as an event) what was taken back from dead senders, if anything."""
+        if not (released or in_doubt):
+            return
+        log.warning(
+            "blast %d: took back what dead senders held: %d queued again, %d in doubt",
+            blast_id,
+            released,
+            in_doubt,
+        )
+        lifecycle.audit(
+            session,
+            "blast.senders_recovered",
+            actor="system",
+            now=now,
+            blast_id=blast_id,
+            detail={"by": self.worker, "released": released, "in_doubt": in_doubt},
+        )
+
+    def take_tokens(self, blast_id: int, domain: str | None, want: int) -> tuple[int, float]:
+        """Tokens from the database's bucket of the blast (or of ``domain``): (granted, wait).
+
+        Runs on the run's grant thread, not the database thread: it uses a
+        session of its own and no state of the ledger.
+        """
+        rate = self.settings.rate if domain is None else self.settings.domain_rate
+        key = shared_rate.blast_key(blast_id, domain)
+        with self.db.session() as session:
+            return shared_rate.take(
+                session, key, rate=rate, want=want, dialect=self.db.engine.dialect.name
+            )
+
+
+@dataclass(frozen=True)
+class _SendSql:
+    """The sender's per-message statements for one dialect, run on the driver directly."""
+
+    driver: DriverSql
+    mark: str  # with ``IDS`` for the ids
+    record: str
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _SendSql:
+        driver = DriverSql.for_dialect(dialect)
+        m = driver.mark
+        delivery = Delivery.__tablename__
+        senders = SenderWorker.__tablename__
+        mark = (
+            f"UPDATE {delivery} SET state = {m} WHERE id IN ({IDS}) AND worker = {m}"  # noqa: S608 (constants only)
+            f" AND state = {m} AND EXISTS (SELECT 1 FROM {senders}"
+            f" WHERE name = {m} AND lease_until > {m}) RETURNING id"
+        )
+        record = (
+            f"UPDATE {delivery} SET state = {m}, attempts = {m}, reply_code = {m},"  # noqa: S608 (constants only)
+            f" reply_text = {m}, message_id = {m}, next_attempt_at = {m}, sent_at = {m},"
+            f" worker = '', updated_at = {m} WHERE id = {m} AND worker = {m}"
+        )
+        return cls(driver=driver, mark=mark, record=record)
+
+
+def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:
+    """How many deliveries of the blast are in each state (every state named, zeros too)."""
+    with db.session() as session:
+        rows = session.exec(
+            select(Delivery.state, func.count())
+            .where(Delivery.blast_id == blast_id)
+            .group_by(Delivery.state)
+        ).all()
+    counts = {state.value: 0 for state in DeliveryState}
+    counts.update({str(state): n for state, n in rows})
+    return counts
