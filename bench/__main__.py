@@ -28,6 +28,17 @@ default
     and the SQLite single-process figure of the same run beside them.
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
+``--smoke``
+    any mode with tiny sizes, one ceiling run, and in the default mode each
+    engine setting end to end once instead of with DKIM off and on (DKIM on
+    for every other setting, starting with off for the defaults): every
+    stage and code path runs, in well under a minute, and the figures mean
+    nothing. The test suite runs it
+    (``tests/test_bench.py``) so the benchmarks cannot break unnoticed.
+``--no-install``
+    never install Postfix or wrk with apt-get: without ``smtp-sink`` the
+    stages send into an aiosmtpd server that discards (lower bounds) and the
+    ceiling is not measured; without wrk the click stage is skipped.
 """
 
 from __future__ import annotations
@@ -76,6 +87,7 @@ class Sizes:
     profile_n: int = 5_000
     clicks_n: int = 5_000  # deliveries whose click tokens wrk cycles through
     clicks_seconds: int = 10  # each wrk run
+    dkim_both_ways: bool = True  # each engine setting end to end with DKIM off and on
 
 
 QUICK = Sizes(
@@ -87,6 +99,19 @@ QUICK = Sizes(
     profile_n=1_000,
     clicks_n=1_000,
     clicks_seconds=3,
+)
+
+SMOKE = Sizes(
+    n=100,
+    ceiling_runs=1,
+    floor=50,
+    transport=100,
+    breakdown_iterations=30,
+    memory_n=1_000,
+    profile_n=100,
+    clicks_n=100,
+    clicks_seconds=1,
+    dkim_both_ways=False,
 )
 
 
@@ -124,7 +149,7 @@ def receiver_for(tools: Tools | str, tmp: Path) -> Iterator[Receiver]:
         yield receiver
 
 
-def header(sizes: Sizes, *, smtp: bool = True) -> Tools | str:
+def header(sizes: Sizes, *, smtp: bool = True, install: bool = True) -> Tools | str:
     say(
         f"mailer bench: {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" {platform.platform(terse=True)}"
@@ -136,7 +161,7 @@ def header(sizes: Sizes, *, smtp: bool = True) -> Tools | str:
         f"engine defaults: [sending] connections = {sending.connections},"
         f" batch_size = {sending.batch_size}, domain_concurrency = {sending.domain_concurrency}"
     )
-    tools = ensure_tools()
+    tools = ensure_tools(install=install)
     if isinstance(tools, str):
         say(f"CEILING NOT MEASURED: {tools}")
         say("  the other stages send into an aiosmtpd null server instead (slower: lower bounds)")
@@ -294,7 +319,7 @@ def costs(sizes: Sizes, dkim_key: Path) -> breakdown.Breakdown:
 # -- modes -------------------------------------------------------------------------------
 
 
-def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_default(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     key = write_dkim_key(tmp / "dkim-bench.pem")
     message = breakdown.message_sizes(key)
     say(
@@ -315,8 +340,11 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
         variants: list[tuple[int | None, int | None]] = [(None, None)]
         variants += [(None, c) for c in wide]
         variants += [(all_cores(), WIDE_CONNECTIONS)]
-        for processes, connections in variants:
-            for dkim_key in (None, key):
+        for number, (processes, connections) in enumerate(variants):
+            keys: tuple[Path | None, ...] = (None, key)
+            if not sizes.dkim_both_ways:  # DKIM on for every other setting only
+                keys = (key,) if number % 2 else (None,)
+            for dkim_key in keys:
                 runs.append(
                     end_to_end(
                         prepared,
@@ -329,12 +357,12 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
         clients = client_alone(receiver, sizes)
     found = costs(sizes, key)
     say()
-    click_result = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+    click_result = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds, install=install)
     say()
     summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found, click_result)
 
 
-def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     large = sizes.memory_n
     small = max(1, large // 10)
     say(f"memory: peak RSS of the send process, {small:,} vs {large:,} recipients")
@@ -374,7 +402,7 @@ def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
 UNBINDING_RATE = 5000.0  # msg/s: a limit above what one sender reaches here
 
 
-def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     why = scale.reachable(scale.PG_URL)
     if why:
         say(f"SCALE-OUT NOT MEASURED: no PostgreSQL at MAILER_BENCH_PG_URL ({why})")
@@ -422,8 +450,8 @@ def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     say(line)
 
 
-def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
-    found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
+    found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds, install=install)
     if found is None:
         return
     say()
@@ -433,7 +461,7 @@ def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     say("=" * 100)
 
 
-def run_profile(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_profile(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     with receiver_for(tools, tmp) as receiver:
         prepared = prepared_list(tmp, sizes.profile_n)
         run = end_to_end(prepared, receiver, profile=True)
@@ -610,9 +638,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--seconds", type=int, help="duration of each wrk run of the click stage (default 10)"
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, each engine setting once: checks that every stage runs",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never install postfix or wrk with apt-get; go on without them",
+    )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else Sizes()
+    sizes = SMOKE if args.smoke else QUICK if args.quick else Sizes()
     if args.n is not None:
         if args.n < 10:
             parser.error("--n must be at least 10")
@@ -625,8 +664,9 @@ def main(argv: list[str]) -> int:
             parser.error("--seconds must be at least 1")
         sizes = replace(sizes, clicks_seconds=args.seconds)
     started = time.perf_counter()
-    tools = header(sizes, smtp=not args.clicks)
-    chosen: Callable[[Sizes, Tools | str, Path], None] = run_default
+    install = not args.no_install
+    tools = header(sizes, smtp=not args.clicks, install=install)
+    chosen: Callable[[Sizes, Tools | str, Path, bool], None] = run_default
     if args.memory:
         chosen = run_memory
     elif args.profile:
@@ -636,7 +676,7 @@ def main(argv: list[str]) -> int:
     elif args.scale:
         chosen = run_scale
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        chosen(sizes, tools, Path(tmp))
+        chosen(sizes, tools, Path(tmp), install)
     say(f"(bench took {time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -51,7 +51,8 @@ writer's transactions (clicks per commit, CPU per click) for the real app.
 The ratio of the real app to the bare one is the figure to read; the issue's
 target is at least 0.5 of the ceiling with no lost click.
 
-wrk is installed with apt-get when missing; without it the stage is skipped.
+wrk is installed with apt-get when missing (unless ``--no-install``); without it the
+stage is skipped.
 """
 
 from __future__ import annotations
@@ -151,23 +152,25 @@ def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def ensure_wrk(*, log: bool = True) -> Path | str:
-    """wrk, installing the Debian package when missing; or why it is unavailable."""
+def ensure_wrk(*, log: bool = True, install: bool = True) -> Path | str:
+    """wrk, installing the Debian package when missing and ``install``; or why it is unavailable."""
     found = shutil.which("wrk")
     if found:
         return Path(found)
+    if not install:
+        return "wrk missing (not installed: --no-install)"
     if os.geteuid() != 0:
         return "wrk missing and not running as root, so it cannot be installed"
     if shutil.which("apt-get") is None:
         return "wrk missing and there is no apt-get to install it with"
     if log:
         say("installing wrk with apt-get ...")
-    install = ["install", "-y", "--no-install-recommends", "wrk"]
+    command = ["install", "-y", "--no-install-recommends", "wrk"]
     try:
-        done = _apt(install)
+        done = _apt(command)
         if done.returncode != 0:
             _apt(["update"])
-            done = _apt(install)
+            done = _apt(command)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"installing wrk failed: {exc}"
     found = shutil.which("wrk")
@@ -666,9 +669,9 @@ def report_real(run: Run) -> None:
     say(f"  lost clicks: {run.lost}")
 
 
-def measure(tmp: Path, n: int, seconds: int) -> Result | None:
-    """The whole stage; None when wrk cannot be had."""
-    wrk = ensure_wrk()
+def measure(tmp: Path, n: int, seconds: int, *, install: bool = True) -> Result | None:
+    """The whole stage; None when wrk cannot be had (or is missing and ``install`` is off)."""
+    wrk = ensure_wrk(install=install)
     if isinstance(wrk, str):
         say(f"CLICKS NOT MEASURED: {wrk}")
         return None
