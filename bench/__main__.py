@@ -29,11 +29,10 @@ default
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
 ``--smoke``
-    any mode with tiny sizes, one ceiling run, and in the default mode each
-    engine setting end to end once instead of with DKIM off and on (DKIM on
-    for every other setting, starting with off for the defaults): every
-    stage and code path runs, in well under a minute, and the figures mean
-    nothing. The test suite runs it
+    any mode with tiny sizes, one ceiling run, 1-second wrk runs, and in the
+    default mode two end-to-end runs instead of six (the default settings without DKIM, the
+    sender processes with it): every stage and code path runs, in well
+    under a minute, and the figures mean nothing. The test suite runs it
     (``tests/test_bench.py``) so the benchmarks cannot break unnoticed.
 ``--no-install``
     never install Postfix or wrk with apt-get: without ``smtp-sink`` the
@@ -87,7 +86,9 @@ class Sizes:
     profile_n: int = 5_000
     clicks_n: int = 5_000  # deliveries whose click tokens wrk cycles through
     clicks_seconds: int = 10  # each wrk run
-    dkim_both_ways: bool = True  # each engine setting end to end with DKIM off and on
+    clicks_short_seconds: int | None = None  # the two limit-finding wrk runs (None: half)
+    clicks_iterations: int = 2_000  # loops of the click handler's steps in isolation
+    every_variant: bool = True  # end to end: each engine setting with DKIM off and on
 
 
 QUICK = Sizes(
@@ -111,7 +112,9 @@ SMOKE = Sizes(
     profile_n=100,
     clicks_n=100,
     clicks_seconds=1,
-    dkim_both_ways=False,
+    clicks_short_seconds=1,
+    clicks_iterations=100,
+    every_variant=False,
 )
 
 
@@ -340,24 +343,30 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> N
         variants: list[tuple[int | None, int | None]] = [(None, None)]
         variants += [(None, c) for c in wide]
         variants += [(all_cores(), WIDE_CONNECTIONS)]
-        for number, (processes, connections) in enumerate(variants):
-            keys: tuple[Path | None, ...] = (None, key)
-            if not sizes.dkim_both_ways:  # DKIM on for every other setting only
-                keys = (key,) if number % 2 else (None,)
-            for dkim_key in keys:
-                runs.append(
-                    end_to_end(
-                        prepared,
-                        receiver,
-                        connections=connections,
-                        dkim_key=dkim_key,
-                        processes=processes,
-                    )
+        plan = [(p, c, k) for p, c in variants for k in (None, key)]
+        if not sizes.every_variant:  # each code path once: defaults, then processes with DKIM
+            plan = [(None, None, None), (all_cores(), WIDE_CONNECTIONS, key)]
+        for processes, connections, dkim_key in plan:
+            runs.append(
+                end_to_end(
+                    prepared,
+                    receiver,
+                    connections=connections,
+                    dkim_key=dkim_key,
+                    processes=processes,
                 )
+            )
         clients = client_alone(receiver, sizes)
     found = costs(sizes, key)
     say()
-    click_result = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds, install=install)
+    click_result = clicks.measure(
+        tmp,
+        sizes.clicks_n,
+        sizes.clicks_seconds,
+        install=install,
+        short_seconds=sizes.clicks_short_seconds,
+        iterations=sizes.clicks_iterations,
+    )
     say()
     summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found, click_result)
 
@@ -451,7 +460,14 @@ def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> Non
 
 
 def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
-    found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds, install=install)
+    found = clicks.measure(
+        tmp,
+        sizes.clicks_n,
+        sizes.clicks_seconds,
+        install=install,
+        short_seconds=sizes.clicks_short_seconds,
+        iterations=sizes.clicks_iterations,
+    )
     if found is None:
         return
     say()
@@ -643,7 +659,7 @@ def main(argv: list[str]) -> int:
     size.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny sizes, each engine setting once: checks that every stage runs",
+        help="tiny sizes, two end-to-end runs: checks that every stage runs",
     )
     parser.add_argument(
         "--no-install",

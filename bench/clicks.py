@@ -669,8 +669,21 @@ def report_real(run: Run) -> None:
     say(f"  lost clicks: {run.lost}")
 
 
-def measure(tmp: Path, n: int, seconds: int, *, install: bool = True) -> Result | None:
-    """The whole stage; None when wrk cannot be had (or is missing and ``install`` is off)."""
+def measure(
+    tmp: Path,
+    n: int,
+    seconds: int,
+    *,
+    install: bool = True,
+    short_seconds: int | None = None,
+    iterations: int = 2_000,
+) -> Result | None:
+    """The whole stage; None when wrk cannot be had (or is missing and ``install`` is off).
+
+    ``seconds`` is each main wrk run, ``short_seconds`` each of the two runs that
+    look for the limit (half as long, at least 2 s, by default), ``iterations``
+    the loops of the handler's steps in isolation.
+    """
     wrk = ensure_wrk(install=install)
     if isinstance(wrk, str):
         say(f"CLICKS NOT MEASURED: {wrk}")
@@ -694,7 +707,7 @@ def measure(tmp: Path, n: int, seconds: int, *, install: bool = True) -> Result 
     say("mailer click endpoint: verify token, read delivery and link, group-commit the click, 302")
     real = run_real(wrk, script, prepared, seconds, folder)
     report_real(real)
-    short = max(2, seconds // 2)
+    short = short_seconds or max(2, seconds // 2)
     pinned = None
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) > 1:
@@ -707,7 +720,6 @@ def measure(tmp: Path, n: int, seconds: int, *, install: bool = True) -> Result 
     say(f"bare redirect with its handler in the thread pool (a sync handler); -d{short}s")
     bare_sync = run_bare(wrk, script, prepared, short, folder, sync=True)
     report(bare_sync)
-    iterations = 2_000
     say(f"the click path's steps in isolation, loops of {iterations:,} (one thread, no HTTP)")
     steps = handler_steps(prepared, iterations)
     for name, us in steps:

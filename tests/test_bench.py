@@ -58,10 +58,10 @@ def assert_every_figure(out: str) -> None:
         assert "CEILING NOT MEASURED" in out
         assert re.search(r"^ceiling .* n/a *$", summary, re.M), summary
     assert re.search(rf"^floor .* {RATE} .* 1\.0 *$", summary, re.M), summary
-    mailer_rows = re.findall(rf"^mailer +end to end, (.+?) +{RATE} ", summary, re.M)
-    assert len(mailer_rows) == 3, summary  # each engine setting once
-    assert any("DKIM on" in row for row in mailer_rows), mailer_rows
-    assert any("procs x" in row for row in mailer_rows), mailer_rows
+    mailer_rows = re.findall(rf"^mailer +end to end, (.+?) {{2,}}{RATE} ", summary, re.M)
+    assert len(mailer_rows) == 2, summary  # the defaults, then processes with DKIM
+    assert "DKIM off" in mailer_rows[0] and "procs x" not in mailer_rows[0], mailer_rows
+    assert "DKIM on" in mailer_rows[1] and "procs x" in mailer_rows[1], mailer_rows
     assert len(re.findall(rf"^client +SMTP client alone, .* {RATE} ", summary, re.M)) == 3
     assert re.search(r"^targets \(.*\): /ceiling >= 0\.40: ", summary, re.M), summary
     # The isolated per-message costs, one line each.
