@@ -1,13 +1,15 @@
 """Benchmarks of the mailer: a ceiling, a floor, and where the mailer falls between them.
 
 Run with ``make bench`` (``.venv/bin/python -m bench``); ``--n N`` sets the
-list size (20,000), ``--quick`` makes a short smoke run, ``--memory`` measures
-the send process's peak memory at 200,000 recipients against 20,000,
+list size (20,000), ``--quick`` makes a short run, ``--memory`` measures the
+send process's peak memory at 200,000 recipients against 20,000,
 ``--profile`` profiles one send, and ``--clicks`` measures only the click
-endpoint under wrk. It prints figures and never asserts timings:
-a benchmark is a measurement, not a test, and belongs outside the test suite
-(DESIGN.md, "Performance, measured not assumed"). ``docs/performance.md``
-records a run and what it shows.
+endpoint under wrk; ``--no-install`` never installs Postfix or wrk. It prints
+figures and never asserts timings: a benchmark is a measurement, not a test
+(DESIGN.md, "Performance, measured not assumed"). The test suite only runs
+``--smoke``, tiny sizes that check every stage still works
+(``tests/test_bench.py``). ``docs/performance.md`` records a run and what it
+shows.
 
 Method
 ======

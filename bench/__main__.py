@@ -32,6 +32,16 @@ default
     address extraction, the slowest message. No SMTP tools needed.
 ``--quick``
     any mode with small sizes, as a smoke run (figures less stable).
+``--smoke``
+    any mode with tiny sizes, one ceiling run, 1-second wrk runs, and in the
+    default mode two end-to-end runs instead of six (the default settings without DKIM, the
+    sender processes with it): every stage and code path runs, in well
+    under a minute, and the figures mean nothing. The test suite runs it
+    (``tests/test_bench.py``) so the benchmarks cannot break unnoticed.
+``--no-install``
+    never install Postfix or wrk with apt-get: without ``smtp-sink`` the
+    stages send into an aiosmtpd server that discards (lower bounds) and the
+    ceiling is not measured; without wrk the click stage is skipped.
 """
 
 from __future__ import annotations
@@ -80,6 +90,9 @@ class Sizes:
     profile_n: int = 5_000
     clicks_n: int = 5_000  # deliveries whose click tokens wrk cycles through
     clicks_seconds: int = 10  # each wrk run
+    clicks_short_seconds: int | None = None  # the two limit-finding wrk runs (None: half)
+    clicks_iterations: int = 2_000  # loops of the click handler's steps in isolation
+    every_variant: bool = True  # end to end: each engine setting with DKIM off and on
 
 
 QUICK = Sizes(
@@ -91,6 +104,21 @@ QUICK = Sizes(
     profile_n=1_000,
     clicks_n=1_000,
     clicks_seconds=3,
+)
+
+SMOKE = Sizes(
+    n=100,
+    ceiling_runs=1,
+    floor=50,
+    transport=100,
+    breakdown_iterations=30,
+    memory_n=1_000,
+    profile_n=100,
+    clicks_n=100,
+    clicks_seconds=1,
+    clicks_short_seconds=1,
+    clicks_iterations=100,
+    every_variant=False,
 )
 
 
@@ -128,7 +156,7 @@ def receiver_for(tools: Tools | str, tmp: Path) -> Iterator[Receiver]:
         yield receiver
 
 
-def header(sizes: Sizes, *, smtp: bool = True) -> Tools | str:
+def header(sizes: Sizes, *, smtp: bool = True, install: bool = True) -> Tools | str:
     say(
         f"mailer bench: {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" {platform.platform(terse=True)}"
@@ -140,7 +168,7 @@ def header(sizes: Sizes, *, smtp: bool = True) -> Tools | str:
         f"engine defaults: [sending] connections = {sending.connections},"
         f" batch_size = {sending.batch_size}, domain_concurrency = {sending.domain_concurrency}"
     )
-    tools = ensure_tools()
+    tools = ensure_tools(install=install)
     if isinstance(tools, str):
         say(f"CEILING NOT MEASURED: {tools}")
         say("  the other stages send into an aiosmtpd null server instead (slower: lower bounds)")
@@ -298,7 +326,7 @@ def costs(sizes: Sizes, dkim_key: Path) -> breakdown.Breakdown:
 # -- modes -------------------------------------------------------------------------------
 
 
-def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_default(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     key = write_dkim_key(tmp / "dkim-bench.pem")
     message = breakdown.message_sizes(key)
     say(
@@ -319,26 +347,35 @@ def run_default(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
         variants: list[tuple[int | None, int | None]] = [(None, None)]
         variants += [(None, c) for c in wide]
         variants += [(all_cores(), WIDE_CONNECTIONS)]
-        for processes, connections in variants:
-            for dkim_key in (None, key):
-                runs.append(
-                    end_to_end(
-                        prepared,
-                        receiver,
-                        connections=connections,
-                        dkim_key=dkim_key,
-                        processes=processes,
-                    )
+        plan = [(p, c, k) for p, c in variants for k in (None, key)]
+        if not sizes.every_variant:  # each code path once: defaults, then processes with DKIM
+            plan = [(None, None, None), (all_cores(), WIDE_CONNECTIONS, key)]
+        for processes, connections, dkim_key in plan:
+            runs.append(
+                end_to_end(
+                    prepared,
+                    receiver,
+                    connections=connections,
+                    dkim_key=dkim_key,
+                    processes=processes,
                 )
+            )
         clients = client_alone(receiver, sizes)
     found = costs(sizes, key)
     say()
-    click_result = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+    click_result = clicks.measure(
+        tmp,
+        sizes.clicks_n,
+        sizes.clicks_seconds,
+        install=install,
+        short_seconds=sizes.clicks_short_seconds,
+        iterations=sizes.clicks_iterations,
+    )
     say()
     summary(sizes, message, ceiling_rate, floor_rate, prepared, runs, clients, found, click_result)
 
 
-def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     large = sizes.memory_n
     small = max(1, large // 10)
     say(f"memory: peak RSS of the send process, {small:,} vs {large:,} recipients")
@@ -378,7 +415,7 @@ def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
 UNBINDING_RATE = 5000.0  # msg/s: a limit above what one sender reaches here
 
 
-def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     why = scale.reachable(scale.PG_URL)
     if why:
         say(f"SCALE-OUT NOT MEASURED: no PostgreSQL at MAILER_BENCH_PG_URL ({why})")
@@ -426,8 +463,15 @@ def run_scale(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     say(line)
 
 
-def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
-    found = clicks.measure(tmp, sizes.clicks_n, sizes.clicks_seconds)
+def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
+    found = clicks.measure(
+        tmp,
+        sizes.clicks_n,
+        sizes.clicks_seconds,
+        install=install,
+        short_seconds=sizes.clicks_short_seconds,
+        iterations=sizes.clicks_iterations,
+    )
     if found is None:
         return
     say()
@@ -437,7 +481,7 @@ def run_clicks(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
     say("=" * 100)
 
 
-def run_profile(sizes: Sizes, tools: Tools | str, tmp: Path) -> None:
+def run_profile(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
     with receiver_for(tools, tmp) as receiver:
         prepared = prepared_list(tmp, sizes.profile_n)
         run = end_to_end(prepared, receiver, profile=True)
@@ -617,11 +661,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--seconds", type=int, help="duration of each wrk run of the click stage (default 10)"
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, two end-to-end runs: checks that every stage runs",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never install postfix or wrk with apt-get; go on without them",
+    )
     args = parser.parse_args(argv)
     if args.bounces:
         return bounces.main([])
-    sizes = QUICK if args.quick else Sizes()
+    sizes = SMOKE if args.smoke else QUICK if args.quick else Sizes()
     if args.n is not None:
         if args.n < 10:
             parser.error("--n must be at least 10")
@@ -634,8 +689,9 @@ def main(argv: list[str]) -> int:
             parser.error("--seconds must be at least 1")
         sizes = replace(sizes, clicks_seconds=args.seconds)
     started = time.perf_counter()
-    tools = header(sizes, smtp=not args.clicks)
-    chosen: Callable[[Sizes, Tools | str, Path], None] = run_default
+    install = not args.no_install
+    tools = header(sizes, smtp=not args.clicks, install=install)
+    chosen: Callable[[Sizes, Tools | str, Path, bool], None] = run_default
     if args.memory:
         chosen = run_memory
     elif args.profile:
@@ -645,7 +701,7 @@ def main(argv: list[str]) -> int:
     elif args.scale:
         chosen = run_scale
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
-        chosen(sizes, tools, Path(tmp))
+        chosen(sizes, tools, Path(tmp), install)
     say(f"(bench took {time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -51,7 +51,8 @@ writer's transactions (clicks per commit, CPU per click) for the real app.
 The ratio of the real app to the bare one is the figure to read; the issue's
 target is at least 0.5 of the ceiling with no lost click.
 
-wrk is installed with apt-get when missing; without it the stage is skipped.
+wrk is installed with apt-get when missing (unless ``--no-install``); without it the
+stage is skipped.
 """
 
 from __future__ import annotations
@@ -151,23 +152,25 @@ def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def ensure_wrk(*, log: bool = True) -> Path | str:
-    """wrk, installing the Debian package when missing; or why it is unavailable."""
+def ensure_wrk(*, log: bool = True, install: bool = True) -> Path | str:
+    """wrk, installing the Debian package when missing and ``install``; or why it is unavailable."""
     found = shutil.which("wrk")
     if found:
         return Path(found)
+    if not install:
+        return "wrk missing (not installed: --no-install)"
     if os.geteuid() != 0:
         return "wrk missing and not running as root, so it cannot be installed"
     if shutil.which("apt-get") is None:
         return "wrk missing and there is no apt-get to install it with"
     if log:
         say("installing wrk with apt-get ...")
-    install = ["install", "-y", "--no-install-recommends", "wrk"]
+    command = ["install", "-y", "--no-install-recommends", "wrk"]
     try:
-        done = _apt(install)
+        done = _apt(command)
         if done.returncode != 0:
             _apt(["update"])
-            done = _apt(install)
+            done = _apt(command)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"installing wrk failed: {exc}"
     found = shutil.which("wrk")
@@ -668,9 +671,22 @@ def report_real(run: Run) -> None:
     say(f"  lost clicks: {run.lost}")
 
 
-def measure(tmp: Path, n: int, seconds: int) -> Result | None:
-    """The whole stage; None when wrk cannot be had."""
-    wrk = ensure_wrk()
+def measure(
+    tmp: Path,
+    n: int,
+    seconds: int,
+    *,
+    install: bool = True,
+    short_seconds: int | None = None,
+    iterations: int = 2_000,
+) -> Result | None:
+    """The whole stage; None when wrk cannot be had (or is missing and ``install`` is off).
+
+    ``seconds`` is each main wrk run, ``short_seconds`` each of the two runs that
+    look for the limit (half as long, at least 2 s, by default), ``iterations``
+    the loops of the handler's steps in isolation.
+    """
+    wrk = ensure_wrk(install=install)
     if isinstance(wrk, str):
         say(f"CLICKS NOT MEASURED: {wrk}")
         return None
@@ -693,7 +709,7 @@ def measure(tmp: Path, n: int, seconds: int) -> Result | None:
     say("mailer click endpoint: verify token, read delivery and link, group-commit the click, 302")
     real = run_real(wrk, script, prepared, seconds, folder)
     report_real(real)
-    short = max(2, seconds // 2)
+    short = short_seconds or max(2, seconds // 2)
     pinned = None
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) > 1:
@@ -706,7 +722,6 @@ def measure(tmp: Path, n: int, seconds: int) -> Result | None:
     say(f"bare redirect with its handler in the thread pool (a sync handler); -d{short}s")
     bare_sync = run_bare(wrk, script, prepared, short, folder, sync=True)
     report(bare_sync)
-    iterations = 2_000
     say(f"the click path's steps in isolation, loops of {iterations:,} (one thread, no HTTP)")
     steps = handler_steps(prepared, iterations)
     for name, us in steps:

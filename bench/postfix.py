@@ -2,7 +2,8 @@
 
 Both come from the Debian package ``postfix``. When they are missing the bench
 installs the package with ``apt-get`` (debconf preseeded to "No configuration",
-so no mail server is set up). When that is impossible, :func:`ensure_tools`
+so no mail server is set up), unless told not to (``--no-install``). When that
+is impossible or not allowed, :func:`ensure_tools`
 says why and the caller goes on without a ceiling.
 """
 
@@ -52,11 +53,13 @@ def _apt(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def ensure_tools(*, log: bool = True) -> Tools | str:
-    """The two tools, installing ``postfix`` if needed; or a reason why they are unavailable."""
+def ensure_tools(*, log: bool = True, install: bool = True) -> Tools | str:
+    """The two tools, installing ``postfix`` if missing and ``install``; or why not available."""
     sink, source = _tool("smtp-sink"), _tool("smtp-source")
     if sink and source:
         return Tools(sink, source)
+    if not install:
+        return "smtp-sink/smtp-source missing (postfix not installed: --no-install)"
     if os.geteuid() != 0:
         return (
             "smtp-sink/smtp-source missing and not running as root, so postfix cannot be installed"
@@ -75,12 +78,12 @@ def ensure_tools(*, log: bool = True) -> Tools | str:
             check=False,
             capture_output=True,
         )
-    install = ["install", "-y", "--no-install-recommends", "postfix"]
+    command = ["install", "-y", "--no-install-recommends", "postfix"]
     try:
-        done = _apt(install, env)
+        done = _apt(command, env)
         if done.returncode != 0:
             _apt(["update"], env)
-            done = _apt(install, env)
+            done = _apt(command, env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"installing postfix failed: {exc}"
     sink, source = _tool("smtp-sink"), _tool("smtp-source")

@@ -1,9 +1,16 @@
-"""Fixtures that start real parts: SQLite files, PostgreSQL schemas, SMTP servers."""
+"""Fixtures that start real parts: SQLite files, PostgreSQL schemas, SMTP servers.
+
+Also the markers that let a run choose its tests (``pytest -m "not browser and not
+processes"``; plain ``pytest`` runs them all), set by :func:`pytest_collection_modifyitems`
+where they follow from a test's fixtures and parameters, and in the test files otherwise.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +125,41 @@ def make_settings(
 def settings(smtp_server: SmtpTestServer) -> config.Settings:
     """Settings that send to the test SMTP server."""
     return make_settings(smtp_port=smtp_server.port)
+
+
+# -- markers --------------------------------------------------------------------------------
+
+PROCESS_STARTERS = frozenset({"run_mailer", "Popen", "SenderProcesses", "subprocess"})
+
+
+def _names_in(code: types.CodeType) -> set[str]:
+    """The global and attribute names ``code`` refers to, with those of the functions inside it."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_in(const)
+    return names
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what follows from each test's fixtures, parameters and own code.
+
+    ``postgresql``: the test uses ``pg_db``, has a parameter ``"postgresql"`` (the
+    ``db`` and ``empty_url`` fixtures, or its own), or calls ``pg_schema`` itself.
+    ``browser``: it uses the ``browser`` fixture (``page`` does). ``processes``: it
+    calls ``run_mailer``, ``Popen``, ``SenderProcesses`` or ``subprocess`` itself; tests that start
+    processes through a helper or fixture are marked in their files.
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = list(callspec.params.values()) if callspec is not None else []
+        function = getattr(item, "function", None)
+        code = getattr(inspect.unwrap(function), "__code__", None) if function else None
+        names = _names_in(code) if isinstance(code, types.CodeType) else set()
+        if "pg_db" in fixtures or "postgresql" in params or "pg_schema" in names:
+            item.add_marker(pytest.mark.postgresql)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if names & PROCESS_STARTERS:
+            item.add_marker(pytest.mark.processes)

@@ -3,22 +3,36 @@
 A test writes ``mailer.toml`` and ``people.csv`` into a folder, then runs
 ``python -m mailer ...`` there with an environment free of ``MAILER_*``
 variables from the outer shell, so only the test's settings apply.
+:class:`Site` is the harness of the tests of long-running processes
+(``mailer run``, ``worker``, ``scheduler``): a folder with settings and the
+processes started from it; :func:`blast_site` makes one ready to send a blast.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO, Any
 
+import httpx
+from sqlmodel import func, select
+
+from mailer.store import Blast, Database, open_database
 from tests.conftest import REPO, TEST_SECRET
+from tests.smtpserver import SmtpTestServer
 
 MAILER = [sys.executable, "-m", "mailer"]
+SITE_URL = "https://act.example.org"  # web.base_url when no test serves the links
 
 
 def toml_value(value: object) -> str:
@@ -54,7 +68,7 @@ def write_config(
     *,
     database_url: str,
     smtp_port: int | None,
-    base_url: str = "https://act.example.org",
+    base_url: str = SITE_URL,
     organization_name: str | None = "Rights Network",
     sections: dict[str, dict[str, object]] | None = None,
 ) -> Path:
@@ -129,3 +143,180 @@ def run_mailer(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> float:
+    """Wait until ``condition``; return how long it took."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, "condition not reached in time"
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+class Site:
+    """A folder with settings (``config``) and the long-running ``mailer`` processes
+    started from it (``run``, ``worker``, ``scheduler``); :func:`blast_site` makes one
+    ready to send a blast.
+
+    Each process logs JSON lines to a file of its own (read with :meth:`log` and
+    :meth:`events`); :meth:`close` kills whatever is still running.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        config: Path,
+        url: str,
+        smtp: SmtpTestServer,
+        web_port: int | None = None,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.url = url
+        self.smtp = smtp
+        self.web_port = web_port
+        self.processes: list[tuple[subprocess.Popen[str], IO[str]]] = []
+
+    @functools.cached_property
+    def db(self) -> Database:
+        """The site's database, opened from the test (on first use)."""
+        return open_database(self.url)
+
+    def env(self) -> dict[str, str]:
+        return mailer_env(self.config)
+
+    def mailer(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one ``mailer`` command to the end."""
+        return run_mailer(self.path, *args, config=self.config)
+
+    def ok(self, *args: str) -> str:
+        """Run one ``mailer`` command that must succeed; its output."""
+        done = self.mailer(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self, command: str, *args: str) -> subprocess.Popen[str]:
+        """Start ``mailer command *args`` (``run``, ``worker``, ``scheduler``...) and leave it."""
+        log = (self.path / f"{command}-{len(self.processes)}.log").open("w+", encoding="utf-8")
+        process = subprocess.Popen(
+            [*MAILER, command, *args, "--json-logs"],
+            cwd=self.path,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        self.processes.append((process, log))
+        return process
+
+    def start_service(self, port: int | None = None) -> subprocess.Popen[str]:
+        """Start ``mailer run`` on ``port`` (the site's web port) and wait until it answers."""
+        port = port or self.web_port
+        assert port is not None, "a service needs a web port"
+        process = self.start("run", "--port", str(port))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
+                    return process
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, self.log(process)
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+
+    def log(self, process: subprocess.Popen[str]) -> str:
+        """What ``process`` wrote to its standard error so far."""
+        log = next(lg for p, lg in self.processes if p is process)
+        return Path(log.name).read_text("utf-8")
+
+    def events(self, process: subprocess.Popen[str]) -> list[str]:
+        """The ``event`` of each JSON line ``process`` logged so far."""
+        return [
+            json.loads(line).get("event", "")
+            for line in self.log(process).splitlines()
+            if line.startswith("{")
+        ]
+
+    def stop(self, process: subprocess.Popen[str]) -> str:
+        """SIGTERM, as a service manager stops it; it must exit 0. Its whole log."""
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        assert process.returncode == 0, self.log(process)
+        return self.log(process)
+
+    def stop_all(self) -> None:
+        """:meth:`stop` every process still running."""
+        for process, _ in self.processes:
+            if process.poll() is None:
+                self.stop(process)
+
+    def close(self) -> None:
+        for process, log in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            log.close()
+        if "db" in self.__dict__:
+            self.db.dispose()
+
+    def schedule_in(self, seconds: float, blast: str = "1") -> datetime:
+        """Schedule ``blast`` that many seconds from now (whole seconds); when."""
+        at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
+        self.ok("blast", "schedule", blast, "--at", at.isoformat())
+        return at
+
+    def status_of(self, blast: int) -> str:
+        """The status of ``blast`` as ``mailer blast list`` shows it."""
+        line = next(
+            ln for ln in self.ok("blast", "list").splitlines()[1:] if ln.split()[0] == str(blast)
+        )
+        return line.split()[1]
+
+    def blast(self) -> Blast:
+        """Blast 1, as stored now."""
+        with self.db.session() as session:
+            blast = session.get(Blast, 1)
+            assert blast is not None
+            return blast
+
+    def count(self, model: Any, *where: Any) -> int:
+        """Rows of ``model`` that match ``where``, counted in the site's database."""
+        with self.db.session() as session:
+            found: int = session.exec(select(func.count()).select_from(model).where(*where)).one()
+            return found
+
+
+def blast_site(
+    path: Path,
+    url: str,
+    smtp: SmtpTestServer,
+    *,
+    people: int,
+    blast: str = "alert",
+    web_port: int | None = None,
+    organization_name: str | None = "Rights Network",
+) -> Site:
+    """A site with ``people`` supporters on list ``all`` and one draft blast (1).
+
+    Settings: the database at ``url``, the test SMTP server, fast polling and
+    retries; with ``web_port``, links point at a service on that port.
+    """
+    config = write_config(
+        path,
+        database_url=url,
+        smtp_port=smtp.port,
+        base_url=SITE_URL if web_port is None else f"http://127.0.0.1:{web_port}",
+        organization_name=organization_name,
+        sections={
+            "schedule": {"poll_interval": 0.5, "misfire_grace": 30},
+            "sending": {"control_interval": 0.2, "retry_base": 0.1},
+        },
+    )
+    write_people(path, numbered(people))
+    site = Site(path, config, url, smtp, web_port)
+    site.ok("import", "people.csv", "--list", "all")
+    created = site.ok("blast", "create", blast, "-t", "executive-orders", "-l", "all")
+    assert created.strip() == "1"
+    return site

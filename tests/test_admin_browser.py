@@ -26,9 +26,10 @@ from tests.admin_helpers import PASSWORD as HELPER_PASSWORD
 from tests.admin_helpers import add_users, serve
 from tests.browser import screenshot
 from tests.factories import add_people, people
-from tests.processes import run_mailer, write_config, write_people
+from tests.processes import Site, run_mailer, write_config, write_people
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
-from tests.test_service import Workdir
+
+pytestmark = pytest.mark.processes  # every test here starts mailer processes
 
 PASSWORD = "organizer password 1"
 GOOD = [f"p{i}@example.org" for i in range(8)]
@@ -36,7 +37,7 @@ REFUSED = [f"r{i}@refusing.example" for i in range(3)]
 
 
 @pytest.fixture
-def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
+def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Site]:
     web_port = free_port()
     config = write_config(
         tmp_path,
@@ -51,7 +52,7 @@ def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
     write_people(tmp_path, ((address, address[:2].upper()) for address in GOOD + REFUSED))
     for address in REFUSED:
         smtp_server.handler.refuse[address] = S550_NO_SUCH_USER
-    work = Workdir(tmp_path, smtp_server, web_port)
+    work = Site(tmp_path, config, "sqlite:///m.db", smtp_server, web_port)
     work.ok("import", "people.csv", "--list", "supporters")
     added = run_mailer(
         tmp_path,
@@ -65,12 +66,14 @@ def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
     try:
         yield work
     finally:
-        for process in list(work.services):
-            work.stop_service(process)
+        try:
+            work.stop_all()
+        finally:
+            work.close()
 
 
 def test_organizer_schedules_watches_filters_exports(
-    service: Workdir, page: Page, smtp_server: SmtpTestServer, tmp_path: Path
+    service: Site, page: Page, smtp_server: SmtpTestServer, tmp_path: Path
 ) -> None:
     base = f"http://127.0.0.1:{service.web_port}"
     page.goto(f"{base}/admin/")

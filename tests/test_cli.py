@@ -20,6 +20,8 @@ from tests.conftest import REPO, TEST_SECRET
 from tests.processes import MAILER, mailer_env, run_mailer
 from tests.smtpserver import S550_NO_SUCH_USER, SmtpTestServer
 
+pytestmark = pytest.mark.processes  # every test here starts mailer processes
+
 T = TypeVar("T")
 SAMPLE = REPO / "lists" / "sample-supporters.csv"
 

@@ -32,6 +32,8 @@ from tests.processes import (
 )
 from tests.smtpserver import SmtpTestServer
 
+pytestmark = pytest.mark.processes  # every test here starts mailer processes
+
 RECIPIENTS = 150
 
 

@@ -10,7 +10,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.processes import run_mailer
+
+pytestmark = pytest.mark.processes  # every test here starts mailer processes
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from mailer.store import Database, migrate
@@ -193,6 +194,7 @@ def every_row(
     return rows
 
 
+@pytest.mark.processes
 def test_an_old_database_is_upgraded_with_every_row_kept(empty_url: str, tmp_path: Path) -> None:
     engine = sa.create_engine(empty_url)
     try:
@@ -221,6 +223,7 @@ def test_an_old_database_is_upgraded_with_every_row_kept(empty_url: str, tmp_pat
         engine.dispose()
 
 
+@pytest.mark.processes
 def test_a_database_with_only_some_old_tables_is_refused_untouched(
     empty_url: str, tmp_path: Path
 ) -> None:
@@ -238,6 +241,7 @@ def test_a_database_with_only_some_old_tables_is_refused_untouched(
         engine.dispose()
 
 
+@pytest.mark.processes
 def test_init_makes_the_newest_schema_and_upgrade_then_has_nothing_to_do(
     empty_url: str, tmp_path: Path
 ) -> None:

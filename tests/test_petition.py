@@ -18,7 +18,7 @@ from mailer.errors import InvalidState, NotFound, TemplateProblem
 from mailer.petitions.export import delivery_document, write_csv
 from mailer.petitions.report import petition_report
 from mailer.petitions.signing import sign
-from mailer.petitions.store import create_petition, refresh_texts, slugify
+from mailer.petitions.store import create_petition, refresh_texts
 from mailer.report import blast_report
 from mailer.schedule.planner import start_due
 from mailer.store import Blast, Database, Delivery, Supporter, open_database
@@ -57,12 +57,6 @@ def add_signature(
 
 
 # -- creating and linking ---------------------------------------------------
-
-
-def test_slugify() -> None:
-    assert slugify("Executive Orders!") == "executive-orders"
-    assert slugify("  ¡Bienvenidos! 2026 ") == "bienvenidos-2026"
-    assert slugify("***") == ""
 
 
 def test_create_reads_the_texts_of_every_language(db: Database) -> None:

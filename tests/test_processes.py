@@ -9,132 +9,40 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import func, select
+from sqlmodel import select
 
 from mailer.schedule import planner
 from mailer.schedule.leader import scheduler_lock
-from mailer.store import Blast, Database, Delivery, Event, Supporter, migrate, open_database
+from mailer.store import Database, Delivery, Event, Supporter, migrate, open_database
 from tests.conftest import pg_schema
-from tests.processes import (
-    MAILER,
-    mailer_env,
-    numbered,
-    run_mailer,
-    update_config,
-    write_config,
-    write_people,
-)
+from tests.processes import Site, blast_site, numbered, update_config, wait_for, write_people
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
-
-
-class Site:
-    """A folder with settings, supporters and one draft blast; processes started from it."""
-
-    def __init__(self, path: Path, url: str, smtp: SmtpTestServer) -> None:
-        self.path = path
-        self.url = url
-        self.smtp = smtp
-        self.processes: list[tuple[subprocess.Popen[str], IO[str]]] = []
-        self.config = write_config(
-            path,
-            database_url=url,
-            smtp_port=smtp.port,
-            organization_name=None,
-            sections={
-                "schedule": {"poll_interval": 0.5, "misfire_grace": 30},
-                "sending": {"control_interval": 0.2, "retry_base": 0.1},
-            },
-        )
-        write_people(path, numbered(PEOPLE))
-        self.ok("import", "people.csv", "--list", "all")
-        assert self.ok("blast", "create", "b", "-t", "executive-orders", "-l", "all").strip() == "1"
-        self.db = open_database(url)
-
-    def env(self) -> dict[str, str]:
-        return mailer_env(self.config)
-
-    def ok(self, *args: str) -> str:
-        done = run_mailer(self.path, *args, config=self.config)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    def start(self, command: str) -> subprocess.Popen[str]:
-        log = (self.path / f"{command}-{len(self.processes)}.log").open("w+", encoding="utf-8")
-        process = subprocess.Popen(
-            [*MAILER, command, "--json-logs"],
-            cwd=self.path,
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
-        self.processes.append((process, log))
-        return process
-
-    def events(self, process: subprocess.Popen[str]) -> list[str]:
-        log = next(lg for p, lg in self.processes if p is process)
-        text = Path(log.name).read_text("utf-8")
-        return [
-            json.loads(line).get("event", "") for line in text.splitlines() if line.startswith("{")
-        ]
-
-    def stop(self, process: subprocess.Popen[str]) -> None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        assert process.returncode == 0, self.events(process)
-
-    def close(self) -> None:
-        for process, log in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-            log.close()
-        self.db.dispose()
-
-    def blast(self) -> Blast:
-        with self.db.session() as session:
-            blast = session.get(Blast, 1)
-            assert blast is not None
-            return blast
-
-    def count(self, model: Any, *where: Any) -> int:
-        with self.db.session() as session:
-            found: int = session.exec(select(func.count()).select_from(model).where(*where)).one()
-            return found
+SITE: dict[str, Any] = {"people": PEOPLE, "blast": "b", "organization_name": None}
 
 
 @pytest.fixture
 def site(tmp_path: Path, empty_url: str, smtp_server: SmtpTestServer) -> Iterator[Site]:
-    site = Site(tmp_path, empty_url, smtp_server)
+    site = blast_site(tmp_path, empty_url, smtp_server, **SITE)
     yield site
     site.close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> float:
-    """Wait until ``condition``; return how long it took."""
-    began = time.monotonic()
-    while not condition():
-        assert time.monotonic() - began < seconds, "condition not reached in time"
-        time.sleep(0.05)
-    return time.monotonic() - began
 
 
 def received(server: SmtpTestServer) -> Counter[str]:
     return Counter(r.rcpt_tos[0] for r in server.handler.received)
 
 
+@pytest.mark.processes
 def test_a_standby_scheduler_takes_over_after_kill_9_and_starts_the_blast_once(
     site: Site,
 ) -> None:
@@ -171,6 +79,7 @@ def test_a_standby_scheduler_takes_over_after_kill_9_and_starts_the_blast_once(
     site.stop(second)
 
 
+@pytest.mark.processes
 def test_a_worker_drains_on_sigterm_and_another_finishes_the_blast(site: Site) -> None:
     site.smtp.handler.delay = 0.15  # slow enough to stop the worker midway
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -198,6 +107,7 @@ def test_a_worker_drains_on_sigterm_and_another_finishes_the_blast(site: Site) -
 
 
 @pytest.mark.parametrize("empty_url", ["postgresql"], indirect=True)
+@pytest.mark.processes
 def test_three_workers_share_a_blast_and_survive_a_kill_9(site: Site) -> None:
     """Invariant 1 with `mailer worker` processes: one killed with SIGKILL mid-blast,
     the other two take its rows over; everyone gets the alert once, except what
@@ -290,12 +200,15 @@ def test_the_scheduler_steps_down_when_its_lock_connection_dies(pg_db: Database)
     lock.release()
 
 
+@pytest.mark.processes
 def test_the_organizer_commands_work_on_postgresql(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
     """The CLI suite runs on SQLite; here every data command once more on PostgreSQL."""
     with pg_schema() as pg_url:
-        site = Site(tmp_path, pg_url, smtp_server)  # init (on import), import, blast create
+        site = blast_site(
+            tmp_path, pg_url, smtp_server, **SITE
+        )  # init (on import), import, blast create
         try:
             (tmp_path / "blocked.csv").write_text("email\np1@example.org\n", "utf-8")
             site.ok("suppress", "import", "blocked.csv", "--reason", "asked")

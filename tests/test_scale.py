@@ -141,6 +141,7 @@ def actions(db: Database) -> Counter[str]:
         return Counter(session.exec(select(Event.action).where(Event.blast_id == 1)).all())
 
 
+@pytest.mark.processes
 def test_three_senders_send_everyone_exactly_once(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -157,6 +158,7 @@ def test_three_senders_send_everyone_exactly_once(
     assert sum("done" in out for _, out, _ in results) >= 1
 
 
+@pytest.mark.processes
 def test_kill_9_one_of_three_the_others_finish_without_duplicates(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -182,6 +184,7 @@ def test_kill_9_one_of_three_the_others_finish_without_duplicates(
     assert actions(pg_db)["blast.senders_recovered"] >= 1
 
 
+@pytest.mark.processes
 def test_a_stalled_sender_loses_its_lease_and_sends_nothing_more(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -211,6 +214,7 @@ def test_a_stalled_sender_loses_its_lease_and_sends_nothing_more(
         assert counts[address(i)] in expected, address(i)
 
 
+@pytest.mark.processes
 def test_sigterm_stops_one_sender_and_the_others_finish_the_blast(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -227,6 +231,7 @@ def test_sigterm_stops_one_sender_and_the_others_finish_the_blast(
     assert per_recipient(server) == {address(i): 1 for i in range(RECIPIENTS)}
 
 
+@pytest.mark.processes
 def test_the_rate_limit_holds_for_the_sum_of_the_senders(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -248,6 +253,7 @@ def test_the_rate_limit_holds_for_the_sum_of_the_senders(
         assert window <= 2 * rate + 4 * shared_rate.grant_size(rate), window
 
 
+@pytest.mark.processes
 def test_the_domain_rate_holds_for_the_sum_of_the_senders(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:
@@ -268,6 +274,7 @@ def test_the_domain_rate_holds_for_the_sum_of_the_senders(
         assert domain_rate * 0.6 <= measured <= domain_rate * 1.1, (domain, measured)
 
 
+@pytest.mark.processes
 def test_the_domain_concurrency_is_divided_among_the_senders(
     tmp_path: Path, pg_db: Database, server: SmtpTestServer, spawn: Spawn
 ) -> None:

@@ -53,6 +53,7 @@ def joined_by_helpers(db: Database, blast_id: int) -> list[Event]:
         )
 
 
+@pytest.mark.processes
 def test_two_processes_send_each_recipient_once(db: Database, smtp_server: SmtpTestServer) -> None:
     # Slow (alone, about 20 messages a second), so that the helper, a new Python
     # process that may take seconds to start on a busy machine, joins while work is left.
@@ -106,6 +107,7 @@ def test_a_helper_never_resumes_a_paused_blast(
     assert smtp_server.handler.received == []
 
 
+@pytest.mark.processes
 def test_processes_divide_the_rate_between_them(
     sqlite_db: Database, smtp_server: SmtpTestServer
 ) -> None:

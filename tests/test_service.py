@@ -13,11 +13,10 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,83 +27,18 @@ from mailer.devsmtp import free_port
 from mailer.errors import InvalidState
 from mailer.schedule.times import parse_local, show
 from tests.conftest import REPO, pg_schema
-from tests.processes import (
-    MAILER,
-    mailer_env,
-    numbered,
-    run_mailer,
-    update_config,
-    write_config,
-    write_people,
-)
+from tests.processes import Site, blast_site, update_config, wait_for
 from tests.smtpserver import SmtpTestServer
 
+pytestmark = pytest.mark.processes  # every test here but the time-zone one starts mailer
+
 PEOPLE = 12
-
-
-class Workdir:
-    def __init__(self, path: Path, smtp: SmtpTestServer, web_port: int) -> None:
-        self.path = path
-        self.smtp = smtp
-        self.web_port = web_port
-        self.services: list[subprocess.Popen[str]] = []
-
-    def env(self) -> dict[str, str]:
-        return mailer_env(self.path / "mailer.toml")
-
-    def mailer(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_mailer(self.path, *args, config=self.path / "mailer.toml")
-
-    def ok(self, *args: str) -> str:
-        done = self.mailer(*args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    def start_service(self, port: int | None = None) -> subprocess.Popen[str]:
-        port = port or self.web_port
-        process = subprocess.Popen(
-            [*MAILER, "run", "--port", str(port)],
-            cwd=self.path,
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.services.append(process)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
-                    return process
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.1)
-
-    def stop_service(self, process: subprocess.Popen[str]) -> str:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err
-        self.services.remove(process)
-        return err
-
-    def schedule_in(self, seconds: float, blast: str = "1") -> datetime:
-        at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
-        self.ok("blast", "schedule", blast, "--at", at.isoformat())
-        return at
-
-    def status_of(self, blast: int) -> str:
-        line = next(
-            ln for ln in self.ok("blast", "list").splitlines()[1:] if ln.split()[0] == str(blast)
-        )
-        return line.split()[1]
 
 
 @pytest.fixture
 def work(
     request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SmtpTestServer
-) -> Iterator[Workdir]:
+) -> Iterator[Site]:
     """SQLite by default; ``@on_both_databases`` runs a test on PostgreSQL too."""
     with contextlib.ExitStack() as stack:
         url = "sqlite:///m.db"
@@ -116,33 +50,10 @@ def work(
 on_both_databases = pytest.mark.parametrize("work", ["sqlite", "postgresql"], indirect=True)
 
 
-def _work(tmp_path: Path, smtp_server: SmtpTestServer, url: str) -> Iterator[Workdir]:
-    web_port = free_port()
-    write_config(
-        tmp_path,
-        database_url=url,
-        smtp_port=smtp_server.port,
-        base_url=f"http://127.0.0.1:{web_port}",
-        sections={
-            "schedule": {"poll_interval": 0.5, "misfire_grace": 30},
-            "sending": {"control_interval": 0.2, "retry_base": 0.1},
-        },
-    )
-    write_people(tmp_path, numbered(PEOPLE))
-    work = Workdir(tmp_path, smtp_server, web_port)
-    work.ok("import", "people.csv", "--list", "all")
-    assert work.ok("blast", "create", "alert", "-t", "executive-orders", "-l", "all").strip() == "1"
+def _work(tmp_path: Path, smtp_server: SmtpTestServer, url: str) -> Iterator[Site]:
+    work = blast_site(tmp_path, url, smtp_server, people=PEOPLE, web_port=free_port())
     yield work
-    for process in list(work.services):
-        process.kill()
-        process.communicate(timeout=10)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+    work.close()
 
 
 def everyone_once(server: SmtpTestServer) -> bool:
@@ -151,7 +62,7 @@ def everyone_once(server: SmtpTestServer) -> bool:
     return len(counts) == PEOPLE
 
 
-def sqlite_rows(work: Workdir, query: str) -> list[tuple[object, ...]]:
+def sqlite_rows(work: Site, query: str) -> list[tuple[object, ...]]:
     """Rows of ``query`` on the test's SQLite database; none while its table does not exist."""
     with contextlib.closing(sqlite3.connect(work.path / "m.db")) as conn:
         try:
@@ -162,7 +73,7 @@ def sqlite_rows(work: Workdir, query: str) -> list[tuple[object, ...]]:
             return []
 
 
-def stored_jobs(work: Workdir) -> set[object]:
+def stored_jobs(work: Site) -> set[object]:
     """Ids of the jobs in APScheduler's job store, a table of the mailer's own database."""
     return {row[0] for row in sqlite_rows(work, "SELECT id FROM apscheduler_jobs")}
 
@@ -172,7 +83,7 @@ def sleep_until_past(at: datetime, seconds: float) -> None:
 
 
 @on_both_databases
-def test_a_scheduled_blast_goes_out_on_time(work: Workdir) -> None:
+def test_a_scheduled_blast_goes_out_on_time(work: Site) -> None:
     service = work.start_service()
     at = work.schedule_in(5)
     wait_for(lambda: len(work.smtp.handler.received) >= 1)
@@ -180,18 +91,18 @@ def test_a_scheduled_blast_goes_out_on_time(work: Workdir) -> None:
     assert abs((first - at).total_seconds()) <= 2.0
     wait_for(lambda: everyone_once(work.smtp))
     wait_for(lambda: work.status_of(1) == "done")
-    log = work.stop_service(service)
+    log = work.stop(service)
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     names = {e.get("event") for e in events}
     assert {"service.started", "blast.job_set", "blast.sending", "service.stopped"} <= names
 
 
 @on_both_databases
-def test_a_schedule_survives_a_restart_and_goes_out_once(work: Workdir) -> None:
+def test_a_schedule_survives_a_restart_and_goes_out_once(work: Site) -> None:
     first = work.start_service()
     work.schedule_in(8)  # room for a slow machine: the stop must come before the start
     time.sleep(1.0)  # the service has set its job
-    work.stop_service(first)
+    work.stop(first)
     assert work.smtp.handler.received == []
     work.start_service()
     wait_for(lambda: everyone_once(work.smtp))
@@ -200,7 +111,7 @@ def test_a_schedule_survives_a_restart_and_goes_out_once(work: Workdir) -> None:
     assert everyone_once(work.smtp)
 
 
-def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Workdir) -> None:
+def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Site) -> None:
     update_config(work.path / "mailer.toml", "schedule", misfire_grace=1)
     at = work.schedule_in(5)
     time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 2.0)  # due, > 1 s grace ago
@@ -222,12 +133,12 @@ def test_a_blast_due_while_no_service_ran_is_marked_missed(work: Workdir) -> Non
 
 
 def test_a_blast_due_while_the_service_was_stopped_starts_late_within_the_grace(
-    work: Workdir,
+    work: Site,
 ) -> None:
     first = work.start_service()
     at = work.schedule_in(5)
     wait_for(lambda: stored_jobs(work) == {"blast-1"})
-    work.stop_service(first)
+    work.stop(first)
     assert stored_jobs(work) == {"blast-1"}  # the job outlives the service
     sleep_until_past(at, 2.0)  # due while no service ran, well within the 30 s grace
     assert work.smtp.handler.received == [] and work.status_of(1) == "scheduled"
@@ -238,13 +149,13 @@ def test_a_blast_due_while_the_service_was_stopped_starts_late_within_the_grace(
 
 
 def test_a_blast_due_longer_than_the_grace_before_a_restart_is_marked_missed(
-    work: Workdir,
+    work: Site,
 ) -> None:
     update_config(work.path / "mailer.toml", "schedule", misfire_grace=1)
     first = work.start_service()
     at = work.schedule_in(5)
     wait_for(lambda: stored_jobs(work) == {"blast-1"})
-    work.stop_service(first)
+    work.stop(first)
     sleep_until_past(at, 3.0)  # due while stopped, more than the 1 s grace ago
     second = work.start_service()
     wait_for(lambda: work.status_of(1) != "scheduled")
@@ -253,7 +164,7 @@ def test_a_blast_due_longer_than_the_grace_before_a_restart_is_marked_missed(
     assert work.smtp.handler.received == []
     listing = work.ok("blast", "list")
     assert "while no service was running" in listing and "not sent" in listing
-    log = work.stop_service(second)
+    log = work.stop(second)
     logged = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert [e["blast"] for e in logged if e.get("event") == "blast.missed"] == [1]
     events = sqlite_rows(work, "SELECT detail FROM event WHERE action = 'blast.missed'")
@@ -261,12 +172,12 @@ def test_a_blast_due_longer_than_the_grace_before_a_restart_is_marked_missed(
 
 
 def test_the_grace_in_the_settings_at_restart_decides_for_a_job_stored_before(
-    work: Workdir,
+    work: Site,
 ) -> None:
     first = work.start_service()  # misfire_grace = 30 s
     at = work.schedule_in(5)
     wait_for(lambda: stored_jobs(work) == {"blast-1"})
-    work.stop_service(first)
+    work.stop(first)
     update_config(work.path / "mailer.toml", "schedule", misfire_grace=1)
     sleep_until_past(at, 3.0)  # within the old grace, past the new one
     work.start_service()
@@ -277,7 +188,7 @@ def test_the_grace_in_the_settings_at_restart_decides_for_a_job_stored_before(
     assert "more than 1 s ago" in work.ok("blast", "list")
 
 
-def test_status_shows_a_blast_paused_by_a_down_relay_and_why(work: Workdir) -> None:
+def test_status_shows_a_blast_paused_by_a_down_relay_and_why(work: Site) -> None:
     closed = socket.socket()  # bound, never listening: connections to it are refused
     closed.bind(("127.0.0.1", 0))
     with closed:
@@ -294,7 +205,7 @@ def test_status_shows_a_blast_paused_by_a_down_relay_and_why(work: Workdir) -> N
 
 
 @on_both_databases
-def test_two_services_on_one_database_do_not_send_twice(work: Workdir) -> None:
+def test_two_services_on_one_database_do_not_send_twice(work: Site) -> None:
     work.smtp.handler.delay = 0.05
     work.start_service()
     work.start_service(port=free_port())
@@ -305,7 +216,7 @@ def test_two_services_on_one_database_do_not_send_twice(work: Workdir) -> None:
     assert everyone_once(work.smtp)
 
 
-def test_pause_from_the_cli_while_the_service_sends(work: Workdir) -> None:
+def test_pause_from_the_cli_while_the_service_sends(work: Site) -> None:
     update_config(work.path / "mailer.toml", "sending", connections=1)
     work.smtp.handler.delay = 0.5  # 12 messages take 6 s
     work.start_service()
@@ -327,7 +238,7 @@ def blast_of(message_id: str) -> int:
 
 
 @on_both_databases
-def test_follow_up_goes_to_those_who_did_not_click_or_unsubscribe(work: Workdir) -> None:
+def test_follow_up_goes_to_those_who_did_not_click_or_unsubscribe(work: Site) -> None:
     work.start_service()
     work.ok("blast", "send", "1")
     received = {r.rcpt_tos[0]: r.message() for r in work.smtp.handler.received}
@@ -365,7 +276,7 @@ def test_follow_up_goes_to_those_who_did_not_click_or_unsubscribe(work: Workdir)
     }
 
 
-def test_follow_up_with_its_own_template(work: Workdir) -> None:
+def test_follow_up_with_its_own_template(work: Site) -> None:
     templates = work.path / "templates"
     shutil.copytree(REPO / "templates", templates)
     reminder = templates / "reminder"
@@ -387,7 +298,7 @@ def test_follow_up_with_its_own_template(work: Workdir) -> None:
     assert "Subject: P3, tell the White House: immigrants" in original
 
 
-def test_test_send_reaches_seeds_and_touches_nothing(work: Workdir) -> None:
+def test_test_send_reaches_seeds_and_touches_nothing(work: Site) -> None:
     out = work.ok("blast", "test", "1", "--to", "seed@example.net,p3@example.org")
     assert "seed@example.net: sent" in out
     seeds = {r.rcpt_tos[0]: r.message() for r in work.smtp.handler.received}
@@ -420,7 +331,7 @@ def test_time_zones_across_daylight_saving_changes() -> None:
         parse_local("2026-12-01 09:00", "Mars/Olympus")
 
 
-def test_schedule_and_list_in_the_organizers_zone_from_the_cli(work: Workdir) -> None:
+def test_schedule_and_list_in_the_organizers_zone_from_the_cli(work: Site) -> None:
     def listed_time(*args: str) -> str:
         row = work.ok("blast", "list", *args).splitlines()[1].split()
         assert row[:2] == ["1", "scheduled"], row
@@ -443,13 +354,13 @@ def test_schedule_and_list_in_the_organizers_zone_from_the_cli(work: Workdir) ->
 
 
 @on_both_databases
-def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Workdir) -> None:
+def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Site) -> None:
     update_config(work.path / "mailer.toml", "sending", connections=1)
     work.smtp.handler.delay = 0.4
     service = work.start_service()
     work.schedule_in(5)
     wait_for(lambda: len(work.smtp.handler.received) >= 2)
-    work.stop_service(service)  # graceful: the message in flight is finished and recorded
+    work.stop(service)  # graceful: the message in flight is finished and recorded
     assert work.status_of(1) == "sending"  # left to resume, not paused
     assert "sending" in work.ok("status")
     work.smtp.handler.delay = 0.0
@@ -459,7 +370,7 @@ def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Workdir) -> None:
     assert work.ok("log", "1", "--state", "unknown").strip() == "no deliveries in state unknown"
 
 
-def test_sigterm_lets_an_http_request_in_progress_finish(work: Workdir) -> None:
+def test_sigterm_lets_an_http_request_in_progress_finish(work: Site) -> None:
     service = work.start_service()
     work.ok("blast", "send", "1")
     message = work.smtp.handler.received[0].message()
@@ -482,13 +393,12 @@ def test_sigterm_lets_an_http_request_in_progress_finish(work: Workdir) -> None:
         while chunk := conn.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
-    _, err = service.communicate(timeout=30)
-    work.services.remove(service)
-    assert service.returncode == 0, err
+    service.wait(timeout=30)
+    assert service.returncode == 0, work.log(service)
     assert json.loads(work.ok("report", "1", "--json"))["unsubscribed"] == 1
 
 
-def test_unschedule_while_the_service_runs(work: Workdir) -> None:
+def test_unschedule_while_the_service_runs(work: Site) -> None:
     work.start_service()
     at = work.schedule_in(12)  # room for two commands to start on a busy machine
     time.sleep(1.5)
@@ -497,7 +407,7 @@ def test_unschedule_while_the_service_runs(work: Workdir) -> None:
     assert work.smtp.handler.received == [] and work.status_of(1) == "draft"
 
 
-def test_rescheduling_while_the_service_runs(work: Workdir) -> None:
+def test_rescheduling_while_the_service_runs(work: Site) -> None:
     work.start_service()
     work.schedule_in(120)
     time.sleep(1.5)  # the service has set its job for two minutes from now

@@ -25,9 +25,11 @@ from mailer.store import open_database
 from mailer.store.models import UserRole, utcnow
 from mailer.supporters.importer import import_csv
 from tests.browser import screenshot
-from tests.processes import write_config
+from tests.processes import Site, write_config
 from tests.smtpserver import SmtpTestServer
-from tests.test_service import Workdir
+
+pytestmark = pytest.mark.processes  # the journey runs against a real `mailer run`
+
 
 PASSWORD = "organizer password 1"
 STATEMENT = (Path(__file__).parent / "data" / "statement.txt").read_text("utf-8")
@@ -44,9 +46,9 @@ Gracias por actuar.
 
 
 @pytest.fixture
-def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
+def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Site]:
     web_port = free_port()
-    write_config(
+    config = write_config(
         tmp_path,
         database_url="sqlite:///m.db",
         smtp_port=smtp_server.port,
@@ -68,17 +70,19 @@ def service(tmp_path: Path, smtp_server: SmtpTestServer) -> Iterator[Workdir]:
         accounts.add_user(db, "ana", UserRole.ORGANIZER, PASSWORD, actor="test", now=utcnow())
     finally:
         db.dispose()
-    work = Workdir(tmp_path, smtp_server, web_port)
+    work = Site(tmp_path, config, "sqlite:///m.db", smtp_server, web_port)
     work.start_service()
     try:
         yield work
     finally:
-        for process in list(work.services):
-            work.stop_service(process)
+        try:
+            work.stop_all()
+        finally:
+            work.close()
 
 
 def test_new_organizer_goes_from_statement_to_sent_alert(
-    service: Workdir, page: Page, smtp_server: SmtpTestServer
+    service: Site, page: Page, smtp_server: SmtpTestServer
 ) -> None:
     base = f"http://127.0.0.1:{service.web_port}"
     page.goto(f"{base}/admin/")

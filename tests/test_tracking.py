@@ -19,7 +19,6 @@ from mailer.devsmtp import free_port
 from mailer.report import blast_report, delivery_log, link_report
 from mailer.store import Click, Database, Delivery, Link
 from mailer.web import app_for
-from mailer.web.common import truncate_ip
 from mailer.web.recorder import ClickBatcher
 from mailer.web.server import BackgroundServer
 from tests.conftest import make_settings
@@ -121,18 +120,6 @@ def test_opens_pixel_when_asked(db: Database, smtp_server: SmtpTestServer) -> No
 def test_no_pixel_by_default(db: Database, settings: Settings, smtp_server: SmtpTestServer) -> None:
     sent_links(db, settings, smtp_server, 1)
     assert b"/o/" not in smtp_server.handler.received[0].data
-
-
-@pytest.mark.parametrize(
-    ("address", "kept"),
-    [
-        ("203.0.113.77", "203.0.113.0"),
-        ("2001:db8:1234:5678::1", "2001:db8:1234::"),
-        ("not-an-ip", ""),
-    ],
-)
-def test_ip_truncation(address: str, kept: str) -> None:
-    assert truncate_ip(address) == kept
 
 
 def test_clicks_per_supporter_in_the_send_log(db: Database, smtp_server: SmtpTestServer) -> None:

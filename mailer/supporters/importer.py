@@ -6,9 +6,10 @@ Reading
     :class:`~mailer.errors.ImportFileError` naming the file, the line and the
     offending byte. Lines may end in CRLF, LF or CR. Records are parsed by the
     standard :mod:`csv` module (quoted fields may hold delimiters, quotes and
-    line breaks); the delimiter (comma, semicolon or tab) is guessed by
-    :class:`csv.Sniffer` from the first lines, and is a comma when it cannot
-    tell. The file is processed as a stream, one chunk of records at a time.
+    line breaks); the delimiter (comma, semicolon or tab) is the one that
+    splits the header and the most of the first records alike
+    (:func:`~mailer.supporters.reading.sniff_delimiter`), and a comma when
+    none does. The file is processed as a stream, one chunk of records at a time.
 
 Header
     The first non-blank record is the header. Column titles are matched after

@@ -8,10 +8,14 @@ exports); they are handed to :mod:`csv` with their endings, exactly as a file
 opened with ``newline=""`` would be, so quoted fields keep embedded line
 breaks and the reader's ``line_num`` counts physical lines.
 
-The delimiter is guessed by :class:`csv.Sniffer` (comma, semicolon or tab
-only) from the first :data:`SNIFF_CHARS` characters; only the delimiter is
-taken from it (quote ``"`` doubled inside quotes, as spreadsheets write), and
-a comma is used when the sniffer cannot tell. The reader is strict, so broken
+The delimiter (comma, semicolon or tab) is guessed from the first
+:data:`SNIFF_CHARS` characters by parsing them with each one: the first
+record is the header, so the delimiter is the one that splits the header into
+more than one field and the most records into as many fields as the header;
+a comma when none splits the header, and on a tie (comma, then semicolon).
+Quoting is as spreadsheets write it: ``"`` around a field, doubled inside.
+(:class:`csv.Sniffer` guessed wrong on exports with mostly empty cells or a
+quoted cell holding another delimiter.) The reader is strict, so broken
 quoting is reported for that record instead of silently merging lines.
 """
 
@@ -62,11 +66,32 @@ def physical_lines(handle: BinaryIO, name: str) -> Iterator[str]:
 
 
 def sniff_delimiter(sample: str) -> str:
-    """The delimiter of ``sample`` among :data:`DELIMITERS`, or a comma when unsure."""
+    """The delimiter of ``sample`` among :data:`DELIMITERS`, or a comma when unsure.
+
+    ``sample`` is the beginning of a file, ending at a line end or not.
+    """
+    lines = _LINE.findall(sample)
+    best, best_score = ",", 0
+    for delimiter in DELIMITERS:
+        widths = _widths(lines, delimiter)
+        if not widths or widths[0] < 2:
+            continue  # the header is one field: not this delimiter
+        score = widths.count(widths[0])
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _widths(lines: list[str], delimiter: str) -> list[int]:
+    """The number of fields of each non-blank record of ``lines`` split on ``delimiter``."""
+    widths: list[int] = []
     try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        return ","
+        for fields in csv.reader(lines, delimiter=delimiter):
+            if any(value.strip() for value in fields):
+                widths.append(len(fields))
+    except csv.Error:  # the sample ends inside a quoted field, or worse: count what came before
+        pass
+    return widths
 
 
 class Records:
