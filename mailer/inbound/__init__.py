@@ -21,9 +21,10 @@ database. docs/bounces.md describes the rules.
 """
 
 from mailer.inbound.apply import Decision, Outcome, ReportTooEarly, apply
+from mailer.inbound.finding import Finding
 from mailer.inbound.listener import InboundHandler, InboundServer
 from mailer.inbound.mailbox import ImportResult, import_mailbox
-from mailer.inbound.parse import Finding, classify
+from mailer.inbound.parse import classify
 from mailer.inbound.status import Kind
 
 __all__ = [

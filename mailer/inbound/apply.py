@@ -77,7 +77,7 @@ from sqlmodel import Session, col, func, select
 from mailer.compose.tokens import TokenSigner
 from mailer.config import InboundSettings
 from mailer.errors import TokenError
-from mailer.inbound.parse import Finding
+from mailer.inbound.finding import Finding
 from mailer.inbound.status import Kind
 from mailer.lifecycle import audit
 from mailer.store import Database, Delivery, DeliveryState, Event, Supporter, SupporterStatus

@@ -37,12 +37,12 @@ import email
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.message import Message
 from email.policy import compat32
-from typing import Any
 
 from mailer.inbound.address import recipient_address
+from mailer.inbound.finding import Finding
 from mailer.inbound.mime import (
     MAX_PARTS,
     body_text,
@@ -88,44 +88,7 @@ _AUTO_SUBJECT = re.compile(
 _COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other", "opt-out"})
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-_EVIDENCE = (
-    *("kind", "rule", "shape", "note", "status", "action", "diagnostic", "reply_code"),
-    *("reporter",),
-    *("remote_mta", "feedback_type", "original_recipient", "original_message_id"),
-    *("message_id", "subject", "sender"),
-)
 _SEVERITY = {"hard_bounce": 4, "blocked": 3, "soft_bounce": 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What one inbound message says, and what it names. Nothing here is verified."""
-
-    kind: Kind
-    shape: str = ""  # "arf", "rfc3464", "qmail", "exim", "sendmail", "text", "mailto", ...
-    note: str = ""  # why it was read this way (or ignored)
-    rule: str = ""  # the rule that decided the kind (see mailer.inbound.verdict)
-    status: str = ""  # RFC 3463 enhanced status, e.g. "5.1.1"
-    action: str = ""  # DSN Action: "failed" or "delayed"
-    diagnostic: str = ""  # the remote server's words, e.g. "550 5.1.1 <x@y>: user unknown"
-    reply_code: int | None = None
-    reporter: str = ""  # DSN Reporting-MTA, or the ARF User-Agent
-    remote_mta: str = ""
-    feedback_type: str = ""  # ARF Feedback-Type
-    original_recipient: str = ""
-    original_message_id: str = ""
-    verp_tokens: tuple[str, ...] = ()
-    unsubscribe_tokens: tuple[str, ...] = ()
-    message_id: str = ""  # the inbound message's own Message-ID
-    subject: str = ""
-    sender: str = ""  # the inbound message's From
-    fingerprint: str = ""  # names this inbound message across deliveries and re-imports
-
-    def evidence(self) -> dict[str, Any]:
-        """The non-empty facts, for an audit event's detail (tokens left out)."""
-        facts = {name: getattr(self, name) for name in _EVIDENCE}
-        facts["kind"] = str(self.kind)
-        return {k: v for k, v in facts.items() if v not in ("", None)}
 
 
 def classify(data: bytes, *, envelope_to: str = "") -> Finding:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailer.inbound.address import recipient_address
+from mailer.inbound.finding import Finding
 from mailer.inbound.status import Kind, reply_code, status_field
 from mailer.inbound.verdict import judge
-
-if TYPE_CHECKING:
-    from mailer.inbound.parse import Finding
 
 _MAX_JSON = 200_000
 
@@ -45,8 +43,6 @@ def _notification(text: str) -> dict[str, Any] | None:
 
 def read_ses_notification(text: str) -> Finding | None:
     """The finding of an SES notification in ``text``, if it is one."""
-    from mailer.inbound.parse import Finding
-
     data = _notification(text)
     if data is None:
         return None
