@@ -116,7 +116,12 @@ class InboundHandler:
         """
         decisions = []
         finding = classify(data)
-        for recipient in list(dict.fromkeys(r.lower() for r in recipients)) or [""]:
+        # One decision per distinct recipient. Addresses compare without case, but
+        # each is passed on as written: its VERP token is case-sensitive base64url.
+        distinct: dict[str, str] = {}
+        for address in recipients:
+            distinct.setdefault(address.lower(), address)
+        for recipient in list(distinct.values()) or [""]:
             decision = apply(
                 self.db,
                 for_recipient(finding, recipient),

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from markupsafe import Markup
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute
 
 from mailer.accounts import Permission
@@ -135,15 +135,14 @@ def test_send(site: Site, call: Call) -> Response:
     except (MailerError, ConfigError) as exc:
         return preview_page(site, call, error=f"No test sent: {exc}", status=400)
     outcome = "; ".join(f"{address}: {o.code} {o.text}" for address, o in results)
-    return _back_with(name, lang, rev, f"Test sent: {outcome}")
+    return _back_with(site, name, lang, rev, f"Test sent: {outcome}")
 
 
-def _back_with(name: str, lang: str, rev: str, notice: str) -> Response:
-    """Back (303) to the preview of the same language and revision, showing ``notice``."""
+def _back_with(site: Site, name: str, lang: str, rev: str, notice: str) -> Response:
+    """Back (303) to the preview of the same language and revision, showing ``notice`` once."""
     params = {}
     if LANGUAGE.match(lang):
         params["lang"] = lang
     if rev.isdigit():
         params["rev"] = rev
-    params["notice"] = notice[:300]
-    return RedirectResponse(alert_path(name, "/preview") + "?" + urlencode(params), 303)
+    return site.back(alert_path(name, "/preview") + "?" + urlencode(params), notice[:300])
