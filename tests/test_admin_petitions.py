@@ -63,7 +63,7 @@ def test_an_organizer_creates_edits_and_links_a_petition(site: tuple[str, Databa
         created = client.post("/admin/petitions", data={"csrf": csrf, **FORM})
         assert created.status_code == 303, created.text
         petition = petition_named(db, "Stop the orders")
-        assert created.headers["location"].startswith(f"/admin/petitions/{petition.id}?")
+        assert created.headers["location"] == f"/admin/petitions/{petition.id}"
         assert (petition.slug, petition.goal, petition.template) == ("stop-the-orders", 5000, "")
         assert petition.texts == {
             "en": {
@@ -94,7 +94,7 @@ def test_an_organizer_creates_edits_and_links_a_petition(site: tuple[str, Databa
         linked = client.post(
             f"/admin/petitions/{petition.id}/link", data={"csrf": csrf, "blast": str(blast.id)}
         )
-        assert "now+leads+to+this+petition" in linked.headers["location"]
+        assert "now leads to this petition" in client.get(linked.headers["location"]).text
         assert "Stop the orders" in client.get("/admin/petitions").text
     with db.session() as session:
         stored = session.get(Blast, blast.id)
@@ -157,7 +157,7 @@ def test_a_blast_that_has_started_cannot_be_linked(
         refused = client.post(
             f"/admin/petitions/{petition.id}/link", data={"csrf": csrf, "blast": str(blast.id)}
         )
-        assert "has+not+started+sending" in refused.headers["location"]
+        assert "has not started sending" in client.get(refused.headers["location"]).text
         assert "sent</option>" not in client.get(f"/admin/petitions/{petition.id}").text
 
 
