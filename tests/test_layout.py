@@ -1,4 +1,5 @@
-"""The package's shape: no two modules of ``mailer`` import each other, however indirectly.
+"""The package's shape: no two modules of ``mailer`` import each other, however indirectly,
+and no module is longer than a reader takes in at once.
 
 The import graph is read from the source (the AST), so an import inside a
 function counts as much as one at the top: moving an import into a function
@@ -141,3 +142,20 @@ def test_cycles_are_found_in_a_graph_that_has_them() -> None:
 def test_no_module_of_the_package_imports_itself_through_others() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+# A module that needs more lines than this wants splitting along its seams. The
+# declarative settings and the migrations (frozen schema snapshots) are exempt.
+MAX_LINES = 520
+LONG_BY_NATURE = {"mailer.config"}
+
+
+def test_no_module_is_longer_than_about_500_lines() -> None:
+    long = {
+        name: lines
+        for name, path in modules(PACKAGE).items()
+        if ".migrations." not in name
+        and name not in LONG_BY_NATURE
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

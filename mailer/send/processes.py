@@ -8,7 +8,7 @@ sender (:class:`~mailer.send.engine.BlastSender`) that *joins* the blast the
 way senders on several hosts do: claims with its own name and lease, its
 share of the rates and of the domain concurrency, its own SMTP connections.
 Nothing new is needed for correctness; every guarantee of several senders on
-one blast holds (see :mod:`mailer.send.engine`).
+one blast holds (see :mod:`mailer.send.ledger`).
 
 What this module adds is the handling of the helpers:
 
