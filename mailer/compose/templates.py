@@ -31,6 +31,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailer.errors import TemplateProblem
 
 MANIFEST = "template.toml"
+MAX_NAME = 100  # a template is a folder: its name must make a path any system can open
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,16 @@ class AlertTemplate:
         self.name = name
         folder = root / name
         manifest_path = folder / MANIFEST
-        if not name or "/" in name or name.startswith((".", "_")) or name == "layout":
-            raise TemplateProblem(f"{name!r} is not a template name")
+        if (
+            not name
+            or len(name) > MAX_NAME
+            or not name.isprintable()
+            or "/" in name
+            or "\\" in name
+            or name.startswith((".", "_"))
+            or name == "layout"
+        ):
+            raise TemplateProblem(f"{name[:MAX_NAME]!r} is not a template name")
         if not manifest_path.is_file():
             known = ", ".join(available_templates(root)) or "none"
             raise TemplateProblem(

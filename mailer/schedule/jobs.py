@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
@@ -125,7 +126,9 @@ class Calendar:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._fired, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
-        self.scheduler.start()
+        # Paused until the first mirror: a job stored by an earlier service must get
+        # this service's grace before APScheduler's thread may run (or miss) it.
+        self.scheduler.start(paused=True)
         log.info("this is the active scheduler", extra={"event": "scheduler.active"})
         return True
 
@@ -194,6 +197,8 @@ class Calendar:
                 with contextlib.suppress(Exception):
                     self.scheduler.remove_job(job_id(blast_id))
                 del self.known[blast_id]
+        if self.scheduler.state == STATE_PAUSED:
+            self.scheduler.resume()
 
     def forget(self, blast_id: int) -> None:
         """Its job has fired: the next mirror sets it again if the blast is still scheduled."""

@@ -30,22 +30,28 @@ BLAST_ACTIONS = ("pause", "resume", "cancel", "unschedule")
 
 def create(db: Database, settings: Settings, actor: str, fields: dict[str, Any]) -> Blast:
     """A draft blast from form or JSON fields: name, template, lists, cta_url, segment."""
-    lists = fields.get("lists") or []
-    if isinstance(lists, str):
-        lists = [part.strip() for part in lists.split(",") if part.strip()]
-    segment = fields.get("segment") or []
-    if isinstance(segment, str):
-        segment = [part.strip() for part in segment.split(",") if part.strip()]
+    lists = _names(fields, "lists")
+    segment = _names(fields, "segment")
     return create_blast(
         db,
         settings,
         name=str(fields.get("name", "")),
         template=str(fields.get("template", "")).strip(),
-        list_names=[str(name) for name in lists],
+        list_names=lists,
         cta_url=str(fields.get("cta_url") or "").strip() or None,
-        segment=parse_segment([str(s) for s in segment]),
+        segment=parse_segment(segment),
         actor=actor,
     )
+
+
+def _names(fields: dict[str, Any], key: str) -> list[str]:
+    """A field given as a list of strings or as one comma-separated string."""
+    value = fields.get(key) or []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise InvalidState(f"{key} must be a list of names or a comma-separated string")
+    return [str(v) for v in value]
 
 
 def _change(
