@@ -17,31 +17,27 @@ from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
+from mailer import testsend
 from mailer.alerts.resolve import template_named
 from mailer.assemble import composer_for, make_sender
-from mailer.compose.alert import TEST_DELIVERY, Recipient
+from mailer.compose.alert import TEST_DELIVERY, OutgoingMessage, Recipient
 from mailer.compose.templates import check_template
 from mailer.config import Settings
 from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.lifecycle import audit, transition
 from mailer.send.engine import Progress, SendResult, delivery_counts
-from mailer.send.outcome import Outcome, Verdict
+from mailer.send.outcome import Outcome
 from mailer.send.processes import SenderProcesses
-from mailer.send.transport import SmtpTransport
 from mailer.store import (
     Blast,
     BlastList,
     BlastStatus,
     Database,
     MailingList,
-    Supporter,
-    SupporterStatus,
-    Suppression,
     blast_lists,
     find_blast,
 )
 from mailer.store.models import Petition, utcnow
-from mailer.supporters.columns import normalize_email
 
 FOLLOW_UP_AUDIENCES = ("no-click", "no-action")  # did not click / did not sign the petition
 
@@ -232,56 +228,20 @@ def send_test(
     one); an address that is suppressed or whose supporter is not active gets
     nothing and is answered as not sent, with the reason.
     """
-    checked: list[str] = []
-    for address in addresses:
-        email, problem = normalize_email(address)
-        if problem:
-            raise InvalidState(f"{address!r} is not an email address: {problem}") from None
-        if email not in checked:
-            checked.append(email)
-    limit = settings.blast.test_send_limit
-    if len(checked) > limit:
-        raise InvalidState(
-            f"a test send goes to at most {limit} addresses, not {len(checked)} "
-            "(the setting blast.test_send_limit)"
-        )
+    to = testsend.seeds(db, settings, addresses)
     with db.session() as session:
         blast = find_blast(session, ref)
-        people = {
-            s.email: s
-            for s in session.exec(select(Supporter).where(col(Supporter.email).in_(checked)))
-        }
-        suppressed = set(
-            session.exec(select(Suppression.email).where(col(Suppression.email).in_(checked)))
-        )
     composer = composer_for(db, settings, blast)
-
-    def refusal(address: str) -> Outcome | None:
-        known = people.get(address)
-        if address in suppressed:
-            return Outcome(Verdict.FAILED, None, "not sent: the address is on the suppression list")
-        if known is not None and known.status != SupporterStatus.ACTIVE:
-            return Outcome(Verdict.FAILED, None, f"not sent: the supporter is {known.status}")
-        return None
-
-    async def deliver_all() -> list[tuple[str, Outcome]]:
-        transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
-        results = []
-        try:
-            for address in checked:
-                refused = refusal(address)
-                if refused is not None:
-                    results.append((address, refused))
-                    continue
-                known = people.get(address)
-                recipient = Recipient.of(known) if known else Recipient(email=address)
-                composed = composer.compose(TEST_DELIVERY, recipient, test=True)
-                results.append((address, await transport.deliver(composed.message)))
-        finally:
-            await transport.close()
-        return results
-
-    results = asyncio.run(deliver_all())
+    messages: list[tuple[str, OutgoingMessage | Outcome]] = []
+    for address in to.addresses:
+        refused = to.refusal(address)
+        if refused is not None:
+            messages.append((address, refused))
+            continue
+        known = to.people.get(address)
+        recipient = Recipient.of(known) if known else Recipient(email=address)
+        messages.append((address, composer.compose(TEST_DELIVERY, recipient, test=True).message))
+    results = testsend.deliver(settings, messages)
     with db.session() as session:
         audit(
             session,

@@ -13,16 +13,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
+from mailer import testsend
 from mailer.alerts.compiled import StoredAlertTemplate
 from mailer.alerts.store import get_revision
 from mailer.assemble import SEND_KEYS, dkim_signer, identity_for
@@ -34,11 +33,8 @@ from mailer.errors import InvalidState
 from mailer.lifecycle import audit
 from mailer.send.audience import _segment_filters
 from mailer.send.outcome import Outcome
-from mailer.send.transport import SmtpTransport
 from mailer.store import Blast, Database, Event, MailingList, Membership, Supporter, Suppression
 from mailer.store.models import SupporterStatus, utcnow
-
-MAX_TEST_ADDRESSES = 10
 
 
 def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] | None) -> int:
@@ -126,23 +122,11 @@ def _test_message(composer: AlertComposer, recipient: Recipient) -> OutgoingMess
 
 
 def parse_addresses(text: str) -> list[str]:
-    """Addresses separated by commas, semicolons or spaces, each checked and normalized."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    """Addresses separated by commas, semicolons or spaces (checked by :func:`testsend.seeds`)."""
+    parts = [p.strip() for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
     if not parts:
         raise InvalidState("give at least one address to send the test to")
-    if len(parts) > MAX_TEST_ADDRESSES:
-        raise InvalidState(f"a test goes to at most {MAX_TEST_ADDRESSES} addresses")
-    out = []
-    for part in parts:
-        try:
-            out.append(
-                validate_email(
-                    part.strip(), check_deliverability=False, allow_smtputf8=False
-                ).normalized
-            )
-        except EmailNotValidError as exc:
-            raise InvalidState(f"{part.strip()!r} is not an email address: {exc}") from None
-    return out
+    return parts
 
 
 def send_alert_test(
@@ -159,9 +143,11 @@ def send_alert_test(
     """Send revision ``number`` (default the newest) of alert ``name`` to ``addresses``.
 
     Each address that is a supporter gets their own version (in ``language``
-    when given, else theirs); any other gets the fallbacks.
+    when given, else theirs); any other gets the fallbacks. The addresses are
+    screened and capped as every test send is (:mod:`mailer.testsend`).
     """
     settings.require(*SEND_KEYS)
+    to = testsend.seeds(db, settings, addresses)
     revision = get_revision(db, name, number)
     template = StoredAlertTemplate(settings.templates_path(), revision)
     cta = cta_url or settings.blast.default_cta_url
@@ -180,32 +166,22 @@ def send_alert_test(
         clock=utcnow,
         dkim=dkim_signer(settings, address=settings.sender.address),
     )
-    with db.session() as session:
-        people = {
-            s.email: Recipient.of(s)
-            for s in session.exec(select(Supporter).where(col(Supporter.email).in_(addresses)))
-        }
-    recipients = []
-    for address in addresses:
-        recipient = people.get(address.lower()) or Recipient(
-            email=address, language=revision.default_language
+    messages: list[tuple[str, OutgoingMessage | Outcome]] = []
+    for address in to.addresses:
+        refused = to.refusal(address)
+        if refused is not None:
+            messages.append((address, refused))
+            continue
+        known = to.people.get(address)
+        recipient = (
+            Recipient.of(known)
+            if known is not None
+            else Recipient(email=address, language=revision.default_language)
         )
         if language:
             recipient = replace(recipient, language=language)
-        recipients.append(recipient)
-
-    async def deliver_all() -> list[tuple[str, Outcome]]:
-        transport = SmtpTransport(settings.smtp, connect_attempts=settings.sending.connect_attempts)
-        results = []
-        try:
-            for recipient in recipients:
-                message = _test_message(composer, recipient)
-                results.append((recipient.email, await transport.deliver(message)))
-        finally:
-            await transport.close()
-        return results
-
-    results = asyncio.run(deliver_all())
+        messages.append((address, _test_message(composer, recipient)))
+    results = testsend.deliver(settings, messages)
     with db.session() as session:
         audit(
             session,

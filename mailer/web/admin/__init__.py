@@ -19,6 +19,7 @@ from mailer.store.models import utcnow
 from mailer.web.admin import (
     api,
     blasts,
+    bounces,
     home,
     lists,
     logs,
@@ -32,7 +33,10 @@ from mailer.web.admin import (
 from mailer.web.admin.site import Site
 
 # Route order matters where paths overlap: /admin/blasts/new before /admin/blasts/{ref}.
-MODULES = (home, blasts, logs, people, lists, petitions, users, studio, preview, sending, api)
+MODULES = (
+    *(home, blasts, logs, people, lists, petitions, bounces),
+    *(users, studio, preview, sending, api),
+)
 
 
 def admin_routes(

@@ -104,7 +104,7 @@ def blast_page(site: Site, call: Call, *, error: str = "", status: int = 200) ->
         preview = {"preview_error": f"No preview: {exc}"}
     local_now = site.clock().astimezone(zone(site.zone)) + timedelta(minutes=5)
     states = [str(s) for s in DeliveryState]
-    shown = {"blast", "id", "status", "template", "lists", *states}
+    shown = {"blast", "id", "status", "template", "lists", "blocked_by_domain", *states}
     return site.render(
         "blast.html",
         call.caller,
