@@ -159,24 +159,21 @@ def spliceable(env: jinja2.Environment, names: Iterable[str]) -> frozenset[str] 
     return frozenset(analysis.truth)
 
 
-# A piece of a spliced body: static text, or a marker number (value, open, link).
-_Piece = str | int
-
-
-def _pieces(text: str) -> list[_Piece]:
-    out: list[_Piece] = []
-    for i, part in enumerate(_MARKER.split(text)):
-        if i % 2:
-            out.append(ord(part))
-        elif part:
-            out.append(part)
-    return out
+def _pieces(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """``text`` split at its markers: the chunks ("" for each marker) and the markers' places."""
+    chunks = _MARKER.split(text)
+    slots = [(i, ord(chunks[i])) for i in range(1, len(chunks), 2)]
+    for i, _ in slots:
+        chunks[i] = ""
+    return chunks, slots
 
 
 @dataclass(frozen=True)
 class _Variant:
-    html: list[_Piece]
-    text: list[_Piece]
+    html: list[str]  # static chunks, "" where a value goes
+    html_slots: list[tuple[int, int]]  # (index in html, marker)
+    text: list[str]
+    text_slots: list[tuple[int, int]]
     link_ids: dict[int, int]  # marker → link id
 
 
@@ -240,31 +237,19 @@ class Splicer:
         variant = self._variant(lang, truth, pattern)
         if variant is None:
             return None
-        clicks: dict[int, str] = {}
-
-        def url(marker: int) -> str:
-            if marker not in clicks:
-                clicks[marker] = click(variant.link_ids[marker])
-            return clicks[marker]
-
-        html_out: list[str] = []
-        for piece in variant.html:
-            if isinstance(piece, str):
-                html_out.append(piece)
-            elif piece >= _LINK:
-                html_out.append(html.escape(url(piece), quote=True))
-            elif piece == _OPEN:
-                html_out.append(open_token())
-            else:
-                html_out.append(str(markupsafe.escape(values[piece - _BASE])))
-        text_out: list[str] = []
-        for piece in variant.text:
-            if isinstance(piece, str):
-                text_out.append(piece)
-            elif piece >= _LINK:
-                text_out.append(url(piece))
-            else:
-                text_out.append(values[piece - _BASE])
+        urls = {marker: click(link_id) for marker, link_id in variant.link_ids.items()}
+        html_fill = {_BASE + i: str(markupsafe.escape(v)) for i, v in enumerate(values)}
+        html_fill.update((m, html.escape(u, quote=True)) for m, u in urls.items())
+        if self.opens:
+            html_fill[_OPEN] = open_token()
+        text_fill = {_BASE + i: v for i, v in enumerate(values)}
+        text_fill.update(urls)
+        html_out = variant.html.copy()
+        for index, marker in variant.html_slots:
+            html_out[index] = html_fill[marker]
+        text_out = variant.text.copy()
+        for index, marker in variant.text_slots:
+            text_out[index] = text_fill[marker]
         return RenderedAlert(
             language=lang,
             subject=subject,
@@ -345,7 +330,7 @@ class Splicer:
             return None  # more links than markers
         if self.opens:
             html_body = with_pixel(html_body, self.base_url, chr(_OPEN))
-        return _Variant(_pieces(html_body), _pieces(text_body), link_ids)
+        return _Variant(*_pieces(html_body), *_pieces(text_body), link_ids)
 
 
 _HREF = re.compile(
