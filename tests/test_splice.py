@@ -158,6 +158,26 @@ def test_both_languages_are_actually_spliced(kind: str) -> None:
     variants = built._splicer._variants
     assert len(variants) == 4  # two languages, with and without a first name
     assert all(v is not None for v in variants.values())
+    heads = built._splicer._heads  # subject and preheader too
+    assert len(heads) == 4
+    assert all(h is not None for h in heads.values())
+
+
+def test_a_subject_that_is_not_plain_is_rendered_and_the_bodies_still_spliced(
+    tmp_path: Path,
+) -> None:
+    template = folder(tmp_path, "<p>{{ supporter.first_name }}</p>")
+    (tmp_path / "t" / "template.toml").write_text(
+        '[languages.en]\nsubject = "Hi {{ supporter.first_name | upper }}"\npreheader = "p"\n'
+    )
+    template = AlertTemplate(tmp_path, "t")
+    built, _ = composer(template)
+    for name in ("Zoë", "", "a  b"):
+        spliced, full = both(built, 3, Recipient(email="a@example.org", first_name=name))
+        assert spliced == full
+    assert built._splicer is not None
+    assert built._splicer._head_truth == {"en": None}
+    assert None not in built._splicer._variants.values()
 
 
 def folder(tmp_path: Path, body: str, text: str = "Hi\n") -> AlertTemplate:

@@ -54,6 +54,7 @@ _NAMES = ("subject", "preheader", "unsubscribe_url")
 # Every value a recipient brings: "supporter.<field>" and the three names.
 KEYS = tuple(f"supporter.{f}" for f in FIELDS) + _NAMES
 _UNSUBSCRIBE = KEYS.index("unsubscribe_url")
+_SUBJECT = KEYS.index("subject")  # and the preheader after it
 _BASE = 0xE000  # private-use characters: value markers E000.., open E0FF, links E100..
 _OPEN = 0xE0FF
 _LINK = 0xE100
@@ -74,9 +75,9 @@ _REFUSED = (
 _BASE_URL = re.compile(r"https?://[A-Za-z0-9.:-]+(?:/[A-Za-z0-9._~/-]*)?")
 
 
-def _key(expr: nodes.Node) -> str | None:
-    """The recipient value ``expr`` is, when it is one as it stands."""
-    if isinstance(expr, nodes.Name) and expr.name in _NAMES:
+def _key(expr: nodes.Node, names: tuple[str, ...] = _NAMES) -> str | None:
+    """The recipient value ``expr`` is, when it is one as it stands (of ``names``)."""
+    if isinstance(expr, nodes.Name) and expr.name in names:
         return expr.name
     if (
         isinstance(expr, nodes.Getattr)
@@ -97,8 +98,9 @@ def _key(expr: nodes.Node) -> str | None:
 
 
 class _Analysis:
-    def __init__(self, env: jinja2.Environment) -> None:
+    def __init__(self, env: jinja2.Environment, names: tuple[str, ...] = _NAMES) -> None:
         self.env = env
+        self.names = names  # the names besides supporter values that may be substituted
         self.truth: set[str] = set()  # values the output branches on (empty or not)
         self.seen: set[str] = set()
 
@@ -129,7 +131,7 @@ class _Analysis:
         if isinstance(node, nodes.Output):
             return all(self.output(child) for child in node.nodes)
         if isinstance(node, nodes.If):
-            key = _key(node.test)
+            key = _key(node.test, self.names)
             if key is not None:
                 self.truth.add(key)
             elif not self.node(node.test):
@@ -138,11 +140,11 @@ class _Analysis:
         return all(self.node(child) for child in node.iter_child_nodes())
 
     def output(self, expr: nodes.Node) -> bool:
-        if isinstance(expr, nodes.TemplateData) or _key(expr) is not None:
+        if isinstance(expr, nodes.TemplateData) or _key(expr, self.names) is not None:
             return True
         if (
             isinstance(expr, nodes.Or)
-            and (key := _key(expr.left)) is not None
+            and (key := _key(expr.left, self.names)) is not None
             and isinstance(expr.right, nodes.Const)
             and isinstance(expr.right.value, str)
         ):
@@ -159,7 +161,37 @@ def spliceable(env: jinja2.Environment, names: Iterable[str]) -> frozenset[str] 
     return frozenset(analysis.truth)
 
 
-def _pieces(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+def spliceable_head(env: jinja2.Environment, source: str) -> frozenset[str] | None:
+    """:func:`spliceable` for a subject or preheader (which cannot use either)."""
+    analysis = _Analysis(env, ("unsubscribe_url",))
+    try:
+        tree = env.parse(source)
+    except jinja2.TemplateError:
+        return None
+    return frozenset(analysis.truth) if analysis.node(tree) else None
+
+
+def _marks(truthy: dict[str, bool], base: int) -> dict[str, str]:
+    """Marker ``base + i`` for value ``KEYS[i]``, or "" where the pattern has it empty."""
+    return {key: chr(base + i) if truthy.get(key, True) else "" for i, key in enumerate(KEYS)}
+
+
+def _same_but_markers(first: tuple[str, ...], second: tuple[str, ...]) -> bool:
+    """Are two renders, with markers from _BASE and from _CHECK, the same text otherwise?
+
+    A marker character the template or a shared value writes itself stays where it
+    is in both and tells them apart; any other character of the markers' range
+    left over is refused too.
+    """
+    moved = str.maketrans({chr(_BASE + i): chr(_CHECK + i) for i in range(len(KEYS))})
+    checked = tuple(text.translate(moved) for text in first)
+    return checked == second and not any(_MARKER.search(text) for text in checked)
+
+
+_Chunks = tuple[list[str], list[tuple[int, int]]]
+
+
+def _pieces(text: str) -> _Chunks:
     """``text`` split at its markers: the chunks ("" for each marker) and the markers' places."""
     chunks = _MARKER.split(text)
     slots = [(i, ord(chunks[i])) for i in range(1, len(chunks), 2)]
@@ -197,6 +229,62 @@ class Splicer:
         self.opens = opens
         self._truth: dict[str, tuple[str, ...] | None] = {}
         self._variants: dict[tuple[str, tuple[bool, ...]], _Variant | None] = {}
+        self._head_truth: dict[str, tuple[str, ...] | None] = {}
+        self._heads: dict[tuple[str, tuple[bool, ...]], list[_Chunks] | None] = {}
+
+    def _head_keys(self, lang: str) -> tuple[str, ...] | None:
+        if lang not in self._head_truth:
+            found: tuple[str, ...] | None = None
+            sources = self.template.head_sources(lang)
+            if sources is not None:
+                env = self.template.head_templates(lang)[0].environment
+                subject, preheader = (spliceable_head(env, source) for source in sources)
+                if subject is not None and preheader is not None:
+                    found = tuple(sorted(subject | preheader))
+            self._head_truth[lang] = found
+        return self._head_truth[lang]
+
+    def _head(self, lang: str, values: list[Any]) -> list[str] | None:
+        """Subject and preheader spliced as :meth:`AlertTemplate.render_head` renders them."""
+        truth = self._head_keys(lang)
+        if truth is None:
+            return None
+        by_key = dict(zip(KEYS, values, strict=True))
+        pattern = tuple(bool(by_key[key]) for key in truth)
+        index = (lang, pattern)
+        if index not in self._heads:
+            self._heads[index] = self._build_head(lang, dict(zip(truth, pattern, strict=True)))
+        head = self._heads[index]
+        if head is None:
+            return None
+        out = []
+        for chunks, slots in head:
+            line = chunks.copy()
+            for at, marker in slots:
+                line[at] = values[marker - _BASE]
+            out.append(" ".join("".join(line).split()))
+        return out
+
+    def _build_head(self, lang: str, truthy: dict[str, bool]) -> list[_Chunks] | None:
+        subject_t, preheader_t = self.template.head_templates(lang)
+        renders = []
+        for base in (_BASE, _CHECK):
+            marks = _marks(truthy, base)
+            supporter: dict[str, Any] = {f: marks[f"supporter.{f}"] for f in FIELDS}
+            supporter["custom"] = {}
+            context = dict(
+                self.shared,
+                supporter=supporter,
+                unsubscribe_url=marks["unsubscribe_url"],
+                language=lang,
+            )
+            try:
+                renders.append((subject_t.render(context), preheader_t.render(context)))
+            except Exception:  # the full render reports any problem, with its location
+                return None
+        if not _same_but_markers(renders[0], renders[1]):
+            return None
+        return [_pieces(text) for text in renders[0]]
 
     def _truth_keys(self, lang: str) -> tuple[str, ...] | None:
         if lang not in self._truth:
@@ -222,15 +310,21 @@ class Splicer:
         truth = self._truth_keys(lang)
         if truth is None:
             return None
-        context = dict(self.shared, supporter=supporter, unsubscribe_url=unsubscribe_url)
-        try:
-            lang, subject, preheader = self.template.render_head(context, lang)
-        except TemplateProblem:
-            return None  # the full render reports it, with its own location
         values: list[Any] = [supporter.get(f) for f in FIELDS]
-        values += [subject, preheader, unsubscribe_url]
+        values += ["", "", unsubscribe_url]
+        if not all(isinstance(value, str) for value in values):
+            return None
+        head = self._head(lang, values)
+        if head is None:
+            context = dict(self.shared, supporter=supporter, unsubscribe_url=unsubscribe_url)
+            try:
+                lang, *head = self.template.render_head(context, lang)
+            except TemplateProblem:
+                return None  # the full render reports it, with its own location
+        subject, preheader = head
+        values[_SUBJECT], values[_SUBJECT + 1] = subject, preheader
         for i, value in enumerate(values):
-            if not isinstance(value, str) or (i != _UNSUBSCRIBE and "/" in value):
+            if i != _UNSUBSCRIBE and "/" in value:
                 return None
         by_key = dict(zip(KEYS, values, strict=True))
         pattern = tuple(bool(by_key[key]) for key in truth)
@@ -268,7 +362,7 @@ class Splicer:
 
     def _render(self, lang: str, truthy: dict[str, bool], base: int) -> tuple[str, str] | None:
         """The bodies with marker ``base + i`` for value ``KEYS[i]`` ("" where it is empty)."""
-        marks = {key: chr(base + i) if truthy.get(key, True) else "" for i, key in enumerate(KEYS)}
+        marks = _marks(truthy, base)
         supporter: dict[str, Any] = {f: marks[f"supporter.{f}"] for f in FIELDS}
         supporter["custom"] = {}
         context = dict(
@@ -292,9 +386,7 @@ class Splicer:
         again = self._render(lang, truthy, _CHECK)
         if bodies is None or again is None:
             return None
-        moved = str.maketrans({chr(_BASE + i): chr(_CHECK + i) for i in range(len(KEYS))})
-        checked = tuple(body.translate(moved) for body in bodies)
-        if checked != again or any(_MARKER.search(body) for body in checked):
+        if not _same_but_markers(bodies, again):
             return None  # the template or a shared value writes a marker character itself
         html_body, text_body = bodies
         unsubscribe = chr(_BASE + _UNSUBSCRIBE)

@@ -100,6 +100,7 @@ class AlertTemplate:
         self._html_env = _environment(root, html=True)
         self._text_env = _environment(root, html=False)
         self._parts: dict[str, tuple[jinja2.Template, ...]] = {}
+        self._heads: dict[str, tuple[str, str]] = {}
         for lang, table in languages.items():
             if not isinstance(table, dict):
                 raise TemplateProblem(f"{manifest_path}: [languages.{lang}] must be a table")
@@ -126,6 +127,7 @@ class AlertTemplate:
                 except jinja2.TemplateSyntaxError as exc:
                     raise TemplateProblem(f"{_location(exc, file)}: {exc.message}") from None
             self._parts[lang] = tuple(parts)
+            self._heads[lang] = (str(table["subject"]), str(table["preheader"]))
 
     @property
     def languages(self) -> list[str]:
@@ -139,6 +141,16 @@ class AlertTemplate:
         """The compiled HTML and text bodies of ``language`` (as picked)."""
         parts = self._parts[self.pick_language(language)]
         return parts[2], parts[3]
+
+    def head_sources(self, language: str) -> tuple[str, str] | None:
+        """The Jinja source of the subject and preheader of ``language`` (as picked)."""
+        heads: dict[str, tuple[str, str]] = getattr(self, "_heads", {})
+        return heads.get(self.pick_language(language))
+
+    def head_templates(self, language: str) -> tuple[jinja2.Template, jinja2.Template]:
+        """The compiled subject and preheader of ``language`` (as picked)."""
+        parts = self._parts[self.pick_language(language)]
+        return parts[0], parts[1]
 
     def render_head(self, context: Mapping[str, Any], language: str) -> tuple[str, str, str]:
         """(language, subject, preheader) as :meth:`render` makes them."""
