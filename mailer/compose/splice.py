@@ -425,9 +425,7 @@ class Splicer:
         return _Variant(*_pieces(html_body), *_pieces(text_body), link_ids)
 
 
-_HREF = re.compile(
-    r"""(<a\b[^>]*?\bhref\s*=\s*)(?P<q>["'])(?P<url>.*?)(?P=q)""", re.IGNORECASE | re.DOTALL
-)
+_HREF = links.HTML_HREF
 
 
 def with_pixel(html_body: str, base_url: str, token: str) -> str:
