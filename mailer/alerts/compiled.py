@@ -92,6 +92,7 @@ class StoredAlertTemplate(AlertTemplate):
         self._html_env = _environment(loader, html=True)
         self._text_env = _environment(loader, html=False)
         self._parts: dict[str, tuple[jinja2.Template, ...]] = {}
+        self._heads = {lang: (t.subject, t.preheader) for lang, t in revision.texts.items()}
         if revision.default_language not in revision.texts:
             raise TemplateProblem(
                 f"{prefix}: the default language {revision.default_language!r} has no text"

@@ -16,6 +16,7 @@ from mailer.compose import links
 from mailer.compose.dkim import DkimSigner
 from mailer.compose.fastmime import MessageBuilder
 from mailer.compose.message import Identity, new_message_id
+from mailer.compose.splice import Splicer, with_pixel
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.compose.tokens import TokenSigner
 
@@ -139,17 +140,36 @@ class AlertComposer:
             "blast": {"name": blast_name},
             "cta_url": cta_url,
         }
+        self._splicer: Splicer | None = None
+
+    def _spliced(
+        self, delivery_id: int, recipient: Recipient, unsubscribe_url: str
+    ) -> RenderedAlert | None:
+        """The tracked alert spliced from the blast's once-rendered bodies, when exact.
+
+        The splicer is made at the first message, after the blast's links are
+        registered (see :mod:`mailer.compose.splice`).
+        """
+        if self._splicer is None:
+            self._splicer = Splicer(
+                self.template,
+                self._shared,
+                base_url=self.base_url,
+                link_id=self.link_ids.link_id,
+                opens=self.opens,
+            )
+        return self._splicer.alert(
+            recipient.as_context(),
+            unsubscribe_url,
+            lambda link_id: f"{self.base_url}/c/{self.signer.click(delivery_id, link_id)}",
+            lambda: self.signer.open(delivery_id),
+        )
 
     def _with_pixel(self, html: str, delivery_id: int) -> str:
         """With tracking.opens: a 1x1 image at /o/<token> just before </body>."""
         if not self.opens:
             return html
-        pixel = (
-            f'<img src="{self.base_url}/o/{self.signer.open(delivery_id)}" width="1" height="1" '
-            'alt="" style="display:block;border:0;width:1px;height:1px">'
-        )
-        at = html.lower().rfind("</body>")
-        return html + pixel if at < 0 else html[:at] + pixel + html[at:]
+        return with_pixel(html, self.base_url, self.signer.open(delivery_id))
 
     def render(self, recipient: Recipient, unsubscribe_url: str) -> RenderedAlert:
         """The recipient's alert as the template wrote it, links not yet tracked."""
@@ -184,11 +204,10 @@ class AlertComposer:
         """Register the template's links as the blast's (see :meth:`template_links`)."""
         self.link_ids.register(self.template_links())
 
-    def compose(self, delivery_id: int, recipient: Recipient, *, test: bool = False) -> Composed:
-        """One recipient's message. A ``test`` message says so in its subject and in an
-        ``X-Mailer-Test`` header, and its links (delivery 0) are not counted."""
-        unsubscribe_token = self.signer.unsubscribe(delivery_id)
-        unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
+    def _tracked(
+        self, delivery_id: int, recipient: Recipient, unsubscribe_url: str, *, test: bool
+    ) -> RenderedAlert:
+        """The full render: the recipient's alert rendered, then its links tracked."""
         alert = self.render(recipient, unsubscribe_url)
 
         def track(url: str) -> str:
@@ -198,13 +217,30 @@ class AlertComposer:
             return f"{self.base_url}/c/{self.signer.click(delivery_id, link_id)}"
 
         own = self.base_url + "/"
-        tracked = RenderedAlert(
+        return RenderedAlert(
             language=alert.language,
             subject=f"[TEST] {alert.subject}" if test else alert.subject,
             preheader=alert.preheader,
             html=self._with_pixel(links.rewrite_html(alert.html, own, track), delivery_id),
             text=links.rewrite_text(alert.text, own, track),
         )
+
+    def compose(
+        self, delivery_id: int, recipient: Recipient, *, test: bool = False, splice: bool = True
+    ) -> Composed:
+        """One recipient's message. A ``test`` message says so in its subject and in an
+        ``X-Mailer-Test`` header, and its links (delivery 0) are not counted.
+
+        The bodies are spliced from the blast's once-rendered ones when that is
+        exact (:mod:`mailer.compose.splice`); ``splice=False`` always renders in
+        full (the reference the splice is tested against)."""
+        unsubscribe_token = self.signer.unsubscribe(delivery_id)
+        unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
+        tracked = None
+        if splice and not test:
+            tracked = self._spliced(delivery_id, recipient, unsubscribe_url)
+        if tracked is None:
+            tracked = self._tracked(delivery_id, recipient, unsubscribe_url, test=test)
         message_id = new_message_id(self.blast_id, delivery_id, self.identity.domain)
         data = self.builder.build(
             tracked,

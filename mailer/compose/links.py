@@ -18,6 +18,7 @@ from collections.abc import Callable
 _HTML_HREF = re.compile(
     r"""(<a\b[^>]*?\bhref\s*=\s*)(?P<q>["'])(?P<url>.*?)(?P=q)""", re.IGNORECASE | re.DOTALL
 )
+HTML_HREF = _HTML_HREF  # what the splice (mailer.compose.splice) must agree with
 # A URL in plain text ends at whitespace or at characters that commonly close it.
 _TEXT_URL = re.compile(r"""https?://[^\s<>"'\])}]+""", re.IGNORECASE)
 _TRAILING = ".,;:!?"

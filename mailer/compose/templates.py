@@ -109,6 +109,7 @@ class AlertTemplate:
         self._html_env = _environment(root, html=True)
         self._text_env = _environment(root, html=False)
         self._parts: dict[str, tuple[jinja2.Template, ...]] = {}
+        self._heads: dict[str, tuple[str, str]] = {}
         for lang, table in languages.items():
             if not isinstance(table, dict):
                 raise TemplateProblem(f"{manifest_path}: [languages.{lang}] must be a table")
@@ -135,6 +136,7 @@ class AlertTemplate:
                 except jinja2.TemplateSyntaxError as exc:
                     raise TemplateProblem(f"{_location(exc, file)}: {exc.message}") from None
             self._parts[lang] = tuple(parts)
+            self._heads[lang] = (str(table["subject"]), str(table["preheader"]))
 
     @property
     def languages(self) -> list[str]:
@@ -144,18 +146,46 @@ class AlertTemplate:
         """The supporter's language when the template has it, else the default."""
         return wanted if wanted in self._parts else self.default_language
 
-    def render(self, context: Mapping[str, Any], language: str) -> RenderedAlert:
+    def body_templates(self, language: str) -> tuple[jinja2.Template, jinja2.Template]:
+        """The compiled HTML and text bodies of ``language`` (as picked)."""
+        parts = self._parts[self.pick_language(language)]
+        return parts[2], parts[3]
+
+    def head_sources(self, language: str) -> tuple[str, str] | None:
+        """The Jinja source of the subject and preheader of ``language`` (as picked)."""
+        heads: dict[str, tuple[str, str]] = getattr(self, "_heads", {})
+        return heads.get(self.pick_language(language))
+
+    def head_templates(self, language: str) -> tuple[jinja2.Template, jinja2.Template]:
+        """The compiled subject and preheader of ``language`` (as picked)."""
+        parts = self._parts[self.pick_language(language)]
+        return parts[0], parts[1]
+
+    def render_head(self, context: Mapping[str, Any], language: str) -> tuple[str, str, str]:
+        """(language, subject, preheader) as :meth:`render` makes them."""
         lang = self.pick_language(language)
-        subject_t, preheader_t, html_t, text_t = self._parts[lang]
+        subject_t, preheader_t, _, _ = self._parts[lang]
         ctx = dict(context, language=lang)
-        current = f"{self.name}/{lang}"
+        current = f"{self.name} subject ({lang})"
         try:
-            current = f"{self.name} subject ({lang})"
             subject = " ".join(subject_t.render(ctx).split())
             current = f"{self.name} preheader ({lang})"
             preheader = " ".join(preheader_t.render(ctx).split())
-            ctx.update(subject=subject, preheader=preheader)
-            current = f"{self.name}/{lang}.html"
+        except jinja2.TemplateError as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise TemplateProblem(f"{_location(exc, current)}: {message}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise TemplateProblem(
+                f"{_location(exc, current)}: {type(exc).__name__}: {exc}"
+            ) from None
+        return lang, subject, preheader
+
+    def render(self, context: Mapping[str, Any], language: str) -> RenderedAlert:
+        lang, subject, preheader = self.render_head(context, language)
+        _, _, html_t, text_t = self._parts[lang]
+        ctx = dict(context, language=lang, subject=subject, preheader=preheader)
+        current = f"{self.name}/{lang}.html"
+        try:
             html = html_t.render(ctx)
             current = f"{self.name}/{lang}.txt"
             text = text_t.render(ctx)
