@@ -14,7 +14,7 @@ from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.send import workers
 from mailer.send.engine import BlastSender
-from mailer.send.outcome import Verdict, classify
+from mailer.send.outcome import Verdict
 from mailer.send.transport import SmtpTransport
 from mailer.store import (
     Blast,
@@ -304,24 +304,6 @@ def test_what_a_dead_sender_held_is_recovered_and_only_in_flight_is_unknown(
     assert smtp_server.handler.to(claimed[0].recipient.email) == []  # not silently resent
     assert result.counts["sent"] == 3 and result.counts["unknown"] == 1
     assert result.status is BlastStatus.DONE
-
-
-@pytest.mark.parametrize(
-    ("code", "text", "verdict"),
-    [
-        (250, "2.0.0 OK", Verdict.SENT),
-        (421, "4.7.0 Too many connections", Verdict.RETRY),
-        (450, "4.2.1 Mailbox busy", Verdict.RETRY),
-        (452, "4.3.1 Insufficient storage", Verdict.RETRY),
-        (550, "5.1.1 No such user", Verdict.FAILED),
-        (552, "5.2.2 Mailbox full", Verdict.RETRY),
-        (554, "5.7.1 Rejected as spam", Verdict.FAILED),
-        (553, "Bad address syntax", Verdict.FAILED),
-        (999, "strange", Verdict.RETRY),
-    ],
-)
-def test_reply_classification(code: int, text: str, verdict: Verdict) -> None:
-    assert classify(code, text).verdict is verdict
 
 
 def test_a_test_send_refuses_a_seed_address_smtp_cannot_carry(

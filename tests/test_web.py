@@ -15,7 +15,6 @@ from mailer.config import Settings
 from mailer.devsmtp import free_port
 from mailer.store import Click, Database, Delivery, Event, Link, Supporter, SupporterStatus
 from mailer.web import create_app
-from mailer.web.framing import framing_headers
 from mailer.web.server import BackgroundServer
 from tests.conftest import TEST_SECRET
 from tests.factories import Person, add_people, people
@@ -241,21 +240,6 @@ def test_rfc8058_one_click_as_multipart_form(
     assert event.detail["via"] == "one-click"
 
 
-def test_click_redirect_spells_the_location_as_starlette_does() -> None:
-    from starlette.responses import RedirectResponse
-
-    from mailer.web.app import _ClickRedirect
-
-    for url in (
-        "https://www.whitehouse.gov/contact/",
-        "https://example.org/a b?q=ñ&x=1#frag",
-        "/a/abc-DEF_123",
-    ):
-        ours = dict(_ClickRedirect(url).raw_headers)
-        theirs = dict(RedirectResponse(url, status_code=302).raw_headers)
-        assert ours[b"location"] == theirs[b"location"]
-
-
 def test_a_test_messages_unsubscribe_link_works_and_changes_nothing(
     db: Database, settings: Settings, client: httpx.Client, smtp_server: SmtpTestServer
 ) -> None:
@@ -281,13 +265,3 @@ def test_no_page_can_be_framed_by_another_site(client: httpx.Client, path: str) 
     answer = client.get(path, follow_redirects=False)
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     assert answer.headers["x-frame-options"] == "DENY"
-
-
-def test_framing_headers_keep_a_policy_and_its_own_frame_ancestors() -> None:
-    assert framing_headers("") == ("frame-ancestors 'none'", "DENY")
-    assert framing_headers("default-src 'none';") == (
-        "default-src 'none'; frame-ancestors 'none'",
-        "DENY",
-    )
-    preview = "default-src 'none'; frame-ancestors 'self'"
-    assert framing_headers(preview) == (preview, "SAMEORIGIN")
