@@ -6,6 +6,8 @@ import email
 import email.policy
 import quopri
 from datetime import UTC, datetime, timedelta, timezone
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TypedDict
@@ -138,6 +140,25 @@ def check_wire_format(data: bytes) -> None:
             assert all(len(line) <= 78 for line in field.split("\0")), field
 
 
+def reference_address(message: EmailMessage, name: str) -> Address | None:
+    """The one address of ``message``'s header ``name`` as the email package reads it back.
+
+    None when it cannot: for some display names (a long run of digits ending in ``:``,
+    say) the package folds its own header into something its parser takes for a group
+    and fails or misreads. That is the reference's limitation, not the fast builder's;
+    ``test_no_name_can_add_or_break_a_header`` checks our header for every name.
+    """
+    try:
+        header = message[name]
+        addresses = header.addresses
+    except (HeaderParseError, TypeError, ValueError, IndexError):
+        return None
+    if header.defects or len(addresses) != 1 or "@" not in addresses[0].addr_spec:
+        return None
+    found: Address = addresses[0]
+    return found
+
+
 def assert_equivalent(fast_data: bytes, slow_data: bytes, rendered: RenderedAlert) -> None:
     check_wire_format(fast_data)
     fast, slow = parse(fast_data), parse(slow_data)
@@ -145,7 +166,12 @@ def assert_equivalent(fast_data: bytes, slow_data: bytes, rendered: RenderedAler
     assert not fast.defects
     for name in ("From", "To"):
         (got,) = fast[name].addresses
-        (want,) = slow[name].addresses
+        want = reference_address(slow, name)
+        if want is None:
+            # The email package cannot read back what it wrote itself (see below); ours
+            # must still name the same mailbox.
+            assert f"<{got.addr_spec}>".encode() in slow_data
+            continue
         assert got.addr_spec == want.addr_spec
         # Python keeps the folding space between two adjacent encoded words of a display
         # name (RFC 2047 6.2 says to drop it), for its own output as for ours.
