@@ -34,6 +34,7 @@ from mailer.store import (
     BlastStatus,
     Database,
     MailingList,
+    Supporter,
     blast_lists,
     find_blast,
 )
@@ -232,16 +233,12 @@ def send_test(
     with db.session() as session:
         blast = find_blast(session, ref)
     composer = composer_for(db, settings, blast)
-    messages: list[tuple[str, OutgoingMessage | Outcome]] = []
-    for address in to.addresses:
-        refused = to.refusal(address)
-        if refused is not None:
-            messages.append((address, refused))
-            continue
-        known = to.people.get(address)
+
+    def message_for(address: str, known: Supporter | None) -> OutgoingMessage:
         recipient = Recipient.of(known) if known else Recipient(email=address)
-        messages.append((address, composer.compose(TEST_DELIVERY, recipient, test=True).message))
-    results = testsend.deliver(settings, messages)
+        return composer.compose(TEST_DELIVERY, recipient, test=True).message
+
+    results = testsend.deliver(settings, to.messages(message_for))
     with db.session() as session:
         audit(
             session,

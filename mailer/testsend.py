@@ -11,7 +11,7 @@ not active, gets nothing and is answered as not sent, with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlmodel import col, select
@@ -41,6 +41,16 @@ class Seeds:
         if known is not None and known.status != SupporterStatus.ACTIVE:
             return Outcome(Verdict.FAILED, None, f"not sent: the supporter is {known.status}")
         return None
+
+    def messages(
+        self, message_for: Callable[[str, Supporter | None], OutgoingMessage]
+    ) -> list[tuple[str, OutgoingMessage | Outcome]]:
+        """Each address with its message, or with why it gets none (for :func:`deliver`)."""
+        out: list[tuple[str, OutgoingMessage | Outcome]] = []
+        for address in self.addresses:
+            refused = self.refusal(address)
+            out.append((address, refused or message_for(address, self.people.get(address))))
+        return out
 
 
 def seeds(db: Database, settings: Settings, addresses: Sequence[str]) -> Seeds:

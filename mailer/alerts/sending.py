@@ -166,13 +166,8 @@ def send_alert_test(
         clock=utcnow,
         dkim=dkim_signer(settings, address=settings.sender.address),
     )
-    messages: list[tuple[str, OutgoingMessage | Outcome]] = []
-    for address in to.addresses:
-        refused = to.refusal(address)
-        if refused is not None:
-            messages.append((address, refused))
-            continue
-        known = to.people.get(address)
+
+    def message_for(address: str, known: Supporter | None) -> OutgoingMessage:
         recipient = (
             Recipient.of(known)
             if known is not None
@@ -180,8 +175,9 @@ def send_alert_test(
         )
         if language:
             recipient = replace(recipient, language=language)
-        messages.append((address, _test_message(composer, recipient)))
-    results = testsend.deliver(settings, messages)
+        return _test_message(composer, recipient)
+
+    results = testsend.deliver(settings, to.messages(message_for))
     with db.session() as session:
         audit(
             session,
