@@ -98,7 +98,8 @@ class SenderSettings:
     verp: bool = field(
         default=False,
         metadata=_doc(
-            "per-recipient envelope sender <local>+<token>@<domain> (VERP) naming the delivery"
+            "per-recipient envelope sender <local>+<token>@<domain> (VERP) naming the delivery;"
+            " the List-Unsubscribe mailto address carries its token the same way"
         ),
     )
     return_path: str = field(

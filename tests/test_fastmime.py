@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import quopri
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -477,3 +478,18 @@ def test_token_needing_quotes_is_quoted_like_build_message() -> None:
         got == f"<{URL}>, <mailto:unsubscribe@example.org?subject=unsubscribe%20a%20b%26c/%C3%A9>"
     )
     assert squeeze(got) == squeeze(str(parse(slow)["List-Unsubscribe"]))
+
+
+@pytest.mark.parametrize("token", [TOKEN, "a b&c/é"])
+def test_with_verp_the_mailto_address_carries_the_token_too(token: str) -> None:
+    ident = replace(identity(), verp=True)
+    kwargs = args(unsubscribe_token=token)
+    fast = MessageBuilder(ident).build(alert(), **kwargs)
+    slow = to_bytes(build_message(alert(), identity=ident, **kwargs))
+    got = str(parse(fast)["List-Unsubscribe"])
+    assert squeeze(got) == squeeze(str(parse(slow)["List-Unsubscribe"]))
+    if token == TOKEN:  # a client that writes its own subject still sends the token
+        assert f"<mailto:unsubscribe+{TOKEN}@example.org?subject=unsubscribe%20{TOKEN}>" in got
+    else:  # a token that cannot be a local part stays out of the address
+        assert "<mailto:unsubscribe@example.org?subject=unsubscribe%20a%20b" in got
+    check_wire_format(fast)

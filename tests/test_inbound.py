@@ -528,6 +528,57 @@ def test_a_mailto_unsubscribe_unsubscribes(
     assert len(events(db, "supporter.unsubscribed")) == 1
 
 
+def apple_one_tap_unsubscribe(*, sender: str, to: str) -> bytes:
+    """What Apple Mail sends to the mailto target of List-Unsubscribe: its own subject."""
+    return f"""\
+From: {sender}
+To: {to}
+Subject: unsubscribe
+Date: Thu, 2 May 2024 17:48:55 +0000
+Message-ID: <898B6152-36BC-4F4B-ABF8-2694A88CB5FC@icloud.example>
+Auto-Submitted: auto-replied
+X-Apple-Unsubscribe: true
+Content-Type: text/plain; charset=UTF-8
+
+Apple Mail sent this email to unsubscribe from the message "Tell the White House".
+""".encode()
+
+
+def mailto_target(item: Sent) -> str:
+    """The address of the mailto: in the message's List-Unsubscribe."""
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", item.head)
+    m = re.search(r"<mailto:([^?>]+)\?", unfolded)
+    assert m is not None, item.head
+    return m.group(1)
+
+
+def test_a_one_tap_unsubscribe_without_the_token_in_its_subject_is_attributed_by_address(
+    db: Database, listener: InboundServer, sent: dict[str, Sent]
+) -> None:
+    p1 = sent["p1@example.org"]
+    target = mailto_target(p1)
+    assert target == f"unsubscribe+{p1.unsubscribe_token}@example.org"
+    request = apple_one_tap_unsubscribe(sender=p1.email, to=target)
+    code, text = deliver(listener, request, target, mail_from=p1.email)
+    assert (code, text) == (250, "2.0.0 Recorded: unsubscribed")
+    assert state_of(db, p1) == (DeliveryState.SENT, SupporterStatus.UNSUBSCRIBED)
+    (done,) = events(db, "supporter.unsubscribed")
+    assert (done.delivery_id, done.detail["via"]) == (p1.delivery_id, "mailto")
+
+
+@pytest.mark.parametrize("forged", ["", "AQAAAAEAAAAHc2lnbmF0dXJlLWJ5dGVzLTAxMjM0NQ"])
+def test_a_bare_unsubscribe_without_a_valid_token_changes_nothing(
+    db: Database, listener: InboundServer, sent: dict[str, Sent], forged: str
+) -> None:
+    p1 = sent["p1@example.org"]
+    target = f"unsubscribe+{forged}@example.org" if forged else "unsubscribe@example.org"
+    request = apple_one_tap_unsubscribe(sender=p1.email, to=target)
+    code, text = deliver(listener, request, target, mail_from=p1.email)
+    assert (code, text) == (250, "2.0.0 Recorded: unattributed")
+    assert state_of(db, p1) == (DeliveryState.SENT, SupporterStatus.ACTIVE)
+    assert events(db, "supporter.unsubscribed") == []
+
+
 def test_a_forged_verp_token_changes_nothing(
     db: Database, listener: InboundServer, sent: dict[str, Sent]
 ) -> None:

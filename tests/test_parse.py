@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailer.inbound import Kind, classify
+from mailer.inbound.parse import for_recipient
 from tests.test_inbound import (
     FRAGMENTS,
     ORIGINAL_HEAD,
@@ -208,7 +209,23 @@ def test_people_writing_back_are_unknown() -> None:
 def test_a_mailto_unsubscribe_needs_the_token_in_the_subject() -> None:
     found = classify(mailto_unsubscribe(sender="ana@example.org", token=TOKEN))
     assert (found.kind, found.unsubscribe_tokens) == (Kind.UNSUBSCRIBE, (TOKEN,))
-    assert classify(b"Subject: unsubscribe\n\nplease\n").kind is Kind.UNKNOWN
+
+
+def test_a_bare_unsubscribe_is_a_request_whose_token_can_only_be_in_its_address() -> None:
+    bare = classify(b"From: ana@example.org\nSubject: unsubscribe\n\nplease\n")
+    assert (bare.kind, bare.unsubscribe_tokens, bare.verp_tokens) == (Kind.UNSUBSCRIBE, (), ())
+    assert bare.original_recipient == "ana@example.org"  # who asked; evidence only
+    apple = b"From: ana@example.org\nSubject: Please stop\nX-Apple-Unsubscribe: true\n\nx\n"
+    to = f"unsubscribe+{TOKEN}@example.org"
+    found = for_recipient(classify(apple, envelope_to=to), to)
+    assert (found.kind, found.unsubscribe_tokens, found.verp_tokens) == (
+        Kind.UNSUBSCRIBE,
+        (TOKEN,),
+        (),
+    )
+    # Only the bare word: people writing back about unsubscribing are not asking.
+    for subject in (b"Re: unsubscribe", b"How do I unsubscribe my mother?"):
+        assert classify(b"Subject: " + subject + b"\n\nhi\n").kind is not Kind.UNSUBSCRIBE
 
 
 def test_the_fingerprint_ignores_trace_headers() -> None:

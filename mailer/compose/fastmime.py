@@ -90,7 +90,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from mailer.compose.message import POLICY, Identity, header_text
+from mailer.compose.message import POLICY, Identity, header_text, unsubscribe_address
 from mailer.compose.templates import RenderedAlert
 
 __all__ = ["MessageBuilder", "encode_body", "format_date"]
@@ -358,6 +358,7 @@ class MessageBuilder:
         self._list_id = _stdlib_header("List-Id", identity.list_id)
         mailto = _checked(identity.unsubscribe_mailto, "unsubscribe mailto address")
         self._mailto = f"<mailto:{mailto}?subject=unsubscribe%20"
+        self._mailto_token = identity.verp  # the token in the address too (see unsubscribe_address)
         self._languages: dict[str, str] = {}
         self._post = "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         self._mime = (
@@ -370,6 +371,14 @@ class MessageBuilder:
         self._html_head = 'Content-Type: text/html; charset="utf-8"\r\n'.encode("ascii")
         self._close = f"\r\n--{self.boundary}--\r\n".encode("ascii")
         self._next = b"\r\n" + self._delimiter
+
+    def _mailto_for(self, unsubscribe_token: str) -> str:
+        if not self._mailto_token:
+            return self._mailto
+        address = _checked(
+            unsubscribe_address(self.identity, unsubscribe_token), "unsubscribe mailto address"
+        )
+        return f"<mailto:{address}?subject=unsubscribe%20"
 
     def _language(self, language: str) -> str:
         line = self._languages.get(language)
@@ -404,7 +413,7 @@ class MessageBuilder:
             "List-Unsubscribe",
             (
                 (False, f"<{_checked(unsubscribe_url, 'unsubscribe URL')}>,"),
-                (False, f"{self._mailto}{token}>"),
+                (False, f"{self._mailto_for(unsubscribe_token)}{token}>"),
             ),
         )
         head = "".join(

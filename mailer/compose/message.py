@@ -94,6 +94,24 @@ def verp_address(base: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
+def unsubscribe_address(identity: Identity, token: str) -> str:
+    """The mailto address of ``List-Unsubscribe`` for one recipient.
+
+    With VERP on, the address carries the signed unsubscribe token as well as the
+    subject does (``unsubscribe+<token>@example.org``): some mail clients (Apple
+    Mail's one-tap unsubscribe) write their own subject, a bare "unsubscribe", and
+    the address is then the only place the token survives. A token that is not
+    plain base64url stays out of the address (it could not be a local part).
+    """
+    base = identity.unsubscribe_mailto
+    if identity.verp and token and _PLAIN_TOKEN.fullmatch(token):
+        return verp_address(base, token)
+    return base
+
+
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def list_id_header(list_name: str, org_name: str, domain: str) -> str:
     label = header_text(org_name or list_name).replace("\\", "").replace('"', "")
     return f'"{label}" <{slug(list_name)}.{domain}>'
@@ -132,7 +150,8 @@ def build_message(
     msg["Message-ID"] = message_id
     msg["List-Id"] = identity.list_id
     mailto = (
-        f"mailto:{identity.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_token)}"
+        f"mailto:{unsubscribe_address(identity, unsubscribe_token)}"
+        f"?subject={quote('unsubscribe ' + unsubscribe_token)}"
     )
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

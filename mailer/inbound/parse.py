@@ -15,7 +15,10 @@ Shapes recognized, tried in this order:
    (hard, then a failed soft, then a delay).
    A report of success only (``delivered``/``relayed``/``expanded``) is unknown.
 3. **mailto: unsubscribe**: a Subject ``unsubscribe <token>``, as the mailto
-   target of every alert's ``List-Unsubscribe`` header writes it.
+   target of every alert's ``List-Unsubscribe`` header writes it; or a bare
+   ``unsubscribe`` subject or ``X-Apple-Unsubscribe: true`` (Apple Mail writes its
+   own subject), whose token can only be in the address it was sent to
+   (``unsubscribe+<token>@``, with ``sender.verp`` on).
 4. **Prose bounces** from qmail, older Exim, Sendmail and the like (see
    :mod:`.textbounce`), when the sender or the subject is a mail system's.
 5. **Auto-replies** (ignored): ``Auto-Submitted`` other than ``no``
@@ -27,7 +30,8 @@ Identifiers are collected whatever the shape: VERP tokens (``local+TOKEN@``)
 from the envelope recipient, the ``Delivered-To``/``X-Original-To``/
 ``Envelope-To``/``To`` headers, an ARF ``Original-Mail-From`` and the original
 message's ``Return-Path``; the original ``Message-ID``; unsubscribe tokens from
-the subject (mailto) or the original's ``List-Unsubscribe``. None of them is
+the subject or the plus-address of a mailto request, or the original's
+``List-Unsubscribe``. None of them is
 trusted here: :mod:`mailer.inbound.apply` verifies them.
 """
 
@@ -71,6 +75,7 @@ _SIGNED = r"[A-Za-z0-9_-]{20,64}"  # a base64url token, checked later
 _END = r"(?![A-Za-z0-9_-])"
 _VERP = re.compile(rf"\+({_SIGNED}){_END}@")
 _SUBJECT_UNSUBSCRIBE = re.compile(rf"\bunsubscribe\s+({_SIGNED}){_END}", re.IGNORECASE)
+_BARE_UNSUBSCRIBE = re.compile(r"\s*unsubscribe\s*", re.IGNORECASE)
 _LIST_UNSUBSCRIBE = re.compile(rf"(?:subject=unsubscribe(?:%20|\+)|/u/)({_SIGNED}){_END}")
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 _HEADER_LINE = re.compile(
@@ -289,6 +294,12 @@ def _jmrp(msg: Message, original: Message | None) -> Finding | None:
     )
 
 
+def _apple_unsubscribe(msg: Message) -> bool:
+    """Apple Mail's one-tap unsubscribe: a mail to the mailto target of List-Unsubscribe,
+    with a subject of its own and ``X-Apple-Unsubscribe: true``."""
+    return header(msg, "X-Apple-Unsubscribe").strip().lower() == "true"
+
+
 def _not_ours(address: str, ours: set[str]) -> str:
     """``address``, unless it is ours (sender, return path, the report's own ends)."""
     lowered = address.lower()
@@ -350,6 +361,10 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
         finding = ses
     elif m := _SUBJECT_UNSUBSCRIBE.search(subject):
         finding = Finding(Kind.UNSUBSCRIBE, shape="mailto", unsubscribe_tokens=(m.group(1),))
+    elif _BARE_UNSUBSCRIBE.fullmatch(subject) or _apple_unsubscribe(msg):
+        finding = Finding(
+            Kind.UNSUBSCRIBE, shape="mailto", note="no token in the subject; only in the address"
+        )
     else:
         looks_like_bounce = bounce_subject(subject) and not _AUTO_SUBJECT.search(subject)
         if from_system or looks_like_bounce:
@@ -376,6 +391,11 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
         for value in headers(msg, name):
             verp.extend(_VERP.findall(value))
     unsubscribe = list(finding.unsubscribe_tokens)
+    if finding.kind is Kind.UNSUBSCRIBE:
+        # unsubscribe+<token>@: the token of the mailto address (see
+        # mailer.compose.message.unsubscribe_address), not a bounce token.
+        unsubscribe.extend(verp)
+        verp = []
     ours: set[str] = set()
     if original is not None:
         verp.extend(_VERP.findall(header(original, "Return-Path")))
@@ -385,9 +405,12 @@ def _classify(data: bytes, envelope_to: str) -> Finding:
     for name in ("From", "To"):  # the report's own ends: the MTA and us
         ours.add(recipient_address(header(msg, name)).lower())
     ours.discard("")
-    recipient = _bounced_address(
-        finding, original, explanation, ours, header(msg, "X-Failed-Recipients")
-    )
+    if finding.kind is Kind.UNSUBSCRIBE:  # who asked: evidence only, never what decides
+        recipient = recipient_address(header(msg, "From"))
+    else:
+        recipient = _bounced_address(
+            finding, original, explanation, ours, header(msg, "X-Failed-Recipients")
+        )
     return replace(
         finding,
         original_recipient=recipient,
@@ -411,4 +434,6 @@ def for_recipient(finding: Finding, envelope_to: str) -> Finding:
     own = _VERP.findall(envelope_to)
     if not own:
         return finding
+    if finding.kind is Kind.UNSUBSCRIBE:
+        return replace(finding, unsubscribe_tokens=_unique([*own, *finding.unsubscribe_tokens]))
     return replace(finding, verp_tokens=_unique([*own, *finding.verp_tokens]))
