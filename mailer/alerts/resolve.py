@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailer.alerts.compiled import StoredAlertTemplate
+from mailer.alerts.compiled import compiled_revisions
 from mailer.alerts.store import alert_exists, get_revision, load_revision
 from mailer.compose.templates import AlertTemplate
 from mailer.config import Settings
@@ -23,7 +23,7 @@ def template_named(db: Database, settings: Settings, name: str) -> tuple[AlertTe
     """The template ``name`` means now, and the revision id to pin (None: a folder)."""
     if alert_exists(db, name):
         revision = get_revision(db, name)
-        return StoredAlertTemplate(settings.templates_path(), revision), revision.id
+        return compiled_revisions.get(settings.templates_path(), revision), revision.id
     return AlertTemplate(settings.templates_path(), name), None
 
 
@@ -33,5 +33,5 @@ def template_of_blast(
     """The template ``blast`` is sent with: its pinned revision, else its folder."""
     root = templates_dir or settings.templates_path()
     if blast.alert_revision_id is not None:
-        return StoredAlertTemplate(root, load_revision(db, blast.alert_revision_id))
+        return compiled_revisions.get(root, load_revision(db, blast.alert_revision_id))
     return AlertTemplate(root, blast.template)
