@@ -42,8 +42,9 @@ def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] 
     """How many active, unsuppressed supporters on ``list_names`` match ``segment``.
 
     Exactly the number of deliveries the blast's audience snapshot would make
-    now (:func:`mailer.send.audience.snapshot_audience`), counted as three
-    small counts rather than one pass over every member's row:
+    now (:func:`mailer.send.audience.snapshot_audience`), counted in one
+    statement (one snapshot of the data) as three small counts rather than one
+    pass over every member's row:
 
     1. the people on the lists (matching the segment): without a segment, the
        membership index alone (each person once however many lists they are
@@ -103,8 +104,10 @@ def count_audience(db: Database, list_names: list[str], segment: dict[str, Any] 
                 .exists()
             )
         )
-        counts = [int(session.execute(q).scalar_one()) for q in (listed, inactive, held_back)]
-    return counts[0] - counts[1] - counts[2]
+        counted = sa_select(
+            listed.scalar_subquery() - inactive.scalar_subquery() - held_back.scalar_subquery()
+        )
+        return int(session.execute(counted).scalar_one())
 
 
 class _NoLinks:
