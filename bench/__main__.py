@@ -26,6 +26,13 @@ default
     fresh schema, and by one process with a rate limit that never binds (the
     cost of the shared token bucket); messages per second, the scaling ratio,
     and the SQLite single-process figure of the same run beside them.
+``--studio``
+    the same alert (``templates/executive-orders``) sent to ``--n`` supporters
+    (20,000) as a template folder and as a stored alert imported from it (what
+    the studio writes and ``mailer template import`` stores), alternately
+    (each kind first in turn), three times each, into the same receiver: the
+    median rates and CPU per message, and their ratios. The studio's pages
+    are timed by ``python -m bench.studio``.
 ``--bounces``
     the bounce classifier on the labelled corpus of real reports
     (:mod:`bench.bounces`): confusion table, precision and recall per class,
@@ -60,7 +67,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import bounces, breakdown, clicks, e2e, scale
-from bench.common import default_connections, settings_for, write_dkim_key
+from bench.common import TEMPLATE, default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
 
@@ -233,11 +240,14 @@ def end_to_end(
     dkim_key: Path | None = None,
     profile: bool = False,
     processes: int | None = None,
+    blast: str = e2e.BLAST,
 ) -> e2e.EndToEnd:
     chosen = connections or default_connections()
     label = f"{chosen} conns{' (default)' if connections is None else ''}"
     if processes is not None and processes > 1:
         label = f"{processes} sender processes x {chosen} conns"
+    if blast == e2e.STUDIO_BLAST:
+        label += f", the stored alert {e2e.STORED!r}"
     dkim = "on (RSA-2048)" if dkim_key else "off"
     profiled = ", under cProfile" if profile else ""
     say(f"mailer end to end, {prepared.n:,} recipients, {label}, DKIM {dkim}{profiled}")
@@ -249,6 +259,7 @@ def end_to_end(
         dkim_key=dkim_key,
         profile=profile,
         processes=processes,
+        blast=blast,
     )
     sink_after = receiver.cpu_s()
     if sink_before is not None and sink_after is not None:
@@ -409,6 +420,49 @@ def run_memory(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> No
             f"targets  peak < {TARGET_PEAK_MB:.0f} MB at 200,000: {below};"
             f" at most {TARGET_GROWTH:.2f}x the 20,000 figure: {met(growth <= TARGET_GROWTH)}"
         )
+    say("=" * 100)
+
+
+STUDIO_ROUNDS = 3  # sends of each kind, alternated, in --studio
+
+
+def run_studio(sizes: Sizes, tools: Tools | str, tmp: Path, install: bool) -> None:
+    """The same alert sent as a template folder and as a stored alert, alternately."""
+    rounds = STUDIO_ROUNDS if sizes.every_variant else 1
+    say(
+        f"studio alert vs template folder: {TEMPLATE!r} as a folder and as the stored"
+        f" alert {e2e.STORED!r} (mailer template import), {rounds} sends of each"
+    )
+    runs: dict[str, list[e2e.EndToEnd]] = {e2e.BLAST: [], e2e.STUDIO_BLAST: []}
+    with receiver_for(tools, tmp) as receiver:
+        prepared = prepared_list(tmp, sizes.n)
+        for round_number in range(rounds):
+            order = list(runs) if round_number % 2 == 0 else list(reversed(runs))
+            for blast in order:  # each kind first in turn: the load of the moment is shared
+                say()
+                runs[blast].append(end_to_end(prepared, receiver, blast=blast))
+
+    def medians(blast: str) -> tuple[float, float]:
+        """(msg/s, CPU µs per message of the send process) of ``blast``'s runs."""
+        done = runs[blast]
+        cpu = statistics.median(r.per_message_us(r.cpu_s) for r in done)
+        return statistics.median(r.rate for r in done), cpu
+
+    (folder, folder_us), (stored, stored_us) = medians(e2e.BLAST), medians(e2e.STUDIO_BLAST)
+    say()
+    say("=" * 100)
+    say(
+        f"studio   {prepared.n:,} recipients, default settings, DKIM off, median of {rounds}:"
+        f" folder {folder:,.0f} msg/s, stored alert {stored:,.0f} msg/s:"
+        f" ratio {fmt(ratio(stored, folder), '.2f')}"
+    )
+    say(
+        f"         CPU of the send process per message: folder {folder_us:,.0f} µs,"
+        f" stored alert {stored_us:,.0f} µs: ratio {fmt(ratio(stored_us, folder_us), '.2f')}"
+    )
+    for blast, label in ((e2e.BLAST, "folder"), (e2e.STUDIO_BLAST, "stored alert")):
+        each = ", ".join(f"{r.rate:,.0f}" for r in runs[blast])
+        say(f"         {label} runs: {each} msg/s")
     say("=" * 100)
 
 
@@ -652,6 +706,11 @@ def main(argv: list[str]) -> int:
     mode.add_argument(
         "--bounces", action="store_true", help="the bounce classifier on the real-report corpus"
     )
+    mode.add_argument(
+        "--studio",
+        action="store_true",
+        help="send rate of the same alert as a template folder and as a stored alert",
+    )
     parser.add_argument(
         "--n",
         type=int,
@@ -700,6 +759,8 @@ def main(argv: list[str]) -> int:
         chosen = run_clicks
     elif args.scale:
         chosen = run_scale
+    elif args.studio:
+        chosen = run_studio
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         chosen(sizes, tools, Path(tmp), install)
     say(f"(bench took {time.perf_counter() - started:.0f} s)")

@@ -5,11 +5,13 @@ high-water mark that never goes down) belongs to one phase only:
 
 ``python -m bench.e2e prepare DIR N``
     writes a CSV of N synthetic supporters, imports it into a new SQLite
-    database in DIR and creates a draft blast; prints one JSON line.
-``python -m bench.e2e send DIR PORT [--connections K] [--dkim-key PEM] [--profile]``
-    sends that blast with :func:`mailer.blasts.send_now` into 127.0.0.1:PORT
-    with the default settings (``--connections`` overrides ``[sending]
-    connections``; ``--dkim-key`` turns DKIM on), timing only the send; prints
+    database in DIR and creates a draft blast of the template folder; imports
+    the same folder as a stored alert (as `mailer template import` does) and
+    creates a second draft blast of it to the same list; prints one JSON line.
+``python -m bench.e2e send DIR PORT [--connections K] [--dkim-key PEM] [--profile] [--blast B]``
+    sends the folder's blast (or blast ``B``) with :func:`mailer.blasts.send_now`
+    into 127.0.0.1:PORT with the default settings (``--connections`` overrides
+    ``[sending] connections``; ``--dkim-key`` turns DKIM on), timing only the send; prints
     one JSON line with the rate, the CPU time of the process and of its
     event-loop thread, and the peak RSS. ``--profile`` adds a CPU profile of
     both threads (:mod:`bench.cpuprofile`), which slows the run down.
@@ -61,7 +63,9 @@ from bench.common import (
     write_supporters_csv,
 )
 
-BLAST = "bench"
+BLAST = "bench"  # the blast of the template folder (TEMPLATE)
+STORED = f"{TEMPLATE}-stored"  # the same folder, imported as a stored alert
+STUDIO_BLAST = "bench-stored"  # the blast of the stored alert, to the same list
 LIST = "bench"
 DB_FILE = "bench.db"
 SEND_TIMEOUT_S = 3600
@@ -72,6 +76,7 @@ def _db_url(folder: Path) -> str:
 
 
 def prepare(folder: Path, n: int) -> dict[str, Any]:
+    from mailer.alerts.folders import import_folder
     from mailer.blasts import create_blast
     from mailer.store import open_database
     from mailer.supporters.importer import import_csv
@@ -84,6 +89,15 @@ def prepare(folder: Path, n: int) -> dict[str, Any]:
     summary = import_csv(db, csv_path, LIST)
     import_s = time.perf_counter() - start
     blast = create_blast(db, settings, name=BLAST, template=TEMPLATE, list_names=[LIST])
+    # The same content as a stored alert, as `mailer template import` stores it.
+    import_folder(
+        db,
+        settings.templates_path() / TEMPLATE,
+        layouts=settings.templates_path(),
+        author="bench",
+        name=STORED,
+    )
+    create_blast(db, settings, name=STUDIO_BLAST, template=STORED, list_names=[LIST])
     db.dispose()
     csv_path.unlink()
     return {
@@ -161,6 +175,7 @@ def send(
     dkim_key: Path | None = None,
     profile: bool = False,
     processes: int | None = None,
+    blast: str = BLAST,
 ) -> dict[str, Any]:
     from bench.cpuprofile import ThreadProfiles, report
     from mailer.blasts import send_now
@@ -178,7 +193,7 @@ def send(
     cpu_before, loop_before, helpers_before = cpu_s(), time.thread_time(), children_cpu_s()
     start = time.perf_counter()
     with profiles if profiles is not None else contextlib.nullcontext():
-        result = send_now(db, settings, BLAST, progress=timeline)
+        result = send_now(db, settings, blast, progress=timeline)
     send_s = time.perf_counter() - start
     loop_cpu_s, process_cpu_s = time.thread_time() - loop_before, cpu_s() - cpu_before
     helpers_cpu_s = children_cpu_s() - helpers_before
@@ -323,8 +338,10 @@ def send_copy(
     dkim_key: Path | None = None,
     profile: bool = False,
     processes: int | None = None,
+    blast: str = BLAST,
 ) -> EndToEnd:
-    """Send the blast of a fresh copy of ``prepared``'s database, in a subprocess."""
+    """Send ``blast`` (the folder template's, or ``STUDIO_BLAST``: the stored alert's)
+    of a fresh copy of ``prepared``'s database, in a subprocess."""
     folder = Path(tempfile.mkdtemp(prefix="send-", dir=prepared.folder.parent))
     try:
         for path in prepared.folder.glob(DB_FILE + "*"):  # the database, and any -wal/-shm
@@ -338,6 +355,8 @@ def send_copy(
             args.append("--profile")
         if processes is not None:
             args += ["--processes", str(processes)]
+        if blast != BLAST:
+            args += ["--blast", blast]
         sent = _child(*args)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -396,6 +415,7 @@ def main(argv: list[str]) -> int:
     snd.add_argument("--dkim-key", type=Path)
     snd.add_argument("--profile", action="store_true")
     snd.add_argument("--processes", type=int)
+    snd.add_argument("--blast", default=BLAST)
     both = commands.add_parser("run")
     both.add_argument("n", type=int)
     both.add_argument("port", type=int)
@@ -410,6 +430,7 @@ def main(argv: list[str]) -> int:
             dkim_key=args.dkim_key,
             profile=args.profile,
             processes=args.processes,
+            blast=args.blast,
         )
         print(json.dumps(found))
     else:

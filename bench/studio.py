@@ -1,10 +1,11 @@
 """How long each studio page takes with a large list: ``python -m bench.studio [--n N]``.
 
 Builds a SQLite database of ``--n`` synthetic supporters (200,000; a third
-Spanish speakers), an alert started from the seed statement with a Spanish
-version, and a draft blast of it to the whole list; serves the whole app
-(public and admin routes) with uvicorn on a thread, signs in as an organizer,
-and requests each studio page ``--repeat`` times (20) over HTTP on 127.0.0.1:
+Spanish speakers; one in 50 unsubscribed, one in 100 suppressed), an alert
+started from the seed statement with a Spanish version, and a draft blast of
+it to the whole list; serves the whole app (public and admin routes) with
+uvicorn on a thread, signs in as an organizer, and requests each studio page
+``--repeat`` times (20) over HTTP on 127.0.0.1:
 the editor, the preview page, the preview frame, the check (the editor and
 the preview run it; the confirmation runs the blast's full check), the
 audience count, and the blast's confirmation. Prints the median and the
@@ -19,8 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from bench.common import REPO, settings_for, write_supporters_csv
 from mailer import accounts
@@ -28,7 +31,7 @@ from mailer.alerts.store import LanguageText, get_revision
 from mailer.alerts.studio import check_revision, save_language, start_from_statement
 from mailer.blasts import create_blast
 from mailer.devsmtp import free_port
-from mailer.store import open_database
+from mailer.store import Database, open_database
 from mailer.store.models import UserRole, utcnow
 from mailer.supporters.importer import import_csv
 from mailer.web import create_app
@@ -64,6 +67,22 @@ def timed(client: httpx.Client, path: str, params: object, repeat: int) -> list[
     return out
 
 
+def leave_some(db: Database) -> tuple[int, int]:
+    """Unsubscribe one supporter in 50 and suppress the address of one in 100, as lists
+    that have been mailed for a while look (the audience count must leave them out)."""
+    with db.session() as session:
+        gone: Any = session.execute(
+            text("UPDATE supporter SET status = 'unsubscribed' WHERE id % 50 = 7")
+        )
+        held: Any = session.execute(
+            text(
+                "INSERT INTO suppression (email, reason, source, created_at) "
+                "SELECT email, 'complaint', 'bench', NULL FROM supporter WHERE id % 100 = 3"
+            )
+        )
+    return int(gone.rowcount), int(held.rowcount)
+
+
 def run(n: int, repeat: int) -> None:
     settings = settings_for(port=free_port())
     with tempfile.TemporaryDirectory(prefix="mailer-bench-studio-") as tmp:
@@ -73,6 +92,8 @@ def run(n: int, repeat: int) -> None:
         start = time.perf_counter()
         import_csv(db, csv_path, LIST)
         print(f"setup: {n:,} supporters imported in {time.perf_counter() - start:.1f} s")
+        gone, held = leave_some(db)
+        print(f"       {gone:,} of them unsubscribed, {held:,} addresses suppressed")
         statement = (REPO / "tests" / "data" / "statement.txt").read_text("utf-8")
         start_from_statement(db, ALERT, statement, author="bench")
         save_language(db, ALERT, "es", SPANISH, author="bench", based_on=1)

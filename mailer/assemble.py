@@ -14,9 +14,10 @@ from datetime import datetime
 from pathlib import Path
 
 from mailer.alerts.resolve import template_of_blast
-from mailer.compose.alert import AlertComposer
+from mailer.compose.alert import AlertComposer, LinkIds
 from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import Identity, domain_of, list_id_header
+from mailer.compose.templates import AlertTemplate
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.errors import ConfigError
@@ -75,23 +76,52 @@ def composer_for(
     assert blast.id is not None
     with db.session() as session:
         names = [lst.name for lst in blast_lists(session, blast.id)]
-    composer = AlertComposer(
-        template=template_of_blast(db, settings, blast, templates_dir),
-        blast_id=blast.id,
-        blast_name=blast.name,
-        cta_url=blast.cta_url,
-        identity=identity_for(settings, blast, names),
-        organization_name=settings.organization.name,
-        postal_address=settings.organization.postal_address,
-        base_url=settings.web.base_url,
-        signer=TokenSigner(settings.security.secret_key),
+    composer = composer_for_revision(
+        settings,
+        template_of_blast(db, settings, blast, templates_dir),
+        blast,
+        list_names=names,
         link_ids=BlastLinks(db, blast.id, blast.cta_url),
-        clock=now,
-        dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
+        now=now,
         opens=settings.tracking.opens,
     )
     composer.register_links()
     return composer
+
+
+def composer_for_revision(
+    settings: Settings,
+    template: AlertTemplate,
+    blast: Blast,
+    *,
+    list_names: list[str],
+    link_ids: LinkIds,
+    now: Callable[[], datetime] = utcnow,
+    opens: bool = False,
+) -> AlertComposer:
+    """A composer of ``template`` (a pinned revision, or a folder) sent as ``blast``.
+
+    What :func:`composer_for` builds for a blast, and the studio's test of an
+    alert that is not yet a blast (an unsaved ``Blast``, id 0, with link ids
+    that track nothing) builds for itself: the same identity, footer, token
+    signer and DKIM signer, so a test is the message a blast would send.
+    """
+    settings.require(*SEND_KEYS)
+    return AlertComposer(
+        template=template,
+        blast_id=blast.id or 0,
+        blast_name=blast.name,
+        cta_url=blast.cta_url,
+        identity=identity_for(settings, blast, list_names),
+        organization_name=settings.organization.name,
+        postal_address=settings.organization.postal_address,
+        base_url=settings.web.base_url,
+        signer=TokenSigner(settings.security.secret_key),
+        link_ids=link_ids,
+        clock=now,
+        dkim=dkim_signer(settings, address=blast.sender_address or settings.sender.address),
+        opens=opens,
+    )
 
 
 def dkim_signer(settings: Settings, *, address: str) -> DkimSigner | None:

@@ -73,3 +73,24 @@ def assert_every_figure(out: str) -> None:
     else:
         assert "clicks: not measured (no wrk)" in summary
     assert re.search(r"^\(bench took \d+ s\)$", out, re.M)
+
+
+def test_the_studio_comparison_sends_both_kinds_and_prints_their_ratio() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--studio", "--smoke", "--no-install"],
+        cwd=REPO,
+        env=mailer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "installing" not in out and "EXPECTED" not in out and "STATUS" not in out, out
+    sends = re.findall(r"^mailer end to end, 100 recipients, (.*)$", out, re.M)
+    assert len(sends) == 2 and "stored alert" in sends[1] and "stored" not in sends[0], sends
+    assert re.search(
+        rf"^studio .* folder {RATE} msg/s, stored alert {RATE} msg/s: ratio \d\.\d\d$", out, re.M
+    ), out
+    assert re.search(rf"^ .* folder {RATE} µs, stored alert {RATE} µs: ratio \d\.\d\d$", out, re.M)

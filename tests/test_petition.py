@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from mailer.alerts.folders import import_folder
+from mailer.alerts.studio import start_from_statement
 from mailer.blasts import create_blast, create_follow_up, send_now
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound, TemplateProblem
@@ -102,6 +104,27 @@ def test_refresh_reads_the_edited_texts(db: Database, tmp_path: Path) -> None:
     with db.session() as session:
         stored = session.exec(select(Petition)).one()
     assert stored.texts == refreshed.texts
+
+
+def test_create_takes_the_texts_of_a_stored_alert(db: Database, tmp_path: Path) -> None:
+    """Like `blast create --template`, `petition create --template` names a stored alert
+    or a folder; the stored alert wins, its petition.toml read from the database."""
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    settings = make_settings(templates=tmp_path / "templates")
+    folder = tmp_path / "templates" / "executive-orders"
+    import_folder(db, folder, layouts=tmp_path / "templates", author="test", name="orders")
+    edited = (folder / "petition.toml").read_text("utf-8").replace("Tell ", "Urge ", 1)
+    (folder / "petition.toml").write_text(edited, "utf-8")
+    import_folder(db, folder, layouts=tmp_path / "templates", author="test", name="orders")
+    shutil.rmtree(folder)  # nothing left on disk: the texts can only come from the database
+    petition = petition_in(db, settings, name="Orders petition", template="orders")
+    assert sorted(petition.texts) == ["en", "es"]
+    assert petition.texts["en"]["title"].startswith("Urge ")  # the newest revision's
+    assert petition.template == "orders"
+    assert refresh_texts(db, settings, "Orders petition").texts == petition.texts
+    start_from_statement(db, "written", "A statement.\n\nClick here to act.", author="test")
+    with pytest.raises(TemplateProblem, match=r"alert 'written' .*has no petition\.toml"):
+        petition_in(db, settings, name="Written", template="written")
 
 
 def test_names_and_slugs_are_unique(db: Database) -> None:

@@ -23,6 +23,7 @@ from mailer.alerts.store import get_revision, history
 from mailer.alerts.studio import check_revision, start_from_statement
 from mailer.blasts import create_blast
 from mailer.config import Settings
+from mailer.send.audience import parse_segment, snapshot_of
 from mailer.store import Blast, BlastStatus, Database, Event, Supporter, SupporterStatus
 from mailer.store.models import utcnow
 from mailer.supporters.suppression import suppress_address
@@ -331,6 +332,72 @@ def test_audience_count_matches_the_snapshot_rules(db: Database, site: str) -> N
     assert es.json() == {"count": 1}
     bad = c.get("/admin/studio/count", params={"lists": "members", "segment": "shoe=9"})
     assert bad.status_code == 400 and "not known" in bad.json()["error"]
+
+
+def test_the_counted_audience_is_the_audience_the_blast_snapshots(
+    db: Database, site: str, settings: Settings
+) -> None:
+    """Whatever the lists and segment, the count the pages show is the number of
+    deliveries the blast's snapshot then creates: statuses, suppressed addresses
+    (of supporters or not), people on several lists, segments by language, region
+    and custom field."""
+    add_people(
+        db,
+        "members",
+        [
+            Person("gone@example.org", status=SupporterStatus.UNSUBSCRIBED),
+            Person("bounced@example.org", language="es", status=SupporterStatus.BOUNCED),
+            Person("pending@example.org", status=SupporterStatus.PENDING),
+            Person("sup-es@example.org", language="es"),
+            Person("carla@example.org", language="es"),
+        ],
+    )
+    add_people(db, "others", [Person("carla@example.org"), Person("ana@example.org")])
+    with db.session() as session:
+        for email, region, county in (
+            ("carla@example.org", "CA", "Cook"),
+            ("p3@example.org", "CA", "Lake"),
+            ("x@example.org", "NY", "Cook"),
+        ):
+            found = session.exec(select(Supporter).where(Supporter.email == email)).one()
+            found.region, found.custom = region, {"county": county}
+            session.add(found)
+        for address in ("sup-es@example.org", "p2@example.org", "nobody@example.org"):
+            suppress_address(session, address, reason="test", actor="test", now=utcnow())
+    cases: list[tuple[list[str], str]] = [
+        (["members"], ""),
+        (["others"], ""),
+        (["members", "others"], ""),
+        (["members", "others"], "language=es"),
+        (["members"], "language=es,language=en"),
+        (["members", "others"], "region=CA"),
+        (["members", "others"], "custom.county=Cook"),
+        (["members", "others"], "language=es,region=CA"),
+        (["members"], "language=fr"),
+    ]
+    c, csrf = client(site)
+    new_alert(c, csrf)
+    counts = []
+    for number, (lists, segment) in enumerate(cases):
+        shown = c.get("/admin/studio/count", params={"lists": lists, "segment": segment})
+        assert shown.status_code == 200, shown.text
+        blast = create_blast(
+            db,
+            settings,
+            name=f"case {number}",
+            template=ALERT,
+            list_names=lists,
+            segment=parse_segment([t for t in segment.split(",") if t]),
+        )
+        confirm = c.get(f"/admin/studio/blasts/{blast.id}")
+        with db.session() as session:
+            made = snapshot_of(session, blast, utcnow(), dialect=db.engine.dialect.name)
+        assert shown.json() == {"count": made}, (lists, segment)
+        assert f'class="audience">{made} supporters<' in confirm.text, (lists, segment)
+        counts.append(made)
+    # the cases do tell the rules apart
+    assert counts == [5, 4, 6, 2, 5, 2, 2, 1, 0], counts
+    assert c.get("/admin/studio/count", params={"lists": "nobody"}).json() == {"count": 0}
 
 
 def test_send_flow_counts_confirms_and_starts(

@@ -15,6 +15,9 @@ wrote, by rendering that Markdown itself as a Jinja template.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -183,3 +186,62 @@ def _line_of(exc: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+LAYOUT_FILES = ("layout/base.html", "layout/base.txt")
+
+
+def _stamp(root: Path) -> str:
+    """The size and modification time of the layout's files under ``root``."""
+    parts = []
+    for name in LAYOUT_FILES:
+        try:
+            found = (root / name).stat()
+        except OSError:
+            parts.append("-")
+            continue
+        parts.append(f"{found.st_size}:{found.st_mtime_ns}")
+    return " ".join(parts)
+
+
+class _CompiledRevisions:
+    """Compiled revisions kept in memory, so that the studio's pages (editor, preview,
+    its frame), `mailer check` and every composer of a blast do not compile the same
+    revision (and the layout) again each time.
+
+    Keyed by the templates folder and a digest of the revision's whole text (its
+    name, number, texts and files): a key can only ever mean one compiled
+    template, whichever database it came from. The key also holds the size and
+    time of the shared layout's files, so an edited layout is compiled again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.kept: OrderedDict[tuple[str, str, str], StoredAlertTemplate] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, root: Path, revision: Revision) -> StoredAlertTemplate:
+        key = (
+            str(root),
+            _stamp(root),
+            hashlib.sha256(revision.as_text().encode()).hexdigest(),
+        )
+        with self.lock:
+            found = self.kept.get(key)
+            if found is not None:
+                self.kept.move_to_end(key)
+                return found
+        compiled = StoredAlertTemplate(root, revision)  # may raise TemplateProblem
+        with self.lock:
+            self.kept[key] = compiled
+            while len(self.kept) > self.size:
+                self.kept.popitem(last=False)
+        return compiled
+
+    def clear(self) -> None:
+        with self.lock:
+            self.kept.clear()
+
+
+COMPILED_KEPT = 32  # compiled revisions kept in memory
+compiled_revisions = _CompiledRevisions(COMPILED_KEPT)

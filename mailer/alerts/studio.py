@@ -11,18 +11,13 @@ organizer wrote, so a page can show it next to that text.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 from sqlmodel import select
 
-from mailer.alerts.compiled import RevisionProblem, StoredAlertTemplate
+from mailer.alerts.compiled import RevisionProblem, compiled_revisions
 from mailer.alerts.statement import Draft, draft_from_statement
 from mailer.alerts.store import (
     LanguageText,
@@ -31,6 +26,7 @@ from mailer.alerts.store import (
     save_revision,
     translation_status,
 )
+from mailer.check import ABSOLUTE_URL, GMAIL_CLIP_BYTES, SUBJECT_MAX
 from mailer.compose import links
 from mailer.compose.alert import Recipient
 from mailer.compose.templates import RenderedAlert, sample_context
@@ -38,43 +34,6 @@ from mailer.config import Settings
 from mailer.errors import NotFound, TemplateProblem
 from mailer.store import Database, Supporter
 from mailer.store.models import utcnow
-
-GMAIL_CLIP_BYTES = 102 * 1024  # as in mailer.check
-SUBJECT_MAX = 80
-COMPILED_KEPT = 32  # compiled revisions kept in memory for the studio's pages
-
-
-class _CompiledRevisions:
-    """The studio's compiled revisions, so that opening the editor, the preview and its
-    frame does not compile the same revision (and the layout) again each time.
-
-    Keyed by the templates folder and a digest of the revision's whole text (its
-    name, number, texts and files): a key can only ever mean one compiled
-    template, whichever database it came from. The layout is read when a revision
-    is first compiled (a changed layout shows in new revisions, or after a restart).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.kept: OrderedDict[tuple[str, str], StoredAlertTemplate] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, root: Path, revision: Revision) -> StoredAlertTemplate:
-        key = (str(root), hashlib.sha256(revision.as_text().encode()).hexdigest())
-        with self.lock:
-            found = self.kept.get(key)
-            if found is not None:
-                self.kept.move_to_end(key)
-                return found
-        compiled = StoredAlertTemplate(root, revision)  # may raise TemplateProblem
-        with self.lock:
-            self.kept[key] = compiled
-            while len(self.kept) > self.size:
-                self.kept.popitem(last=False)
-        return compiled
-
-
-compiled_revisions = _CompiledRevisions(COMPILED_KEPT)
 
 
 @dataclass(frozen=True)
@@ -318,7 +277,7 @@ def _look_at(rendered: RenderedAlert, cta: str, lang: str, add: Callable[[Findin
     for url in urls:
         if url.startswith(("mailto:", "tel:")) or "/u/preview" in url:
             continue
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not ABSOLUTE_URL.match(url):
             add(
                 Finding(
                     "error",

@@ -33,7 +33,8 @@ def petition_group() -> None:
     "--template",
     "-t",
     default=None,
-    help="Alert template folder whose petition.toml holds the texts. Default: NAME.",
+    help="Stored alert or template folder whose petition.toml holds the texts "
+    "(a stored alert wins, as for blast create). Default: NAME.",
 )
 @click.option("--slug", default=None, help="Public page /p/SLUG. Default: NAME as a slug.")
 @click.option(
@@ -54,7 +55,9 @@ def create_command(
     """Create petition NAME and print its public address.
 
     Its title, introduction and suggested message per language come from
-    the template's petition.toml (see docs/templates.md). Link blasts to it
+    the template's petition.toml (see docs/templates.md): the one kept with
+    a stored alert's newest revision (imported with its folder by `mailer
+    template import`), or else the folder's. Link blasts to it
     with `mailer blast create ... --petition NAME`.
     """
     petition = create_petition(
@@ -75,7 +78,11 @@ def create_command(
 @click.argument("petition")
 @pass_app
 def refresh_command(app: AppContext, petition: str) -> None:
-    """Read PETITION's petition.toml again, after editing its texts."""
+    """Read PETITION's petition.toml again, after editing its texts.
+
+    For a petition made from a stored alert, the alert's newest revision is
+    read (after `mailer template import` of the edited folder).
+    """
     found = refresh_texts(app.db(), app.settings, petition)
     click.echo(f"petition {found.id}: texts in {', '.join(sorted(found.texts))}")
 

@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from mailer.alerts.resolve import petition_texts
 from mailer.blasts import check_url
 from mailer.config import Settings
 from mailer.errors import InvalidState, NotFound
 from mailer.lifecycle import audit
-from mailer.petitions.texts import KEYS, MAX_TEXT, OPTIONAL_KEYS, load_texts
+from mailer.petitions.texts import KEYS, MAX_TEXT, OPTIONAL_KEYS
 from mailer.store import Blast, BlastStatus, Database, find_blast
 from mailer.store.models import Petition, Signature, utcnow
 
@@ -65,7 +66,10 @@ def create_petition(
 ) -> Petition:
     """Create petition ``name`` with its words from ``template``'s ``petition.toml``.
 
-    ``template`` defaults to ``name``; the target defaults to
+    ``template`` (default ``name``) is a stored alert, whose newest revision
+    keeps the ``petition.toml`` of the folder it was imported from, or else a
+    template folder, as for a blast
+    (:func:`mailer.alerts.resolve.petition_texts`). The target defaults to
     ``blast.default_cta_url``; public opt-ins go to list ``opt_in_list``
     (default ``petition-<slug>``).
     """
@@ -74,7 +78,7 @@ def create_petition(
     if not 0 < goal <= MAX_GOAL:
         raise InvalidState(f"--goal must be a number of signatures from 1 to {MAX_GOAL}")
     template = (template or name).strip()
-    texts = load_texts(settings.templates_path(), template)
+    texts = petition_texts(db, settings, template)
     return new_petition(
         db,
         settings,
@@ -269,7 +273,8 @@ def link_blast(
 def refresh_texts(
     db: Database, settings: Settings, ref: str | int, *, actor: str = "cli"
 ) -> Petition:
-    """Read the petition's ``petition.toml`` again (after an organizer edited it)."""
+    """Read the petition's ``petition.toml`` again (after an organizer edited it, or
+    imported a new revision of the stored alert it came from)."""
     with db.session() as session:
         petition = find_petition(session, ref)
         if not petition.template:
@@ -277,7 +282,7 @@ def refresh_texts(
                 f"petition {petition.name!r} was written in the web admin; edit it there "
                 "(it has no petition.toml to read)"
             )
-        texts = load_texts(settings.templates_path(), petition.template)
+        texts = petition_texts(db, settings, petition.template)
         petition.texts = texts
         session.add(petition)
         audit(

@@ -1,4 +1,5 @@
-"""A petition's words per language, from ``petition.toml`` beside the alert.
+"""A petition's words per language, from ``petition.toml`` beside the alert (in its
+folder, or kept with a stored alert's revision when the folder was imported).
 
 ::
 
@@ -41,31 +42,41 @@ def load_texts(root: Path, template: str) -> dict[str, dict[str, str]]:
             "it holds the petition's title and suggested message per language"
         )
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
         raise TemplateProblem(f"{path}: {exc}") from None
+    return parse_texts(text, str(path))
+
+
+def parse_texts(text: str, where: str) -> dict[str, dict[str, str]]:
+    """``{language: {title, intro, message}}`` from the text of a ``petition.toml``
+    (a folder's, or the one a stored alert keeps); problems name ``where``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateProblem(f"{where}: {exc}") from None
     languages = data.get("languages")
     if not isinstance(languages, dict) or not languages:
-        raise TemplateProblem(f"{path}: needs a [languages.<code>] table per language")
+        raise TemplateProblem(f"{where}: needs a [languages.<code>] table per language")
     texts: dict[str, dict[str, str]] = {}
     for lang, table in languages.items():
         if not isinstance(table, dict):
-            raise TemplateProblem(f"{path}: [languages.{lang}] must be a table")
+            raise TemplateProblem(f"{where}: [languages.{lang}] must be a table")
         entry: dict[str, str] = {}
         for key in KEYS:
             value = table.get(key)
             if not isinstance(value, str) or not value.strip():
-                raise TemplateProblem(f"{path}: [languages.{lang}] needs a non-empty {key} string")
+                raise TemplateProblem(f"{where}: [languages.{lang}] needs a non-empty {key} string")
             if len(value) > MAX_TEXT:
                 raise TemplateProblem(
-                    f"{path}: [languages.{lang}] {key} is longer than {MAX_TEXT} characters"
+                    f"{where}: [languages.{lang}] {key} is longer than {MAX_TEXT} characters"
                 )
             entry[key] = value.strip()
         for key in OPTIONAL_KEYS:
             value = table.get(key, "")
             if not isinstance(value, str) or len(value) > 200:
                 raise TemplateProblem(
-                    f"{path}: [languages.{lang}] {key} must be a string of at most 200 characters"
+                    f"{where}: [languages.{lang}] {key} must be a string of at most 200 characters"
                 )
             if value.strip():
                 entry[key] = value.strip()

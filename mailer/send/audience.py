@@ -69,7 +69,8 @@ def parse_segment(terms: list[str]) -> dict[str, Any] | None:
     return segment
 
 
-def _segment_filters(segment: dict[str, Any] | None) -> list[ColumnElement[bool]]:
+def segment_filters(segment: dict[str, Any] | None) -> list[ColumnElement[bool]]:
+    """The WHERE terms on ``supporter`` that ``segment`` stands for (none without one)."""
     if not segment:
         return []
     filters: list[ColumnElement[bool]] = []
@@ -177,7 +178,7 @@ def snapshot_audience(
     audience = audience.where(
         col(Supporter.status) == SupporterStatus.ACTIVE,
         ~suppressed(),
-        *_segment_filters(segment),
+        *segment_filters(segment),
     ).order_by(col(Supporter.id))
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     before = _count(session, blast_id)

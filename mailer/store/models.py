@@ -92,6 +92,9 @@ FINAL_DELIVERY_STATES = frozenset(
 
 
 class Supporter(SQLModel, table=True):
+    # Audience counts by language and the check's sample per language (migration 0007).
+    __table_args__ = (Index("ix_supporter_language_status", "language", "status"),)
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=320)  # normalized by email-validator
     first_name: str = Field(default="", max_length=200)
