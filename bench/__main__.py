@@ -26,6 +26,12 @@ default
     fresh schema, and by one process with a rate limit that never binds (the
     cost of the shared token bucket); messages per second, the scaling ratio,
     and the SQLite single-process figure of the same run beside them.
+``--million [N]``
+    a million supporters (or N) through ``mailer import`` into SQLite, then
+    one blast through ``mailer blast send`` into ``smtp-sink`` with the
+    default settings and DKIM on (:mod:`bench.million`): import time, send
+    time, msg/s, the rate over each tenth of the list, the peak RSS of every
+    process, every delivery recorded and received.
 ``--bounces``
     the bounce classifier on the labelled corpus of real reports
     (:mod:`bench.bounces`): confusion table, precision and recall per class,
@@ -59,7 +65,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import bounces, breakdown, clicks, e2e, scale
+from bench import bounces, breakdown, clicks, e2e, million, scale
 from bench.common import default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
@@ -652,6 +658,14 @@ def main(argv: list[str]) -> int:
     mode.add_argument(
         "--bounces", action="store_true", help="the bounce classifier on the real-report corpus"
     )
+    mode.add_argument(
+        "--million",
+        type=int,
+        nargs="?",
+        const=million.DEFAULT_N,
+        metavar="N",
+        help="import N supporters (1,000,000) with `mailer import`, send them one blast, DKIM on",
+    )
     parser.add_argument(
         "--n",
         type=int,
@@ -700,6 +714,8 @@ def main(argv: list[str]) -> int:
         chosen = run_clicks
     elif args.scale:
         chosen = run_scale
+    elif args.million is not None:
+        chosen = lambda _sizes, tools, tmp, _install: million.run(args.million, tools, tmp)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         chosen(sizes, tools, Path(tmp), install)
     say(f"(bench took {time.perf_counter() - started:.0f} s)")
