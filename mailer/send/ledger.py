@@ -40,6 +40,7 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     PoolProxiedConnection,
+    Select,
     Subquery,
     func,
     union_all,
@@ -206,12 +207,12 @@ class Ledger:
             # One state per index range (blast_id, state, id), read in id order and
             # stopped at the limit. Both states in one OR made SQLite collect and
             # sort every remaining row of the blast: O(list) per claim.
-            rows = (
+            rows: Select[tuple[int | None]] = (
                 sa_select(col(Delivery.id).label("id"))
                 .where(
-                    Delivery.blast_id == blast_id,
+                    col(Delivery.blast_id) == blast_id,
                     col(Delivery.id) > after_id,
-                    Delivery.worker == "",
+                    col(Delivery.worker) == "",
                     *due,
                 )
                 .order_by(col(Delivery.id))
