@@ -204,9 +204,8 @@ class Ledger:
         now = self.clock()
 
         def first_due(*due: ColumnElement[bool]) -> Subquery:
-            # One state per index range (blast_id, state, id), read in id order and
-            # stopped at the limit. Both states in one OR made SQLite collect and
-            # sort every remaining row of the blast: O(list) per claim.
+            # One index range (blast_id, state, id) per state, stopped at the limit: one
+            # OR of both made SQLite sort every remaining row of the blast per claim.
             rows: Select[tuple[int | None]] = (
                 sa_select(col(Delivery.id).label("id"))
                 .where(
