@@ -33,6 +33,12 @@ default
     (each kind first in turn), three times each, into the same receiver: the
     median rates and CPU per message, and their ratios. The studio's pages
     are timed by ``python -m bench.studio``.
+``--million [N]``
+    a million supporters (or N) through ``mailer import`` into SQLite, then
+    one blast through ``mailer blast send`` into ``smtp-sink`` with the
+    default settings and DKIM on (:mod:`bench.million`): import time, send
+    time, msg/s, the rate over each tenth of the list, the peak RSS of every
+    process, every delivery recorded and received.
 ``--bounces``
     the bounce classifier on the labelled corpus of real reports
     (:mod:`bench.bounces`): confusion table, precision and recall per class,
@@ -66,7 +72,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import bounces, breakdown, clicks, e2e, scale
+from bench import bounces, breakdown, clicks, e2e, million, scale
 from bench.common import TEMPLATE, default_connections, settings_for, write_dkim_key
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
@@ -711,6 +717,14 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="send rate of the same alert as a template folder and as a stored alert",
     )
+    mode.add_argument(
+        "--million",
+        type=int,
+        nargs="?",
+        const=million.DEFAULT_N,
+        metavar="N",
+        help="import N supporters (1,000,000) with `mailer import`, send them one blast, DKIM on",
+    )
     parser.add_argument(
         "--n",
         type=int,
@@ -761,6 +775,8 @@ def main(argv: list[str]) -> int:
         chosen = run_scale
     elif args.studio:
         chosen = run_studio
+    elif args.million is not None:
+        chosen = lambda _sizes, tools, tmp, _install: million.run(args.million, tools, tmp)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         chosen(sizes, tools, Path(tmp), install)
     say(f"(bench took {time.perf_counter() - started:.0f} s)")

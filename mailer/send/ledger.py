@@ -36,7 +36,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Dialect, PoolProxiedConnection, and_, func, or_, update
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    PoolProxiedConnection,
+    Select,
+    Subquery,
+    func,
+    union_all,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
@@ -193,26 +202,32 @@ class Ledger:
         get this sender's name and stay ``queued`` until marked.
         """
         now = self.clock()
-        due = or_(
-            col(Delivery.state) == DeliveryState.QUEUED,
-            and_(
-                col(Delivery.state) == DeliveryState.DEFERRED,
-                col(Delivery.next_attempt_at) <= now,
-            ),
-        )
-        batch = (
-            select(Delivery.id)
-            .where(
-                Delivery.blast_id == blast_id,
-                col(Delivery.id) > after_id,
-                Delivery.worker == "",
-                due,
+
+        def first_due(*due: ColumnElement[bool]) -> Subquery:
+            # One index range (blast_id, state, id) per state, stopped at the limit: one
+            # OR of both made SQLite sort every remaining row of the blast per claim.
+            rows: Select[tuple[int | None]] = (
+                sa_select(col(Delivery.id).label("id"))
+                .where(
+                    col(Delivery.blast_id) == blast_id,
+                    col(Delivery.id) > after_id,
+                    col(Delivery.worker) == "",
+                    *due,
+                )
+                .order_by(col(Delivery.id))
+                .limit(limit)
             )
-            .order_by(col(Delivery.id))
-            .limit(limit)
+            if not self.db.is_sqlite:
+                rows = rows.with_for_update(skip_locked=True)
+            return rows.subquery()
+
+        queued = first_due(col(Delivery.state) == DeliveryState.QUEUED)
+        retries = first_due(
+            col(Delivery.state) == DeliveryState.DEFERRED,
+            col(Delivery.next_attempt_at) <= now,
         )
-        if not self.db.is_sqlite:
-            batch = batch.with_for_update(skip_locked=True)
+        both = union_all(sa_select(queued.c.id), sa_select(retries.c.id)).subquery()
+        batch = sa_select(both.c.id).order_by(both.c.id).limit(limit)
         with self.db.session() as session:
             claimed = (
                 session.execute(
