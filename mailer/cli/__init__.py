@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Every top-level command: the module that defines it (in its ``COMMANDS``) and the first
 # sentence of its help, shown by ``mailer --help``. A command's module is imported only
 # when that command runs (or its own --help is asked for), so ``mailer report`` does not
-# import the web app, the sender or the inbound parser. tests/test_cli.py checks that
+# import the web app, the sender or the inbound parser. tests/test_cli_table.py checks that
 # this table and the commands agree.
 COMMANDS: dict[str, tuple[str, str]] = {
     "blast": ("mailer.cli.blast", "Create, send, pause, resume, cancel and list alert blasts."),
