@@ -36,7 +36,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from mailer.send.engine import delivery_counts
+from mailer.send.ledger import delivery_counts
 from mailer.store import (
     Click,
     Database,

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -25,11 +28,35 @@ from tests.smtpserver import PipeliningHandler, SmtpTestServer
 pytest_plugins = ["tests.browser"]  # the browser and page fixtures
 
 PG_URL = os.environ.get("MAILER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The tests' sessions do not wait for each commit to reach the disk: what they commit is
+# seen by every other session at once, as before; only a crash of the server itself
+# could lose it. A commit then costs about a fifth.
+NO_COMMIT_FLUSH = "-csynchronous_commit=off"
+
+
+# A database test starts from a database at the newest migration. Running the migrations
+# (Alembic, SQLite's batch table rebuilds) for each of several hundred tests costs
+# minutes, so each pytest process migrates once and the tests get a copy:
+# on SQLite the migrated file, on PostgreSQL a new schema where the SQL the migrations
+# ran is run again (recorded from a real migration). tests/test_fixtures.py checks
+# that the copies are the same as freshly migrated databases.
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision, once per pytest process."""
+    path = tmp_path_factory.mktemp("template") / "mailer.db"
+    open_database(f"sqlite:///{path}", create=True).dispose()
+    # The last connection's close checkpoints the WAL into the file and removes it.
+    assert not path.with_name("mailer.db-wal").exists()
+    return path
 
 
 @pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    db = open_database(f"sqlite:///{tmp_path / 'mailer.db'}", create=True)
+def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
+    path = tmp_path / "mailer.db"
+    shutil.copyfile(sqlite_template, path)
+    db = open_database(f"sqlite:///{path}")
     yield db
     db.dispose()
 
@@ -38,22 +65,71 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 def pg_schema() -> Iterator[str]:
     """The URL of a new, empty PostgreSQL schema (for processes to use), dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_URL, isolation_level="AUTOCOMMIT", connect_args={"options": NO_COMMIT_FLUSH}
+    )
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}%20{quote(NO_COMMIT_FLUSH)}"
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 
+Recorded = list[tuple[str, Any, bool]]  # statement, parameters, executemany
+
+
+def record_migration(url: str) -> Recorded:
+    """Migrate the empty schema at ``url`` to the newest revision; the SQL it ran, in order."""
+    recorded: Recorded = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        recorded.append((statement, parameters, many))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        open_database(url, create=True).dispose()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    return recorded
+
+
+@pytest.fixture(scope="session")
+def pg_migration() -> Recorded:
+    """The SQL that migrating an empty PostgreSQL schema runs, recorded once per process."""
+    with pg_schema() as url:
+        schema = url.split("search_path%3D", 1)[1].split("%20", 1)[0]
+        recorded = record_migration(url)
+    # The statements name no schema (search_path chooses it), so they fit any schema.
+    assert not [s for s, p, _ in recorded if schema in s or schema in repr(p)]
+    return recorded
+
+
+def replay(url: str, recorded: Recorded) -> None:
+    """Run recorded SQL on ``url``, on the driver's cursor as first run, in one transaction."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            for statement, parameters, many in recorded:
+                if many:
+                    cursor.executemany(statement, parameters)
+                else:
+                    cursor.execute(statement, parameters)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
-def pg_db() -> Iterator[Database]:
+def pg_db(pg_migration: Recorded) -> Iterator[Database]:
     """A fresh schema in the local PostgreSQL for one test, dropped afterwards."""
     with pg_schema() as url:
-        db = open_database(url, create=True)
+        replay(url, pg_migration)
+        db = open_database(url)
         try:
             yield db
         finally:

@@ -1,8 +1,9 @@
 """The dependency floors in pyproject.toml are true: the lowest allowed versions import mailer.
 
 ``.ci/lowest_versions.py`` pins every direct dependency to its ``>=`` floor,
-installs the pins in a scratch virtual environment (from PyPI, through pip's
-cache) and imports every module of the package there. It runs here so that
+installs the pins in a virtual environment (from PyPI; kept between runs under
+``.venv/lowest-versions/``), checks the installed versions are the floors and
+imports every module of the package there. It runs here so that
 ``make test`` (and so CI) fails when code uses an API newer than a floor.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -50,3 +52,11 @@ def test_the_lowest_allowed_versions_import_every_module() -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "imported every module of mailer" in done.stdout
+
+
+def test_an_environment_with_other_versions_than_the_floors_fails_the_check() -> None:
+    """A kept environment is trusted only as far as its installed versions are the floors."""
+    this = Path(sys.prefix)  # this environment has click, but not click 8.0.0
+    passed, why = script().imports_at_the_floors(this, ["click==8.0.0"])
+    assert not passed
+    assert "installed versions are not the floors" in why and "'click'" in why

@@ -21,8 +21,12 @@ Generated from `mailer --help` and each command's `--help`
 def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
     found = [(path, command)]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            found.extend(_walk(command.commands[name], [*path, name]))
+        # Through list_commands and get_command: the top-level group loads its commands lazily.
+        ctx = click.Context(command, info_name=" ".join(path))
+        for name in sorted(command.list_commands(ctx)):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
+            found.extend(_walk(sub, [*path, name]))
     return found
 
 
