@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mailer.alerts.compiled import RevisionProblem, StoredAlertTemplate
@@ -220,6 +220,10 @@ def test_a_spanish_draft_and_a_statement_without_a_call() -> None:
 
 
 @given(st.text(max_size=200))
+@example("0.")  # an ordered item: its "." is escaped, not its digits
+@example("1) first\n2. second")
+@example("a line\n- a list item\n+ another\n# a heading")
+@example("\t<")  # indented: it would be a code block, where escapes show
 def test_statement_text_shows_as_written(text: str) -> None:
     """Whatever a statement holds (Markdown, HTML, Jinja), the draft prints it, never runs it."""
     template = StoredAlertTemplate(LAYOUTS, revision(escape(text) + "\n"))

@@ -55,7 +55,12 @@ def escape(text: str) -> str:
     (control characters, which no statement means to hold, are dropped)."""
     text = _CONTROL.sub("", text)
     out = re.sub(r"([\\`*_\[\]<>&|])", r"\\\1", text)
-    out = re.sub(r"^(\s*)([#+=-]|\d+[.)])", r"\1\\\2", out)
+    # Indentation would make a code block, where escapes show as typed: drop it.
+    out = re.sub(r"^[ \t]+", "", out, flags=re.MULTILINE)
+    # A line may not start a heading, a list item or an ordered item ("1." becomes
+    # "1\.": only punctuation can be escaped in CommonMark, not the digits).
+    out = re.sub(r"^([#+=-])", r"\\\1", out, flags=re.MULTILINE)
+    out = re.sub(r"^(\d+)([.)])", r"\1\\\2", out, flags=re.MULTILINE)
     # Jinja reads {{ {% {# anywhere, escaped or not: print those openers as strings.
     return re.sub(r"\{([{%#])", lambda m: "{{ '{" + m[1] + "' }}", out)
 
