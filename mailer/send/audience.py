@@ -192,3 +192,34 @@ def _count(session: Session, blast_id: int) -> int:
     return session.exec(
         select(func.count()).select_from(Delivery).where(Delivery.blast_id == blast_id)
     ).one()
+
+
+def open_bound(session: Session, blast: Blast) -> int:
+    """At most how many messages a send of ``blast`` has left, cheaply counted.
+
+    Before its start: the memberships of its lists (a supporter on two lists,
+    an inactive or a suppressed one, one outside the segment count too);
+    after: its deliveries still queued, deferred or in flight. Used only to
+    decide how many sender processes are worth starting.
+    """
+    assert blast.id is not None
+    if blast.started_at is None:
+        members = (
+            select(func.count())
+            .select_from(Membership)
+            .join(BlastList, col(BlastList.list_id) == Membership.list_id)
+            .where(col(BlastList.blast_id) == blast.id)
+        )
+        if blast.follow_up_of is not None:
+            members = (
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.blast_id == blast.follow_up_of)
+            )
+        return session.exec(members).one()
+    open_states = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.SENDING)
+    return session.exec(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.blast_id == blast.id, col(Delivery.state).in_(open_states))
+    ).one()
