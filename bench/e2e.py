@@ -348,6 +348,7 @@ def send_copy(
         n=prepared.n,
         connections=sent["connections"],
         processes=sent["processes"],
+        default=sent["default"],
         helpers_cpu_s=sent["helpers_cpu_s"],
         dkim=sent["dkim"],
         send_s=sent["send_s"],
