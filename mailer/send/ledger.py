@@ -291,15 +291,13 @@ class Ledger:
 
     # -- marks and outcomes (the hot writes) ------------------------------------------
 
-    def mark_sending(self, ids: list[int], outcomes: Sequence[OutcomeRow] = ()) -> set[int]:
+    def mark_sending(self, ids: list[int]) -> set[int]:
         """Mark claimed rows as handed to the relay; return those still ours to send.
 
         A row cancelled (or otherwise taken back) since it was claimed no longer
         names this worker and is left out: its message must not go. Nothing is
         marked once this sender's lease has run out: other senders may be taking
-        its rows back at this moment. ``outcomes`` waiting to be recorded are
-        written in the same commit (:meth:`record`), so that a sender takes the
-        database's write lock once for both.
+        its rows back at this moment.
         """
         sql = self._prepared()
         params = (
@@ -311,8 +309,6 @@ class Ledger:
             sql.driver.write_time(self.clock()),
         )
         with self._hot() as cursor:
-            if outcomes:
-                cursor.executemany(sql.record, self._outcome_values(sql, outcomes))
             cursor.execute(sql.driver.with_ids(sql.mark, len(ids)), params)
             return {row[0] for row in cursor.fetchall()}
 
@@ -321,15 +317,9 @@ class Ledger:
         if not rows:
             return
         sql = self._prepared()
-        with self._hot() as cursor:
-            cursor.executemany(sql.record, self._outcome_values(sql, rows))
-
-    def _outcome_values(
-        self, sql: _SendSql, rows: Sequence[OutcomeRow]
-    ) -> list[tuple[object, ...]]:
         write_time = sql.driver.write_time
         worker = self.worker
-        return [
+        values = [
             (
                 r.state.value,
                 r.attempts,
@@ -344,6 +334,8 @@ class Ledger:
             )
             for r in rows
         ]
+        with self._hot() as cursor:
+            cursor.executemany(sql.record, values)
 
     def _prepared(self) -> _SendSql:
         if self._sql is None:

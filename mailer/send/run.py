@@ -10,23 +10,17 @@ The parts, in the order a delivery meets them:
    window is nearly full.
 2. **pace** — claimed deliveries wait in the :class:`~mailer.send.throttle.DomainScheduler`
    for their domain's turn (concurrency, rates, adaptive backoff).
-3. **compose and mark** (one stager) — a supporter no longer active when
-   their message is built is ``skipped``. The stager keeps about one message
-   per connection composed and marked ``sending`` ahead of the connections:
-   it takes the free places from the scheduler in one go, composes them and
-   marks them in one write, together with the outcomes waiting to be
-   recorded (one commit). A row becomes ``sending`` before its message goes
-   to the relay, and at most two messages per connection are marked and not
-   yet answered (the one on the wire, the one ready), so after a crash only
-   those are in doubt.
-4. **deliver** (K workers, one SMTP connection each) — each takes the next
-   ready message; :class:`~mailer.send.transport.Transport`; the
+3. **compose and mark** (K workers, one SMTP connection each) — a supporter no
+   longer active when their message is built is ``skipped``. Just before the
+   message is handed to the relay its row becomes ``sending``; these marks are
+   written in small groups (group commit), so after a crash only messages
+   really in flight are in doubt.
+4. **deliver** — :class:`~mailer.send.transport.Transport`; the
    :class:`~mailer.send.outcome.Outcome` becomes an
    :class:`~mailer.send.policy.OutcomeRow`: sent, deferred (exponential
    backoff with jitter) or failed.
-5. **record** — outcomes are written in group-committed batches with the
-   stager's next marks, or by the recorder when :data:`RECORD_EVERY` seconds
-   have passed (or :data:`RECORD_MAX` rows wait) without one.
+5. **record** — outcomes are written in group-committed batches, every
+   :data:`RECORD_EVERY` seconds or :data:`RECORD_MAX` rows.
 
 A watcher renews this sender's lease and reads the blast's status every
 ``control_interval`` seconds: ``mailer blast pause`` or ``cancel`` from another
@@ -48,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -101,7 +94,6 @@ class Stop:
     def __init__(self) -> None:
         self.why: StopReason | None = None
         self._event = asyncio.Event()
-        self.wakes: list[asyncio.Event] = []  # also set when a stop is requested
 
     def request(
         self,
@@ -115,8 +107,6 @@ class Stop:
         if self.why is None:
             self.why = StopReason(reason, pause_blast, if_alone, lease_lost)
             self._event.set()
-            for event in self.wakes:
-                event.set()
 
     def __bool__(self) -> bool:
         return self.why is not None
@@ -170,10 +160,8 @@ class AsyncLedger:
     def next_due(self, blast_id: int) -> asyncio.Future[tuple[datetime | None, bool]]:
         return self._call(self.sync.next_due, blast_id)
 
-    def mark_sending(
-        self, ids: list[int], outcomes: list[OutcomeRow] | None = None
-    ) -> asyncio.Future[set[int]]:
-        return self._call(self.sync.mark_sending, ids, outcomes or ())
+    def mark_sending(self, ids: list[int]) -> asyncio.Future[set[int]]:
+        return self._call(self.sync.mark_sending, ids)
 
     def record(self, rows: list[OutcomeRow]) -> asyncio.Future[None]:
         return self._call(self.sync.record, rows)
@@ -200,7 +188,6 @@ class AsyncLedger:
 
 @dataclass(frozen=True)
 class _Ready:
-    domain: str
     item: Claimed
     message: OutgoingMessage
 
@@ -234,14 +221,8 @@ class BlastRun:
             grants=grants,
         )
         self.outcomes: list[OutcomeRow] = []
-        self.recorded_at = time.monotonic()  # the last write of outcomes
-        # Composed and marked ``sending``, waiting for a connection (about one each).
-        self.ready: deque[_Ready] = deque()
-        self.staging: list[int] = []  # being marked now
-        self.staged_all = False  # the stager has ended: nothing more will be ready
-        self.waiting: deque[asyncio.Future[None]] = deque()  # idle connections
-        self.stager_wake = asyncio.Event()  # a place in ``ready`` came free
-        stop.wakes.append(self.stager_wake)
+        self.marks: list[tuple[int, asyncio.Future[bool]]] = []
+        self.mark_task: asyncio.Task[None] | None = None
         self.senders = 1  # live senders on the blast, this one included
 
     async def execute(self) -> None:
@@ -249,10 +230,7 @@ class BlastRun:
         self.senders = await self.ledger.live_senders(self.blast_id)
         self.scheduler.share(self.senders)
         transports = [self.transport_factory() for _ in range(max(1, self.cfg.connections))]
-        tasks = [
-            asyncio.create_task(self.produce(), name="producer"),
-            asyncio.create_task(self.stage(len(transports)), name="stager"),
-        ]
+        tasks = [asyncio.create_task(self.produce(), name="producer")]
         tasks += [
             asyncio.create_task(self.work(t), name=f"smtp-{i}") for i, t in enumerate(transports)
         ]
@@ -277,8 +255,6 @@ class BlastRun:
             for t in transports:
                 await t.close()
             left = [job.delivery_id for job in self.scheduler.drain()]
-            left += [ready.item.delivery_id for ready in self.ready] + self.staging
-            self.ready.clear()
             await self.flush_outcomes()
             await self.ledger.release(left)
 
@@ -334,8 +310,15 @@ class BlastRun:
     # -- workers -----------------------------------------------------------------------
 
     async def work(self, transport: Transport) -> None:
-        """One connection's loop: the next ready message, sent, its outcome queued."""
-        while (ready := await self.take_ready()) is not None:
+        """One connection's loop. The next message is composed and marked while the
+        current one is on the wire, so the database round trip costs no sending time
+        (a crash therefore leaves at most two messages per connection in doubt)."""
+        ahead: asyncio.Task[_Ready | None] | None = asyncio.create_task(self.prepare())
+        while ahead is not None:
+            ready = await ahead
+            if ready is None:
+                return
+            ahead = None if self.stop else asyncio.create_task(self.prepare())
             outcome: Outcome | None = None
             try:
                 outcome = await transport.deliver(ready.message)
@@ -353,120 +336,44 @@ class BlastRun:
                 self.stop.request(str(exc), pause_blast=True)
                 await self.ledger.release([ready.item.delivery_id])
             finally:
-                self.scheduler.done(ready.domain, outcome)
+                self.scheduler.done(ready.item.domain, outcome)
+            if self.stop and ahead is not None:
+                await self.abandon(ahead)
+                ahead = None
 
-    async def take_ready(self) -> _Ready | None:
-        """The next message composed and marked; None when stopping or when all is sent.
+    async def abandon(self, ahead: asyncio.Task[_Ready | None]) -> None:
+        """Stopping: a prepared next message is not sent; it goes back to the queue."""
+        ready = await ahead
+        if ready is not None:
+            await self.ledger.release([ready.item.delivery_id])
+            self.scheduler.done(ready.item.domain, None)
 
-        Stopping, a message ready but not taken is not sent: it goes back to
-        the queue when the run ends.
-        """
+    async def prepare(self) -> _Ready | None:
+        """The next message to send, composed and marked ``sending``; None when done."""
         while not self.stop:
-            if self.ready:
-                self.stager_wake.set()
-                return self.ready.popleft()
-            if self.staged_all:
+            picked = await self.next_job()
+            if picked is None:
                 return None
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiting.append(waiter)
-            self.stager_wake.set()
-            await waiter
-        return None
-
-    def _wake_connections(self, count: int) -> None:
-        while count > 0 and self.waiting:
-            waiter = self.waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
-
-    # -- the stager: compose and mark ahead of the connections --------------------------
-
-    async def stage(self, places: int) -> None:
-        """Keep about ``places`` messages composed and marked ahead of the connections.
-
-        It waits until half the places are free (or a connection is idle), so
-        that each write marks several messages; the outcomes waiting go in
-        the same commit.
-        """
-        low = max(1, places // 2)
-        try:
-            while not self.stop:
-                free = places - len(self.ready)
-                if free < low and not self.waiting:
-                    self.stager_wake.clear()
-                    await self.stager_wake.wait()
-                    continue
-                jobs = await self.next_jobs(free)
-                if jobs is None:
-                    return
-                batch = self.compose(jobs)
-                if batch and not self.stop:
-                    await self.mark(batch)
-                elif batch:  # stopping: composed, not marked; given back
-                    for ready in batch:
-                        self.scheduler.done(ready.domain, None)
-                    await self.ledger.release([ready.item.delivery_id for ready in batch])
-        finally:
-            self.staged_all = True
-            self._wake_connections(len(self.waiting))
-
-    async def next_jobs(self, most: int) -> list[tuple[str, Claimed]] | None:
-        """Up to ``most`` jobs the scheduler lets go now, waiting for the first; None when over."""
-        jobs: list[tuple[str, Claimed]] = []
-        while len(jobs) < most and (picked := self.scheduler.get_nowait()) is not None:
-            jobs.append(picked)
-        if jobs:
-            return jobs
-        first = await self.next_job()
-        if first is None:
-            return None
-        jobs.append(first)
-        while len(jobs) < most and (picked := self.scheduler.get_nowait()) is not None:
-            jobs.append(picked)
-        return jobs
-
-    def compose(self, jobs: list[tuple[str, Claimed]]) -> list[_Ready]:
-        """The jobs' messages; a recipient whose message cannot be built fails alone."""
-        batch: list[_Ready] = []
-        for n, (domain, item) in enumerate(jobs):
+            domain, item = picked
             try:
                 composed = self.composer.compose(item.delivery_id, item.recipient)
             except TemplateProblem as exc:
                 log.error("blast %d: %s", self.blast_id, exc)
                 self.stop.request(str(exc), pause_blast=True)
-                for left_domain, left in jobs[n:]:  # back, to be released when the run ends
-                    self.scheduler.put(left_domain, left)
-                    self.scheduler.done(left_domain, None)
-                return batch
+                self.scheduler.done(domain, None)
+                await self.ledger.release([item.delivery_id])
+                return None
             except (ValueError, TypeError, LookupError, MessageError) as exc:
                 # This recipient's data cannot make a valid message (the template
                 # renders for everyone else): fail this one alone.
                 self.add_outcome(unbuildable_row(item, exc, now=self.clock()))
                 self.scheduler.done(domain, None)
                 continue
-            batch.append(_Ready(domain, item, composed.message))
-        return batch
-
-    async def mark(self, batch: list[_Ready]) -> None:
-        """Mark ``batch`` ``sending`` with the waiting outcomes in one commit; ready the ones
-        still ours (a row taken back since its claim, by a cancel, is not sent)."""
-        ids = [ready.item.delivery_id for ready in batch]
-        rows, self.outcomes = self.outcomes, []
-        self.staging.extend(ids)
-        if rows:
-            self.recorded_at = time.monotonic()
-            if self.progress:
-                self.progress.advance(len(rows))
-        # Shielded: the outcomes taken from the list must be written (see flush_outcomes).
-        marked = await asyncio.shield(self.ledger.mark_sending(ids, rows))
-        del self.staging[-len(ids) :]
-        for ready in batch:
-            if ready.item.delivery_id in marked:
-                self.ready.append(ready)
-            else:
-                self.scheduler.done(ready.domain, None)
-        self._wake_connections(len(self.ready))
+            if not await self.mark(item.delivery_id):
+                self.scheduler.done(domain, None)  # taken back (blast cancelled) since claimed
+                continue
+            return _Ready(item, composed.message)
+        return None
 
     async def next_job(self) -> tuple[str, Claimed] | None:
         ready = self.scheduler.get_nowait()  # most of the time one is: no waiting to set up
@@ -486,6 +393,29 @@ class BlastRun:
         getter.cancel()
         return None
 
+    # -- marks (group commit) ---------------------------------------------------------
+
+    async def mark(self, delivery_id: int) -> bool:
+        """Mark one delivery ``sending`` (with others, in one commit); False if not ours."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.marks.append((delivery_id, future))
+        if self.mark_task is None or self.mark_task.done():
+            self.mark_task = asyncio.create_task(self.flush_marks())
+        return await future
+
+    async def flush_marks(self) -> None:
+        while self.marks:
+            await asyncio.sleep(0)  # let the other workers add theirs
+            batch, self.marks = self.marks, []
+            try:
+                marked = await self.ledger.mark_sending([i for i, _ in batch])
+            except BaseException as exc:
+                for _, f in batch:
+                    f.set_exception(exc)
+                raise
+            for delivery_id, f in batch:
+                f.set_result(delivery_id in marked)
+
     # -- outcomes (group commit) ------------------------------------------------------
 
     def add_outcome(self, row: OutcomeRow) -> None:
@@ -495,7 +425,6 @@ class BlastRun:
     async def flush_outcomes(self) -> None:
         """Write every queued outcome now (and tell the progress)."""
         rows, self.outcomes = self.outcomes, []
-        self.recorded_at = time.monotonic()
         if rows:
             if self.progress:
                 self.progress.advance(len(rows))
@@ -506,13 +435,12 @@ class BlastRun:
             await asyncio.shield(self.ledger.record(rows))
 
     async def write_outcomes(self) -> None:
-        """Outcomes the stager's marks have not taken along within :data:`RECORD_EVERY`."""
+        last = time.monotonic()
         while True:
             await asyncio.sleep(0.02)
-            if len(self.outcomes) >= RECORD_MAX or (
-                self.outcomes and time.monotonic() - self.recorded_at >= RECORD_EVERY
-            ):
+            if len(self.outcomes) >= RECORD_MAX or time.monotonic() - last >= RECORD_EVERY:
                 await self.flush_outcomes()
+                last = time.monotonic()
 
     # -- watcher ----------------------------------------------------------------------
 
