@@ -220,19 +220,28 @@ class Ledger:
                     .where(col(Delivery.id).in_(batch.scalar_subquery()))
                     .values(worker=self.worker, state=DeliveryState.QUEUED, updated_at=now)
                     .returning(col(Delivery.id))
+                    .execution_options(synchronize_session=False)
                 )
                 .scalars()
                 .all()
             )
             if not claimed:
                 return []
+            # Columns, not Supporter objects: no ORM identity map or instance per row.
             rows = session.execute(
                 sa_select(
                     col(Delivery.id),
                     col(Delivery.attempts),
                     col(Delivery.created_at),
-                    Supporter,
+                    col(Supporter.status),
                     suppressed(),
+                    col(Supporter.email),
+                    col(Supporter.first_name),
+                    col(Supporter.last_name),
+                    col(Supporter.zip),
+                    col(Supporter.region),
+                    col(Supporter.language),
+                    col(Supporter.custom),
                 )
                 .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
                 .where(col(Delivery.id).in_(claimed))
@@ -243,11 +252,32 @@ class Ledger:
                 delivery_id=d_id,
                 attempts=attempts,
                 created_at=created_at,
-                status=s.status,
+                status=status,
                 suppressed=bool(is_suppressed),
-                recipient=Recipient.of(s),
+                recipient=Recipient(
+                    email=email,
+                    first_name=first_name,
+                    last_name=last_name,
+                    zip=zip_code,
+                    region=region,
+                    language=language,
+                    custom=dict(custom or {}),
+                ),
             )
-            for d_id, attempts, created_at, s, is_suppressed in rows
+            for (
+                d_id,
+                attempts,
+                created_at,
+                status,
+                is_suppressed,
+                email,
+                first_name,
+                last_name,
+                zip_code,
+                region,
+                language,
+                custom,
+            ) in rows
             if d_id is not None
         ]
 
