@@ -249,36 +249,16 @@ class Ledger:
             ).all()
         return [
             Claimed(
-                delivery_id=d_id,
-                attempts=attempts,
-                created_at=created_at,
-                status=status,
-                suppressed=bool(is_suppressed),
-                recipient=Recipient(
-                    email=email,
-                    first_name=first_name,
-                    last_name=last_name,
-                    zip=zip_code,
-                    region=region,
-                    language=language,
-                    custom=dict(custom or {}),
-                ),
+                delivery_id=row[0],
+                attempts=row[1],
+                created_at=row[2],
+                status=row[3],
+                suppressed=bool(row[4]),
+                # email, first_name, last_name, zip, region, language, custom (never null)
+                recipient=Recipient(*row[5:12]),
             )
-            for (
-                d_id,
-                attempts,
-                created_at,
-                status,
-                is_suppressed,
-                email,
-                first_name,
-                last_name,
-                zip_code,
-                region,
-                language,
-                custom,
-            ) in rows
-            if d_id is not None
+            for row in rows
+            if row[0] is not None
         ]
 
     def cap_room(self) -> int | None:
