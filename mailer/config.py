@@ -200,8 +200,11 @@ class ImportSettings:
 @dataclass(frozen=True)
 class SendingSettings:
     connections: int = field(
-        default=4,
-        metadata=_doc("SMTP connections a sender keeps open, each carrying many messages"),
+        default=8,
+        metadata=_doc(
+            "SMTP connections a sender process keeps open, each carrying many messages; the"
+            " relay sees processes x connections from this host"
+        ),
     )
     processes: int = field(
         default=0,
