@@ -179,10 +179,13 @@ def send(
 ) -> dict[str, Any]:
     from bench.cpuprofile import ThreadProfiles, report
     from mailer.blasts import send_now
-    from mailer.store import open_database
+    from mailer.send.processes import processes_for
+    from mailer.store import find_blast, open_database
 
     settings = settings_for(port, connections=connections, dkim_key=dkim_key, processes=processes)
     db = open_database(_db_url(folder))
+    with db.session() as session:  # how many sender processes the settings come to
+        senders = processes_for(db, settings.sending.processes, find_blast(session, BLAST))
     clock = ComposeClock()
     clock.install()
     profiles = ThreadProfiles() if profile else None
@@ -202,7 +205,8 @@ def send(
     db.dispose()
     out: dict[str, Any] = {
         "connections": settings.sending.connections,
-        "processes": settings.sending.processes,
+        "processes": senders,
+        "default": connections is None and processes is None,
         "helpers_cpu_s": helpers_cpu_s,
         "dkim": dkim_key is not None,
         "send_s": send_s,
@@ -271,6 +275,7 @@ class EndToEnd:
     first_half_rate: float
     second_half_rate: float
     processes: int = 1
+    default: bool = False  # sent with the default [sending] settings
     helpers_cpu_s: float = 0.0  # CPU of the helper sender processes (processes > 1)
     receiver_cpu_s: float | None = None  # the receiver's CPU over the send, added by the caller
     profile: Profile | None = field(default=None, repr=False)
@@ -292,14 +297,10 @@ class EndToEnd:
         """CPU of every sender process: this one and its helpers."""
         return self.cpu_s + self.helpers_cpu_s
 
-    def label(self, default_connections: int) -> str:
-        default = self.processes == 1 and self.connections == default_connections
-        what = (
-            f"{self.processes} procs x {self.connections} conns"
-            if self.processes > 1
-            else (f"{self.connections} conns")
-        )
-        return f"{what}{' (default)' if default else ''}, DKIM {'on' if self.dkim else 'off'}"
+    def label(self) -> str:
+        procs = f"{self.processes} proc{'s' if self.processes > 1 else ''}"
+        what = f"{procs} x {self.connections} conns"
+        return f"{what}{' (default)' if self.default else ''}, DKIM {'on' if self.dkim else 'off'}"
 
 
 def _child(*args: str, timeout: float = SEND_TIMEOUT_S) -> dict[str, Any]:
@@ -366,6 +367,7 @@ def send_copy(
         n=prepared.n,
         connections=sent["connections"],
         processes=sent["processes"],
+        default=sent["default"],
         helpers_cpu_s=sent["helpers_cpu_s"],
         dkim=sent["dkim"],
         send_s=sent["send_s"],

@@ -65,7 +65,7 @@ def send(url: str, port: int, rate: float) -> dict[str, Any]:
     from mailer.blasts import send_now
     from mailer.store import open_database
 
-    settings = settings_for(port)
+    settings = settings_for(port, processes=1)  # the senders are these processes
     if rate:
         settings = replace(settings, sending=replace(settings.sending, rate=rate))
     db = open_database(url)

@@ -27,7 +27,7 @@ from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.lifecycle import audit, transition
 from mailer.send.engine import Progress, SendResult, delivery_counts
 from mailer.send.outcome import Outcome
-from mailer.send.processes import SenderProcesses
+from mailer.send.processes import SenderProcesses, in_memory, processes_for
 from mailer.store import (
     Blast,
     BlastList,
@@ -266,30 +266,35 @@ def send_now(
     from elsewhere, SIGTERM/Ctrl-C (with ``handle_signals``) or a down relay ends
     the run early with the blast resumable.
     """
-    processes = settings.sending.processes
-    if processes < 1:
-        raise ConfigError("sending.processes", f"must be at least 1, got {processes}")
+    configured = settings.sending.processes
+    if configured < 0:
+        raise ConfigError(
+            "sending.processes", f"must be 0 (one per core) or more, got {configured}"
+        )
+    if configured > 1 and in_memory(db):
+        raise ConfigError("sending.processes", "more than 1 needs a database file or server")
     with db.session() as session:
         blast = find_blast(session, ref)
-    composer = composer_for(db, settings, blast)
-    sender = make_sender(db, settings)
+    processes = processes_for(db, configured, blast)
     assert blast.id is not None
     if processes == 1:
+        composer = composer_for(db, settings, blast)
+        sender = make_sender(db, settings)
         return asyncio.run(
             sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
         )
-    url = db.engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise ConfigError("sending.processes", "more than 1 needs a database file or server")
+    # The helpers start first: their start-up overlaps this process's composer and snapshot.
     helpers = SenderProcesses(
-        url.render_as_string(hide_password=False),
+        db.engine.url.render_as_string(hide_password=False),
         settings,
         blast.id,
         processes - 1,
         progress,
     )
-    sender.signal_listeners.append(helpers.signal)
     with helpers:
+        composer = composer_for(db, settings, blast)
+        sender = make_sender(db, settings)
+        sender.signal_listeners.append(helpers.signal)
         result = asyncio.run(
             sender.send(blast.id, composer, progress, actor=actor, handle_signals=handle_signals)
         )

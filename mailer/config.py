@@ -201,14 +201,18 @@ class ImportSettings:
 @dataclass(frozen=True)
 class SendingSettings:
     connections: int = field(
-        default=4,
-        metadata=_doc("SMTP connections a sender keeps open, each carrying many messages"),
+        default=8,
+        metadata=_doc(
+            "SMTP connections a sender process keeps open, each carrying many messages; the"
+            " relay sees processes x connections from this host"
+        ),
     )
     processes: int = field(
-        default=1,
+        default=0,
         metadata=_doc(
             "sender processes `mailer blast send` runs on one blast, to use more CPU cores;"
-            " each keeps `connections` open"
+            " each keeps `connections` open. 0 = one per CPU core (at most 4 on SQLite, 8 on"
+            " PostgreSQL; one per 2,000 messages to send, so a small blast uses one)"
         ),
     )
     batch_size: int = field(

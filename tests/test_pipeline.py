@@ -15,11 +15,20 @@ from collections.abc import Iterator
 
 import aiosmtplib
 import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.send.pipeline import MAX_LINE, MAX_REPLY, Pipeline, Reply, data_body
+from mailer.send.pipeline import (
+    MAX_LINE,
+    MAX_REPLY,
+    PLAIN_ADDRESS,
+    Pipeline,
+    Reply,
+    data_body,
+    envelope_address,
+)
 
 
 @pytest.fixture
@@ -28,6 +37,29 @@ def quiet(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
         yield
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+# -- envelope addresses ------------------------------------------------------------------
+
+
+@given(st.from_regex(PLAIN_ADDRESS, fullmatch=True))
+def test_a_plain_address_goes_as_aiosmtplib_would_send_it(address: str) -> None:
+    assert envelope_address(address) == quote_address(address).encode("ascii")
+
+
+@given(st.text(alphabet=st.sampled_from('ab.@+-_"<> \\\r\n\x00é()[]:,;'), max_size=20))
+def test_any_other_address_is_sent_or_refused_as_aiosmtplib_would(address: str) -> None:
+    try:
+        expected = quote_address(address).encode("ascii")
+    except ValueError:  # aiosmtplib refuses it: so does the mailer, before writing anything
+        with pytest.raises(ValueError):
+            envelope_address(address)
+        return
+    if re.search(rb"[\x00-\x1f\x7f]", expected):  # the mailer's own control check
+        with pytest.raises(ValueError):
+            envelope_address(address)
+        return
+    assert envelope_address(address) == expected
 
 
 # -- the reply reader alone ---------------------------------------------------------------

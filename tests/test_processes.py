@@ -82,6 +82,8 @@ def test_a_standby_scheduler_takes_over_after_kill_9_and_starts_the_blast_once(
 @pytest.mark.processes
 def test_a_worker_drains_on_sigterm_and_another_finishes_the_blast(site: Site) -> None:
     site.smtp.handler.delay = 0.15  # slow enough to stop the worker midway
+    # Fewer connections than recipients, so that some are still queued when it stops.
+    update_config(site.config, "sending", connections=4)
     later = datetime.now(UTC) + timedelta(hours=1)
     site.ok("blast", "schedule", "1", "--at", later.isoformat(timespec="seconds"))
     with site.db.session() as session:  # what a scheduler does when the blast is due

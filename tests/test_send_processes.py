@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, select
@@ -11,8 +13,14 @@ from sqlmodel import col, select
 from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.errors import ConfigError
-from mailer.send import control
-from mailer.send.processes import SenderProcesses
+from mailer.send import control, processes
+from mailer.send.processes import (
+    AUTO_MAX_SERVER,
+    AUTO_MAX_SQLITE,
+    AUTO_MESSAGES_PER_PROCESS,
+    SenderProcesses,
+    sender_count,
+)
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, Event
 from mailer.store.models import utcnow
 from tests.conftest import make_settings
@@ -126,12 +134,90 @@ def test_processes_divide_the_rate_between_them(
     assert window > 0 and (len(times) - 21) / window <= 23.0
 
 
-def test_processes_must_be_at_least_one(sqlite_db: Database, smtp_server: SmtpTestServer) -> None:
-    settings = make_settings(smtp_port=smtp_server.port, sending={"processes": 0})
+def test_processes_may_not_be_negative(sqlite_db: Database, smtp_server: SmtpTestServer) -> None:
+    settings = make_settings(smtp_port=smtp_server.port, sending={"processes": -1})
     blast_id = new_blast(sqlite_db, settings, 4)
     with pytest.raises(ConfigError, match=r"sending\.processes"):
         send_now(sqlite_db, settings, blast_id)
     assert states(sqlite_db, blast_id) == {}  # nothing started
+
+
+def test_the_default_is_a_sender_per_core_within_bounds() -> None:
+    assert Settings().sending.processes == 0  # what `mailer init` writes
+
+    def auto(backend: str = "sqlite", messages: int = 10**6, cores: int = 2) -> int:
+        return sender_count(0, backend=backend, in_memory=False, messages=messages, cores=cores)
+
+    assert auto(cores=2) == 2 and auto(cores=1) == 1
+    assert auto(cores=64) == AUTO_MAX_SQLITE  # SQLite has one writer
+    assert auto("postgresql", cores=64) == AUTO_MAX_SERVER
+    # A helper's start (a fresh interpreter) is not worth it for a small blast.
+    assert auto(messages=AUTO_MESSAGES_PER_PROCESS * 2 - 1, cores=8) == 1
+    assert auto(messages=AUTO_MESSAGES_PER_PROCESS * 2, cores=8) == 2
+    assert auto(messages=0) == 1
+    # An in-memory SQLite database cannot be shared with another process.
+    assert sender_count(0, backend="sqlite", in_memory=True, messages=10**6, cores=8) == 1
+    # A number set by hand is taken as it is.
+    assert sender_count(3, backend="sqlite", in_memory=False, messages=1, cores=1) == 3
+
+
+def test_by_default_a_small_blast_is_sent_by_one_process(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)
+    assert settings.sending.processes == 0
+    blast_id = new_blast(sqlite_db, settings, 40)
+    result = send_now(sqlite_db, settings, blast_id)
+    assert result.counts["sent"] == 40
+    assert joined_by_helpers(sqlite_db, blast_id) == []
+
+
+@pytest.mark.processes
+def test_by_default_a_large_enough_blast_gets_a_sender_per_core(
+    sqlite_db: Database, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 120 messages count as large here, so that the test stays short.
+    monkeypatch.setattr(processes, "AUTO_MESSAGES_PER_PROCESS", 30)
+    smtp_server.handler.delay = 0.1  # slow, so that the helpers join while work is left
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 2})
+    blast_id = new_blast(sqlite_db, settings, 120)
+    result = send_now(sqlite_db, settings, blast_id)
+    assert result.status is BlastStatus.DONE and result.counts["sent"] == 120
+    counts = per_recipient(smtp_server)
+    assert len(counts) == 120 and set(counts.values()) == {1}
+    wanted = min(processes.usable_cores(), AUTO_MAX_SQLITE, 4)
+    assert len(joined_by_helpers(sqlite_db, blast_id)) == wanted - 1
+
+
+def catches_sigterm(pid: int | None) -> bool:
+    """Whether process ``pid`` has a handler of its own for SIGTERM (Linux's /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_helpers_told_to_stop_before_the_blast_starts_leave_quietly(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = new_blast(sqlite_db, settings, 20)
+    url = sqlite_db.engine.url.render_as_string(hide_password=False)
+    helpers = SenderProcesses(url, settings, blast_id, 1, None)
+
+    def parent_fails() -> None:
+        with helpers:
+            deadline = time.monotonic() + 60  # the helper is up (a new interpreter)
+            while not catches_sigterm(helpers.processes[0].pid):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.5)  # and waiting for the parent's snapshot
+            raise RuntimeError("the parent failed before it started the blast")
+
+    with pytest.raises(RuntimeError):
+        parent_fails()
+    assert [p.exitcode for p in helpers.processes] == [0]  # it left, was not killed
+    assert states(sqlite_db, blast_id) == {}
+    assert smtp_server.handler.received == []
 
 
 def test_a_helper_started_before_the_parent_waits_for_its_snapshot(

@@ -37,13 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    ColumnElement,
     Dialect,
     PoolProxiedConnection,
-    Select,
-    Subquery,
     func,
-    union_all,
     update,
 )
 from sqlalchemy import select as sa_select
@@ -55,7 +51,7 @@ from mailer.compose.alert import Recipient
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState
 from mailer.send import control, shared_rate, workers
-from mailer.send.audience import snapshot_of, suppressed
+from mailer.send.audience import due_batch, snapshot_of, suppressed
 from mailer.send.policy import Claimed, OutcomeRow, StopReason
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
 from mailer.store.driver import IDS, DriverSql
@@ -203,31 +199,7 @@ class Ledger:
         """
         now = self.clock()
 
-        def first_due(*due: ColumnElement[bool]) -> Subquery:
-            # One index range (blast_id, state, id) per state, stopped at the limit: one
-            # OR of both made SQLite sort every remaining row of the blast per claim.
-            rows: Select[tuple[int | None]] = (
-                sa_select(col(Delivery.id).label("id"))
-                .where(
-                    col(Delivery.blast_id) == blast_id,
-                    col(Delivery.id) > after_id,
-                    col(Delivery.worker) == "",
-                    *due,
-                )
-                .order_by(col(Delivery.id))
-                .limit(limit)
-            )
-            if not self.db.is_sqlite:
-                rows = rows.with_for_update(skip_locked=True)
-            return rows.subquery()
-
-        queued = first_due(col(Delivery.state) == DeliveryState.QUEUED)
-        retries = first_due(
-            col(Delivery.state) == DeliveryState.DEFERRED,
-            col(Delivery.next_attempt_at) <= now,
-        )
-        both = union_all(sa_select(queued.c.id), sa_select(retries.c.id)).subquery()
-        batch = sa_select(both.c.id).order_by(both.c.id).limit(limit)
+        batch = due_batch(blast_id, after_id, limit, now, lock=not self.db.is_sqlite)
         with self.db.session() as session:
             claimed = (
                 session.execute(
@@ -235,19 +207,28 @@ class Ledger:
                     .where(col(Delivery.id).in_(batch.scalar_subquery()))
                     .values(worker=self.worker, state=DeliveryState.QUEUED, updated_at=now)
                     .returning(col(Delivery.id))
+                    .execution_options(synchronize_session=False)
                 )
                 .scalars()
                 .all()
             )
             if not claimed:
                 return []
+            # Columns, not Supporter objects: no ORM identity map or instance per row.
             rows = session.execute(
                 sa_select(
                     col(Delivery.id),
                     col(Delivery.attempts),
                     col(Delivery.created_at),
-                    Supporter,
+                    col(Supporter.status),
                     suppressed(),
+                    col(Supporter.email),
+                    col(Supporter.first_name),
+                    col(Supporter.last_name),
+                    col(Supporter.zip),
+                    col(Supporter.region),
+                    col(Supporter.language),
+                    col(Supporter.custom),
                 )
                 .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
                 .where(col(Delivery.id).in_(claimed))
@@ -255,15 +236,16 @@ class Ledger:
             ).all()
         return [
             Claimed(
-                delivery_id=d_id,
-                attempts=attempts,
-                created_at=created_at,
-                status=s.status,
-                suppressed=bool(is_suppressed),
-                recipient=Recipient.of(s),
+                delivery_id=row[0],
+                attempts=row[1],
+                created_at=row[2],
+                status=row[3],
+                suppressed=bool(row[4]),
+                # email, first_name, last_name, zip, region, language, custom (never null)
+                recipient=Recipient(*row[5:12]),
             )
-            for d_id, attempts, created_at, s, is_suppressed in rows
-            if d_id is not None
+            for row in rows
+            if row[0] is not None
         ]
 
     def cap_room(self) -> int | None:

@@ -47,6 +47,13 @@ class Reply(NamedTuple):
     text: str  # the lines' texts joined with "\n", as aiosmtplib gives them
 
 
+# A plain address (dot-atoms of letters, digits, "_", "+" and "-"), as the importer
+# keeps nearly every one: aiosmtplib's parsing gives it back unchanged, at about 30 µs.
+PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
 def envelope_address(address: str) -> bytes:
     """``<address>`` for MAIL FROM or RCPT TO, as aiosmtplib's ``mail()``/``rcpt()`` send it.
 
@@ -55,6 +62,8 @@ def envelope_address(address: str) -> bytes:
     ``UnicodeEncodeError`` (also a ``ValueError``) for a non-ASCII address:
     SMTPUTF8 is not used, the same as on the path without pipelining.
     """
+    if PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
     quoted = quote_address(address).encode("ascii")
     if _CONTROLS.search(quoted):
         raise ValueError(f"address {address!r} contains a control character")

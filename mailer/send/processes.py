@@ -10,13 +10,24 @@ share of the rates and of the domain concurrency, its own SMTP connections.
 Nothing new is needed for correctness; every guarantee of several senders on
 one blast holds (see :mod:`mailer.send.ledger`).
 
+``processes = 0``, the default, means one sender per core
+(:func:`sender_count`): at most :data:`AUTO_MAX_SQLITE` on SQLite, whose one
+writer the senders take turns at, at most :data:`AUTO_MAX_SERVER` on a database
+server, one alone on an in-memory SQLite database (a helper could not see it),
+and fewer when the blast has fewer than :data:`AUTO_MESSAGES_PER_PROCESS`
+messages per process left to send: a helper is a fresh interpreter that takes
+about a second to import the mailer, which a small blast would not win back.
+
 What this module adds is the handling of the helpers:
 
 - they are started with ``spawn`` (a clean interpreter, no copy of this
   process's threads or connections) and join only a blast that is
   ``sending``: a helper that finds it still a draft waits for the parent's
   start, and one that finds it paused, cancelled or done leaves at once, so
-  a helper never resumes what the parent stopped;
+  a helper never resumes what the parent stopped. They are started before
+  the parent builds its composer and takes the audience snapshot, and build
+  their own composer while they wait, so their start-up overlaps the
+  parent's instead of delaying the blast;
 - their progress reaches the parent's progress bar through a queue;
 - SIGTERM or Ctrl-C in the parent is passed on to them; they finish their
   in-flight messages like the parent does;
@@ -45,14 +56,65 @@ from types import TracebackType
 from mailer.assemble import composer_for, make_sender
 from mailer.config import Settings
 from mailer.errors import InvalidState
+from mailer.send.audience import open_bound
 from mailer.send.engine import Progress
-from mailer.store import BlastStatus, find_blast, open_database
+from mailer.store import Blast, BlastStatus, Database, find_blast, open_database
 
 log = logging.getLogger(__name__)
 
 _SPAWN = multiprocessing.get_context("spawn")
 # How long a helper waits for the parent to take the audience snapshot.
 START_WAIT = 60.0
+
+# ``processes = 0``: one sender per core, at most this many ...
+AUTO_MAX_SQLITE = 4  # on SQLite (one writer at a time, whatever the number of cores)
+AUTO_MAX_SERVER = 8  # on PostgreSQL
+# ... and one per this many messages left to send (a helper's start costs about a second).
+AUTO_MESSAGES_PER_PROCESS = 2_000
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def sender_count(
+    configured: int, *, backend: str, in_memory: bool, messages: int, cores: int
+) -> int:
+    """How many sender processes to run on a blast with ``messages`` (at most) left.
+
+    ``configured`` is ``[sending] processes``: a positive number is taken as
+    it is; 0 means one per core within the bounds of the module docstring.
+    """
+    if configured > 0:
+        return configured
+    if in_memory:
+        return 1
+    most = AUTO_MAX_SQLITE if backend == "sqlite" else AUTO_MAX_SERVER
+    worth = max(1, messages // AUTO_MESSAGES_PER_PROCESS)
+    return max(1, min(cores, most, worth))
+
+
+def processes_for(db: Database, configured: int, blast: Blast) -> int:
+    """:func:`sender_count` for sending ``blast`` from ``db`` with ``processes = configured``."""
+    url = db.engine.url
+    with db.session() as session:
+        messages = open_bound(session, blast) if configured == 0 else 0
+    return sender_count(
+        configured,
+        backend=url.get_backend_name(),
+        in_memory=in_memory(db),
+        messages=messages,
+        cores=usable_cores(),
+    )
+
+
+def in_memory(db: Database) -> bool:
+    """Whether ``db`` is an in-memory SQLite database, which no other process can open."""
+    url = db.engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 class _QueuedProgress:
@@ -76,23 +138,27 @@ def run_helper(
 ) -> None:
     """A helper process's body: join blast ``blast_id`` and send until it is over."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on as SIGTERM
+    stopped = threading.Event()  # SIGTERM before the send began: leave quietly
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s")
     db = open_database(url)
     try:
-        deadline = time.monotonic() + START_WAIT
-        while True:
-            with db.session() as session:
-                blast = find_blast(session, blast_id)
-            if blast.status is not BlastStatus.DRAFT and blast.status is not BlastStatus.SCHEDULED:
-                break
-            if time.monotonic() > deadline:
-                return  # the parent never started it
-            time.sleep(0.05)
+        with db.session() as session:
+            blast = find_blast(session, blast_id)
+        # Built while the parent takes its snapshot: off the blast's critical path.
         composer = composer_for(db, settings, blast)
         sender = make_sender(db, settings)
-        # InvalidState: over (or stopped) before this helper could join; nothing to do.
-        with contextlib.suppress(InvalidState):
-            asyncio.run(
+        deadline = time.monotonic() + START_WAIT
+        while blast.status is BlastStatus.DRAFT or blast.status is BlastStatus.SCHEDULED:
+            if time.monotonic() > deadline or stopped.wait(0.02):
+                return  # the parent never started it, or stopped before it did
+            with db.session() as session:
+                blast = find_blast(session, blast_id)
+        if stopped.is_set():
+            return
+
+        async def join() -> None:
+            send = asyncio.ensure_future(
                 sender.send(
                     blast_id,
                     composer,
@@ -102,6 +168,14 @@ def run_helper(
                     join_only=True,
                 )
             )
+            await asyncio.sleep(0)  # the send has put its own signal handlers in place
+            if stopped.is_set():  # a SIGTERM that came just before: pass it to them
+                os.kill(os.getpid(), signal.SIGTERM)
+            await send
+
+        # InvalidState: over (or stopped) before this helper could join; nothing to do.
+        with contextlib.suppress(InvalidState):
+            asyncio.run(join())
     finally:
         db.dispose()
 
