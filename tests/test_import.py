@@ -383,6 +383,25 @@ def test_duplicates_in_the_file(db: Database, tmp_path: Path) -> None:
     assert supporters(db)["ana@example.org"].first_name == "Ana"  # the first one wins
 
 
+def test_a_duplicate_chunks_after_its_first_line_names_that_line(
+    db: Database, tmp_path: Path
+) -> None:
+    # The addresses seen are kept on disk, not in the chunk in hand: a repeat three
+    # chunks later is still a duplicate of its first line.
+    rows = [f"p{i}@example.org,P{i},,,,\n" for i in range(3 * importer_module.LOOKUP_CHUNK)]
+    text = HEADER + "".join(rows) + "P7@Example.org,Again,,,,\n" + rows[-1]
+    summary = run(db, write(tmp_path, text))
+    assert (summary.added, summary.duplicates) == (3 * importer_module.LOOKUP_CHUNK, 2)
+    assert [(r.line, r.reason) for r in summary.rejects] == [
+        (3 * importer_module.LOOKUP_CHUNK + 2, "duplicate of line 9"),
+        (
+            3 * importer_module.LOOKUP_CHUNK + 3,
+            f"duplicate of line {3 * importer_module.LOOKUP_CHUNK + 1}",
+        ),
+    ]
+    assert supporters(db)["p7@example.org"].first_name == "P7"
+
+
 def test_rejected_row_does_not_make_a_later_one_a_duplicate(db: Database, tmp_path: Path) -> None:
     text = HEADER + f"ana@example.org,{'A' * 201},,,,\nana@example.org,Ana,,,,\n"
     summary = run(db, write(tmp_path, text))
