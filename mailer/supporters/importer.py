@@ -44,7 +44,8 @@ Rows
     Addresses are stored in their ASCII form, lowercased, so one person is
     one supporter however the address was typed. A row repeating an address
     already accepted from the same file is a *duplicate*: it is reported with
-    the line of the first one and otherwise ignored. Text values are trimmed,
+    the line of the first one and otherwise ignored (the addresses seen are kept
+    in a temporary SQLite file, so memory does not grow with the file). Text values are trimmed,
     whitespace runs collapse to one space, and control characters (line
     breaks, tabs, NUL, U+2028/U+2029) are removed, because names go into
     email headers. Languages become a primary subtag ("es-MX", "Spanish" ->
