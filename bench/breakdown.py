@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bench.common import (
     TEMPLATE,
@@ -32,6 +34,7 @@ from bench.floor import naive_message
 from mailer.assemble import composer_for
 from mailer.compose import links
 from mailer.compose.alert import AlertComposer, OutgoingMessage, Recipient
+from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import new_message_id
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.send.outcome import Verdict
@@ -253,6 +256,23 @@ def measure(iterations: int, dkim_key: Path) -> Breakdown:
         def sign(i: int) -> object:
             return dkim.sign(plain[i % 3])
 
+        ed = DkimSigner(
+            domain=dkim.domain,
+            selector="ed",
+            private_key_pem=ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        dual = dkim.with_second(ed)
+
+        def sign_ed(i: int) -> object:
+            return ed.sign(plain[i % 3])
+
+        def sign_dual(i: int) -> object:
+            return dual.sign(plain[i % 3])
+
         def smtp_data(i: int) -> object:
             data = normalize_message_line_endings(stuffed[i % 3])
             return PERIOD_REGEX.sub(b"..", data) + b".\r\n"
@@ -268,6 +288,16 @@ def measure(iterations: int, dkim_key: Path) -> Breakdown:
                 "dkim",
                 "DKIM sign, RSA-2048 (dkimpy canonicalization + OpenSSL)",
                 per_call_us(sign, heavy),
+            ),
+            Step(
+                "dkim_ed25519",
+                "DKIM sign, Ed25519 (dkimpy canonicalization + OpenSSL)",
+                per_call_us(sign_ed, heavy),
+            ),
+            Step(
+                "dkim_dual",
+                "DKIM sign, RSA-2048 and Ed25519 (two signatures)",
+                per_call_us(sign_dual, heavy),
             ),
             Step(
                 "compose",

@@ -131,8 +131,22 @@ def dkim_signer(settings: Settings, *, address: str) -> DkimSigner | None:
         return None
     if not cfg.selector:
         raise ConfigError("dkim.selector", "is required when dkim.private_key_file is set")
-    return DkimSigner.from_file(
-        domain=cfg.domain or domain_of(address),
-        selector=cfg.selector,
-        key_file=Path(cfg.private_key_file),
+    domain = cfg.domain or domain_of(address)
+    signer = DkimSigner.from_file(
+        domain=domain, selector=cfg.selector, key_file=Path(cfg.private_key_file)
     )
+    if not cfg.second_private_key_file:
+        return signer
+    if not cfg.second_selector or cfg.second_selector == cfg.selector:
+        raise ConfigError(
+            "dkim.second_selector",
+            "is required with dkim.second_private_key_file, and must differ from dkim.selector"
+            " (each key is published under its own selector)",
+        )
+    second = DkimSigner.from_file(
+        domain=domain,
+        selector=cfg.second_selector,
+        key_file=Path(cfg.second_private_key_file),
+        setting="dkim.second_private_key_file",
+    )
+    return signer.with_second(second)

@@ -347,6 +347,18 @@ class DkimSettings:
         default="",
         metadata=_doc("selector (s=): the key is published at <selector>._domainkey.<domain>"),
     )
+    second_private_key_file: str = field(
+        default="",
+        metadata=_doc(
+            "a second PEM key for a second signature on every message, e.g. Ed25519 beside"
+            " RSA (RFC 8463: receivers that know Ed25519 check it, the others check RSA);"
+            " empty = one signature"
+        ),
+    )
+    second_selector: str = field(
+        default="",
+        metadata=_doc("selector of the second key; required with it, and not `selector`"),
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dkim.util import parse_tag_value  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.assemble import dkim_signer
 from mailer.blasts import create_blast, send_now
 from mailer.compose.alert import AlertComposer, Recipient
 from mailer.compose.dkim import DEFAULT_SIGNED_HEADERS, DkimSigner, relaxed_body
@@ -529,6 +530,72 @@ def test_a_blast_sent_by_the_engine_is_signed_and_verifies_as_received(
     for item in smtp_server.handler.received:
         assert item.data.startswith(b"DKIM-Signature:")
         assert dkim.verify(item.data, dnsfunc=published)
+
+
+def test_a_second_key_adds_a_second_signature_and_each_verifies_alone(
+    sqlite_db: Database,
+    smtp_server: SmtpTestServer,
+    rsa_key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "rsa.pem").write_bytes(pem(rsa_key))
+    (tmp_path / "ed.pem").write_bytes(pem(ed_key))
+    settings = make_settings(
+        smtp_port=smtp_server.port,
+        dkim={
+            "private_key_file": str(tmp_path / "rsa.pem"),
+            "selector": SELECTOR,
+            "second_private_key_file": str(tmp_path / "ed.pem"),
+            "second_selector": "ed2026",
+        },
+    )
+    add_people(sqlite_db, "members", people(2))
+    blast = create_blast(
+        sqlite_db, settings, name="dual", template="executive-orders", list_names=["members"]
+    )
+    assert blast.id is not None
+    assert send_now(sqlite_db, settings, blast.id).counts["sent"] == 2
+    rsa_only = dns({f"{SELECTOR}._domainkey.{DOMAIN}": txt_record(rsa_key)})
+    ed_only = dns({f"ed2026._domainkey.{DOMAIN}": txt_record(ed_key)})
+    for item in smtp_server.handler.received:
+        assert (tags_of(item.data, 0)[b"a"], tags_of(item.data, 1)[b"a"]) == (
+            b"rsa-sha256",
+            b"ed25519-sha256",
+        )
+        # A receiver that knows only one of the two keys (or algorithms) still verifies.
+        assert dkim.DKIM(item.data).verify(idx=0, dnsfunc=rsa_only) is True
+        assert dkim.DKIM(item.data).verify(idx=1, dnsfunc=ed_only) is True
+        tampered = replace_header(item.data, b"Subject", b"changed")
+        assert dkim.DKIM(tampered).verify(idx=1, dnsfunc=ed_only) is False
+
+
+@pytest.mark.parametrize(
+    ("second", "problem_key"),
+    [
+        ({"second_private_key_file": "ed.pem"}, "dkim.second_selector"),
+        (
+            {"second_private_key_file": "ed.pem", "second_selector": SELECTOR},
+            "dkim.second_selector",
+        ),
+        (
+            {"second_private_key_file": "nowhere.pem", "second_selector": "ed"},
+            "dkim.second_private_key_file",
+        ),
+    ],
+)
+def test_a_second_key_needs_its_own_selector_and_a_readable_file(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, second: dict[str, str], problem_key: str
+) -> None:
+    (tmp_path / "rsa.pem").write_bytes(pem(rsa_key))
+    (tmp_path / "ed.pem").write_bytes(pem(ed25519.Ed25519PrivateKey.generate()))
+    values = {k: str(tmp_path / v) if k.endswith("file") else v for k, v in second.items()}
+    settings = make_settings(
+        dkim={"private_key_file": str(tmp_path / "rsa.pem"), "selector": SELECTOR, **values}
+    )
+    with pytest.raises(ConfigError) as info:
+        dkim_signer(settings, address="alerts@example.org")
+    assert info.value.key == problem_key
 
 
 BODY_BYTES = st.lists(

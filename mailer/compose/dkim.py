@@ -52,8 +52,8 @@ canonicalization forgives (header refolding, whitespace runs): the transport
 must not re-encode bodies or rewrite headers after signing.
 
 Ed25519 on its own is not enough: several large receivers still ignore
-``ed25519-sha256``. Sign with RSA, and add an Ed25519 signature on top only as
-a second ``DkimSigner`` (``ed.sign(rsa.sign(message))``).
+``ed25519-sha256``. Sign with RSA, and add an Ed25519 signature beside it
+with :meth:`DkimSigner.with_second` (``[dkim] second_private_key_file``).
 
 A ``DkimSigner`` holds no per-message state, so one instance may sign from
 several threads at once.
@@ -62,6 +62,7 @@ several threads at once.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import logging
 import re
@@ -144,6 +145,7 @@ class DkimSigner:
             "ed25519-sha256" if isinstance(self._key, ed25519.Ed25519PrivateKey) else "rsa-sha256"
         )
         self.headers = _checked_headers(headers)
+        self._also: tuple[DkimSigner, ...] = ()  # signers after this one (with_second)
         self._names = tuple(name.lower().encode("ascii") for name in self.headers)
         self._wanted = frozenset(self._names)
         d = self.domain.encode("ascii")
@@ -161,23 +163,38 @@ class DkimSigner:
         )
 
     @classmethod
-    def from_file(cls, *, domain: str, selector: str, key_file: Path) -> DkimSigner:
+    def from_file(
+        cls, *, domain: str, selector: str, key_file: Path, setting: str = KEY_SETTING
+    ) -> DkimSigner:
         """A signer whose private key is the PEM file ``key_file``.
 
-        Raises :class:`~mailer.errors.ConfigError` naming ``dkim.private_key_file``
-        when the file cannot be read or holds no usable private key.
+        Raises :class:`~mailer.errors.ConfigError` naming ``setting`` (by default
+        ``dkim.private_key_file``) when the file cannot be read or holds no usable
+        private key.
         """
         try:
             pem = key_file.read_bytes()
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise ConfigError(KEY_SETTING, f"cannot read {key_file}: {reason}") from exc
+            raise ConfigError(setting, f"cannot read {key_file}: {reason}") from exc
         try:
             return cls(domain=domain, selector=selector, private_key_pem=pem)
         except ConfigError as exc:
             if exc.key != KEY_SETTING:
                 raise
-            raise ConfigError(KEY_SETTING, f"{key_file}: {exc.problem}") from exc
+            raise ConfigError(setting, f"{key_file}: {exc.problem}") from exc
+
+    def with_second(self, second: DkimSigner) -> DkimSigner:
+        """A signer that puts ``second``'s signature after this one's on every message.
+
+        Each signature covers the message as it was before either was added (neither
+        signs the other's ``DKIM-Signature`` field), so either verifies alone: RFC 8463
+        suggests an Ed25519 signature beside an RSA one for receivers that check only
+        one of the two.
+        """
+        both = copy.copy(self)
+        both._also = (*self._also, second)
+        return both
 
     @property
     def dns_name(self) -> str:
@@ -231,8 +248,11 @@ class DkimSigner:
         return _HEADER_NAME + b": " + value + b"\r\n"
 
     def sign(self, message: bytes) -> bytes:
-        """``message`` with its ``DKIM-Signature`` header in front."""
-        return self.signature_header(message) + message
+        """``message`` with its ``DKIM-Signature`` header in front (and a second's,
+        see :meth:`with_second`)."""
+        if not self._also:
+            return self.signature_header(message) + message
+        return b"".join(s.signature_header(message) for s in (self, *self._also)) + message
 
     def _sign(self, digest: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
