@@ -210,7 +210,8 @@ class SendingSettings:
     processes: int = field(
         default=0,
         metadata=_doc(
-            "sender processes `mailer blast send` runs on one blast, to use more CPU cores;"
+            "sender processes `mailer blast send` (or the service) runs on one blast, to use"
+            " more CPU cores;"
             " each keeps `connections` open. 0 = one per CPU core (at most 4 on SQLite, 8 on"
             " PostgreSQL; one per 2,000 messages to send, so a small blast uses one)"
         ),

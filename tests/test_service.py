@@ -370,6 +370,43 @@ def test_sigterm_mid_blast_then_restart_finishes_it_once(work: Site) -> None:
     assert work.ok("log", "1", "--state", "unknown").strip() == "no deliveries in state unknown"
 
 
+def helper_starts(work: Site) -> int:
+    """How many times a helper process of a sender registered on the blast."""
+    rows = sqlite_rows(work, "SELECT actor FROM event WHERE action LIKE 'blast.%'")
+    return sum(1 for (actor,) in rows if str(actor).startswith("helper:"))
+
+
+def test_a_scheduled_blast_is_sent_by_the_configured_sender_processes(work: Site) -> None:
+    # One connection and a slow relay: the blast lasts long enough for a helper to join.
+    update_config(work.path / "mailer.toml", "sending", processes=2, connections=1, batch_size=1)
+    work.smtp.handler.delay = 0.4
+    service = work.start_service()
+    work.schedule_in(3)
+    wait_for(lambda: everyone_once(work.smtp), seconds=60)
+    wait_for(lambda: work.status_of(1) == "done")
+    assert helper_starts(work) == 1
+    work.stop(service)
+    assert work.ok("log", "1", "--state", "unknown").strip() == "no deliveries in state unknown"
+
+
+def test_a_stopping_service_stops_its_helpers_and_leaves_the_blast_sending(work: Site) -> None:
+    update_config(work.path / "mailer.toml", "sending", processes=2, connections=1, batch_size=1)
+    work.smtp.handler.delay = 0.5
+    service = work.start_service()
+    work.schedule_in(3)
+    wait_for(lambda: helper_starts(work) == 1 and len(work.smtp.handler.received) >= 2)
+    work.stop(service)  # the helper too finishes what it has in flight, then leaves
+    assert work.status_of(1) == "sending"  # left to resume, not paused by the helper
+    stopped_at = len(work.smtp.handler.received)
+    time.sleep(1.5)
+    assert len(work.smtp.handler.received) == stopped_at  # no sender is left running
+    work.smtp.handler.delay = 0.0
+    work.start_service()
+    wait_for(lambda: everyone_once(work.smtp))
+    wait_for(lambda: work.status_of(1) == "done")
+    assert work.ok("log", "1", "--state", "unknown").strip() == "no deliveries in state unknown"
+
+
 def test_sigterm_lets_an_http_request_in_progress_finish(work: Site) -> None:
     service = work.start_service()
     work.ok("blast", "send", "1")

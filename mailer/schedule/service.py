@@ -12,7 +12,10 @@ Every ``schedule.poll_interval`` seconds the service
   (:mod:`mailer.schedule.jobs`);
 - gives waiting follow-ups their time once their original has finished;
 - starts a sender for every blast that is ``sending`` without one here, which
-  is how a blast interrupted by a stop or crash resumes on the next start.
+  is how a blast interrupted by a stop or crash resumes on the next start;
+  with ``[sending] processes`` (one per core by default, for a big enough
+  blast) it starts helper sender processes on the blast too, as ``mailer
+  blast send`` does (:mod:`mailer.send.processes`).
 
 When a job fires, the blast is started with one conditional update
 (``scheduled`` → ``sending``): only one service can win it. A job that fires
@@ -28,8 +31,9 @@ order, so the service's writes never race each other. APScheduler runs on
 threads of its own and hands a fired job to the loop (see
 :mod:`mailer.schedule.jobs` for how, without module-global state).
 
-SIGTERM or Ctrl-C stop the service gracefully: senders finish and record what
-is in flight and leave their blasts ``sending`` (to resume on the next start),
+SIGTERM or Ctrl-C stop the service gracefully: senders, helper processes
+included, finish and record what is in flight and leave their blasts
+``sending`` (to resume on the next start),
 the HTTP app finishes its requests, and the service says goodbye in the log.
 
 Only one scheduler acts at a time (:mod:`mailer.schedule.leader`): a process
@@ -74,6 +78,7 @@ from mailer.schedule import planner
 from mailer.schedule.jobs import Calendar
 from mailer.schedule.jobs import run_scheduled as run_scheduled  # named by jobs stored before
 from mailer.send.engine import BlastSender, SendResult
+from mailer.send.processes import SenderProcesses, in_memory, processes_for
 from mailer.store import Blast, BlastStatus, Database, ServiceInstance
 from mailer.store.models import utcnow
 from mailer.web import app_for
@@ -135,6 +140,7 @@ class _LogProgress:
 class _Running:
     sender: BlastSender
     task: asyncio.Task[SendResult]
+    helpers: SenderProcesses | None = None  # helper processes on the same blast
 
 
 class Service:
@@ -213,6 +219,8 @@ class Service:
             await self._settle()
             for running in list(self.running.values()):
                 running.sender.request_stop("the service is stopping", pause_blast=False)
+                if running.helpers is not None:
+                    running.helpers.leave()
             await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
             if self.calendar is not None:
                 await self._off_loop(self.calendar.close)
@@ -338,34 +346,49 @@ class Service:
             return
         self._starting.add(blast_id)
         try:
-            composer = await self._off_loop(self._prepare, blast_id)
+            prepared = await self._off_loop(self._prepare, blast_id)
+            if prepared is None or self._stopping:
+                return  # paused with the reason, or the service stops: it resumes later
+            composer, processes = prepared
+            helpers = None
+            if processes > 1:  # [sending] processes: helpers join as for `mailer blast send`
+                url = self.db.engine.url.render_as_string(hide_password=False)
+                helpers = SenderProcesses(url, self.settings, blast_id, processes - 1, None)
+                await self._off_loop(helpers.__enter__)
         finally:
             self._starting.discard(blast_id)
-        if composer is None or self._stopping:
-            return  # paused with the reason, or the service stops: the blast resumes later
         sender = make_sender(self.db, self.settings)
         task = asyncio.create_task(
             sender.send(blast_id, composer, _LogProgress(blast_id), actor=f"service:{self.name}"),
             name=f"blast-{blast_id}",
         )
-        self.running[blast_id] = _Running(sender, task)
+        self.running[blast_id] = _Running(sender, task, helpers)
         log.info("blast %d: sending", blast_id, extra={"event": "blast.sending", "blast": blast_id})
         task.add_done_callback(lambda t: self._sender_done(blast_id, t))
 
-    def _prepare(self, blast_id: int) -> AlertComposer | None:
-        """(On the database thread.) The pre-flight check and the composer; None if paused."""
+    def _prepare(self, blast_id: int) -> tuple[AlertComposer, int] | None:
+        """(On the database thread.) The pre-flight check, the composer and how many
+        sender processes to run (:func:`~mailer.send.processes.processes_for`); None if
+        paused."""
         with self.db.session() as session:
             blast = session.get(Blast, blast_id)
             assert blast is not None
         try:
             gate(self.db, self.settings, blast_id, force=False, actor="service")
-            return composer_for(self.db, self.settings, blast)
+            composer = composer_for(self.db, self.settings, blast)
         except (MailerError, ConfigError) as exc:
             self._pause_with(blast_id, f"cannot send: {exc}")
             return None
+        if in_memory(self.db):  # no other process could open it
+            return composer, 1
+        return composer, processes_for(self.db, self.settings.sending.processes, blast)
 
     def _sender_done(self, blast_id: int, task: asyncio.Task[SendResult]) -> None:
-        self.running.pop(blast_id, None)
+        running = self.running.pop(blast_id, None)
+        if running is not None and running.helpers is not None:
+            # They end with the blast, or told by the stop (see run()); waited for off the
+            # loop, and by the stop through _settle().
+            self._spawn(asyncio.to_thread(running.helpers.close))
         if task.cancelled():
             return
         exc = task.exception()

@@ -18,7 +18,8 @@ and fewer when the blast has fewer than :data:`AUTO_MESSAGES_PER_PROCESS`
 messages per process left to send: a helper is a fresh interpreter that takes
 about a second to import the mailer, which a small blast would not win back.
 
-What this module adds is the handling of the helpers:
+``mailer blast send`` and the service (for the blasts it sends) both start
+them. What this module adds is the handling of the helpers:
 
 - they are started with ``spawn`` (a clean interpreter, no copy of this
   process's threads or connections) and join only a blast that is
@@ -30,7 +31,10 @@ What this module adds is the handling of the helpers:
   parent's instead of delaying the blast;
 - their progress reaches the parent's progress bar through a queue;
 - SIGTERM or Ctrl-C in the parent is passed on to them; they finish their
-  in-flight messages like the parent does;
+  in-flight messages like the parent does (a helper left alone on the blast
+  pauses it). A stopping service sends :data:`LEAVE` instead: the helpers
+  finish their in-flight messages and leave the blast ``sending``, for the
+  service's next start, as its own sender does;
 - the parent waits for them before it reports, and reports the blast as it
   stands then.
 
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -65,6 +70,9 @@ log = logging.getLogger(__name__)
 _SPAWN = multiprocessing.get_context("spawn")
 # How long a helper waits for the parent to take the audience snapshot.
 START_WAIT = 60.0
+# Told to a helper of a service that stops: finish in-flight messages, leave the blast
+# ``sending`` (not paused), as the service's own sender does.
+LEAVE = signal.SIGUSR1
 
 # ``processes = 0``: one sender per core, at most this many ...
 AUTO_MAX_SQLITE = 4  # on SQLite (one writer at a time, whatever the number of cores)
@@ -138,8 +146,9 @@ def run_helper(
 ) -> None:
     """A helper process's body: join blast ``blast_id`` and send until it is over."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes Ctrl-C on as SIGTERM
-    stopped = threading.Event()  # SIGTERM before the send began: leave quietly
+    stopped = threading.Event()  # SIGTERM or LEAVE before the send began: leave quietly
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+    signal.signal(LEAVE, lambda signum, frame: stopped.set())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s")
     db = open_database(url)
     try:
@@ -167,6 +176,14 @@ def run_helper(
                     handle_signals=True,
                     join_only=True,
                 )
+            )
+            # A service that stops leaves its blasts sending, for its next start: so
+            # do its helpers (LEAVE), where SIGTERM would pause a blast left alone.
+            asyncio.get_running_loop().add_signal_handler(
+                LEAVE,
+                functools.partial(
+                    sender.request_stop, "the service is stopping", pause_blast=False
+                ),
             )
             await asyncio.sleep(0)  # the send has put its own signal handlers in place
             if stopped.is_set():  # a SIGTERM that came just before: pass it to them
@@ -226,10 +243,22 @@ class SenderProcesses:
 
     def signal(self, signum: int) -> None:
         """Pass a stopping signal on: each helper finishes its in-flight messages and stops."""
+        self._tell(signal.SIGTERM)
+
+    def leave(self) -> None:
+        """Stop the helpers as a stopping service stops its own sender: in-flight messages
+        finished and recorded, the blast left ``sending`` to resume on the next start."""
+        self._tell(LEAVE)
+
+    def _tell(self, signum: int) -> None:
         for process in self.processes:
             if process.pid is not None and process.exitcode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
+                    os.kill(process.pid, signum)
+
+    def close(self) -> None:
+        """Wait for the helpers to end (what leaving the ``with`` block does)."""
+        self.__exit__(None, None, None)
 
     def __exit__(
         self,
