@@ -269,15 +269,7 @@ class Splicer:
         subject_t, preheader_t = self.template.head_templates(lang)
         renders = []
         for base in (_BASE, _CHECK):
-            marks = _marks(truthy, base)
-            supporter: dict[str, Any] = {f: marks[f"supporter.{f}"] for f in FIELDS}
-            supporter["custom"] = {}
-            context = dict(
-                self.shared,
-                supporter=supporter,
-                unsubscribe_url=marks["unsubscribe_url"],
-                language=lang,
-            )
+            context, _ = self._marked_context(lang, truthy, base)
             try:
                 renders.append((subject_t.render(context), preheader_t.render(context)))
             except Exception:  # the full render reports any problem, with its location
@@ -360,19 +352,25 @@ class Splicer:
             self._variants[index] = self._build(lang, dict(zip(truth, pattern, strict=True)))
         return self._variants[index]
 
-    def _render(self, lang: str, truthy: dict[str, bool], base: int) -> tuple[str, str] | None:
-        """The bodies with marker ``base + i`` for value ``KEYS[i]`` ("" where it is empty)."""
+    def _marked_context(
+        self, lang: str, truthy: dict[str, bool], base: int
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A render's context with marker ``base + i`` for value ``KEYS[i]``, and the marks."""
         marks = _marks(truthy, base)
         supporter: dict[str, Any] = {f: marks[f"supporter.{f}"] for f in FIELDS}
         supporter["custom"] = {}
         context = dict(
             self.shared,
             supporter=supporter,
-            subject=marks["subject"],
-            preheader=marks["preheader"],
             unsubscribe_url=marks["unsubscribe_url"],
             language=lang,
         )
+        return context, marks
+
+    def _render(self, lang: str, truthy: dict[str, bool], base: int) -> tuple[str, str] | None:
+        """The bodies with marker ``base + i`` for value ``KEYS[i]`` ("" where it is empty)."""
+        context, marks = self._marked_context(lang, truthy, base)
+        context.update(subject=marks["subject"], preheader=marks["preheader"])
         html_t, text_t = self.template.body_templates(lang)
         try:
             return html_t.render(context), text_t.render(context)

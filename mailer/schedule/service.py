@@ -354,7 +354,7 @@ class Service:
             if processes > 1:  # [sending] processes: helpers join as for `mailer blast send`
                 url = self.db.engine.url.render_as_string(hide_password=False)
                 helpers = SenderProcesses(url, self.settings, blast_id, processes - 1, None)
-                await self._off_loop(helpers.__enter__)
+                await self._off_loop(helpers.start)
         finally:
             self._starting.discard(blast_id)
         sender = make_sender(self.db, self.settings)

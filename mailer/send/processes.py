@@ -223,6 +223,11 @@ class SenderProcesses:
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> SenderProcesses:
+        self.start()
+        return self
+
+    def start(self) -> None:
+        """Start the helpers (what entering the ``with`` block does)."""
         level = logging.getLogger().getEffectiveLevel()
         for i in range(self.count):
             process = _SPAWN.Process(
@@ -234,7 +239,6 @@ class SenderProcesses:
             self.processes.append(process)
         self._reader = threading.Thread(target=self._read, name="mailer-helper-progress")
         self._reader.start()
-        return self
 
     def _read(self) -> None:
         while (count := self.queue.get()) is not None:

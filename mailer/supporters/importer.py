@@ -68,11 +68,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -90,6 +90,7 @@ from mailer.store.models import (
 )
 from mailer.supporters.columns import (
     DEFAULT_LANGUAGE,
+    Column,
     Row,
     RowChecker,
     map_columns,
@@ -241,6 +242,23 @@ def _mailing_list(session: Session, name: str, stamp: datetime) -> tuple[int, bo
 # -- the public functions --------------------------------------------------------
 
 
+def read_header(
+    handle: BinaryIO, name: str
+) -> tuple[Records, Iterator[tuple[int, list[str] | None]], list[Column]]:
+    """The file's records, an iterator of those after the header, and the header's
+    columns; :class:`ImportFileError` naming ``name`` for an empty file, an
+    unreadable header or one without an email column."""
+    records = Records(physical_lines(handle, name))
+    rows = iter(records)
+    header = next(rows, None)
+    if header is None:
+        raise ImportFileError(f"{name}: the file is empty; expected a header line first")
+    line, titles = header
+    if titles is None:
+        raise ImportFileError(f"{name}, line {line}: unreadable header ({records.error})")
+    return records, rows, map_columns(titles, name, line)
+
+
 class _FirstLines:
     """The addresses accepted so far from one file, each with the line it was first
     accepted on, kept in a private temporary SQLite database on disk (SQLite's own
@@ -301,17 +319,7 @@ def import_csv(
     except OSError as exc:
         raise ImportFileError(f"{name}: cannot open the file ({exc.strerror})") from exc
     with handle, db.session() as session, contextlib.closing(_FirstLines()) as accepted:
-        records = Records(physical_lines(handle, name))
-        rows = iter(records)
-        header = next(rows, None)
-        if header is None:
-            raise ImportFileError(f"{name}: the file is empty; expected a header line first")
-        header_line, titles = header
-        if titles is None:
-            raise ImportFileError(
-                f"{name}, line {header_line}: unreadable header ({records.error})"
-            )
-        columns = map_columns(titles, name, header_line)
+        records, rows, columns = read_header(handle, name)
         checker = RowChecker(columns, check_deliverability=check_deliverability)
         list_id, list_is_new = _mailing_list(session, list_name, stamp)
         store = _Store(session, list_id, list_is_new, stamp)

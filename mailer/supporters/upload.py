@@ -36,9 +36,7 @@ from typing import Any
 from mailer.errors import ImportFileError, MailerError
 from mailer.lifecycle import audit
 from mailer.store.engine import Database
-from mailer.supporters.columns import map_columns
-from mailer.supporters.importer import import_csv
-from mailer.supporters.reading import Records, physical_lines
+from mailer.supporters.importer import import_csv, read_header
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +140,7 @@ def inspect_file(path: Path, name: str, scanner: Scanner) -> FileFacts:
         encoding = "UTF-8 with byte-order mark" if handle.read(3) == codecs.BOM_UTF8 else ""
         handle.seek(0)
         try:
-            records = Records(physical_lines(handle, name))
-            rows = iter(records)
-            header = next(rows, None)
-            if header is None:
-                raise ImportFileError(f"{name}: the file is empty; expected a header line first")
-            line, titles = header
-            if titles is None:
-                raise ImportFileError(f"{name}, line {line}: unreadable header ({records.error})")
-            columns = map_columns(titles, name, line)
+            records, rows, columns = read_header(handle, name)
             sample: list[list[str]] = []
             count = 0
             for _, values in rows:

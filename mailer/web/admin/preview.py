@@ -22,11 +22,11 @@ from starlette.routing import BaseRoute
 from mailer.accounts import Permission
 from mailer.alerts.sending import parse_addresses, send_alert_test, was_test_sent
 from mailer.alerts.store import LANGUAGE, get_revision, translation_status
-from mailer.alerts.studio import Finding, check_revision, preview
+from mailer.alerts.studio import preview
 from mailer.errors import ConfigError, MailerError, NotFound
 from mailer.web.admin.guard import Call
 from mailer.web.admin.site import Site
-from mailer.web.admin.studio import alert_path
+from mailer.web.admin.studio import alert_path, page_findings
 from mailer.web.common import PREVIEW_HEADERS
 
 
@@ -71,12 +71,7 @@ def preview_page(site: Site, call: Call, *, error: str = "", status: int = 200) 
         )
     except (MailerError, ConfigError) as exc:
         problem = str(exc)
-    try:
-        findings = check_revision(
-            site.db, site.settings, name, number=revision.number, wanted_languages=[language]
-        )
-    except (MailerError, ConfigError) as exc:
-        findings = [Finding("error", "check", str(exc))]
+    findings = page_findings(site, name, language, number=revision.number)
     query = urlencode({k: v for k, v in {**choice, "lang": language}.items() if v})
     return site.render(
         "studio_preview.html",

@@ -143,10 +143,7 @@ def editor(
         sent = typed.get("based_on", "")
         if sent.isdigit() and int(sent) != revision.number:
             stale_from = int(sent)
-    try:
-        findings = check_revision(site.db, site.settings, name, wanted_languages=[language])
-    except (MailerError, ConfigError) as exc:
-        findings = [Finding("error", "check", str(exc))]
+    findings = page_findings(site, name, language)
     statuses = translation_status(site.db, name)
     return site.render(
         "studio_edit.html",
@@ -245,3 +242,16 @@ def revisions(site: Site, call: Call) -> Response:
         new=new,
         alert_path=alert_path,
     )
+
+
+def page_findings(
+    site: Site, name: str, language: str, *, number: int | None = None
+) -> list[Finding]:
+    """The check of ``name`` (revision ``number``, the newest by default) in ``language``
+    for a studio page; a check that cannot run at all is one error finding."""
+    try:
+        return check_revision(
+            site.db, site.settings, name, number=number, wanted_languages=[language]
+        )
+    except (MailerError, ConfigError) as exc:
+        return [Finding("error", "check", str(exc))]
