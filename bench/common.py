@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailer import config
 from mailer.compose.templates import sample_context
 from mailer.config import Settings
+from mailer.send.policy import connections_for
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -87,9 +88,9 @@ def settings_for(
     return config.build(data, env={})
 
 
-def default_connections() -> int:
-    """``[sending] connections`` when the settings do not say."""
-    return settings_for(port=0).sending.connections
+def default_connections(processes: int = 1) -> int:
+    """The SMTP connections of each of ``processes`` senders when the settings do not say."""
+    return connections_for(settings_for(port=0).sending.connections, processes)
 
 
 def write_dkim_key(path: Path) -> Path:

@@ -179,6 +179,7 @@ def send(
 ) -> dict[str, Any]:
     from bench.cpuprofile import ThreadProfiles, report
     from mailer.blasts import send_now
+    from mailer.send.policy import connections_for
     from mailer.send.processes import processes_for
     from mailer.store import find_blast, open_database
 
@@ -204,7 +205,7 @@ def send(
     peak = peak_rss_mb()
     db.dispose()
     out: dict[str, Any] = {
-        "connections": settings.sending.connections,
+        "connections": connections_for(settings.sending.connections, senders),
         "processes": senders,
         "default": connections is None and processes is None,
         "helpers_cpu_s": helpers_cpu_s,

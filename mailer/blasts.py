@@ -27,7 +27,7 @@ from mailer.errors import ConfigError, InvalidState, NotFound
 from mailer.lifecycle import audit, transition
 from mailer.send.engine import Progress, SendResult, delivery_counts
 from mailer.send.outcome import Outcome
-from mailer.send.processes import SenderProcesses, in_memory, processes_for
+from mailer.send.processes import SenderProcesses, for_processes, in_memory, processes_for
 from mailer.store import (
     Blast,
     BlastList,
@@ -276,6 +276,7 @@ def send_now(
     with db.session() as session:
         blast = find_blast(session, ref)
     processes = processes_for(db, configured, blast)
+    settings = for_processes(settings, processes)
     assert blast.id is not None
     if processes == 1:
         composer = composer_for(db, settings, blast)

@@ -201,10 +201,12 @@ class ImportSettings:
 @dataclass(frozen=True)
 class SendingSettings:
     connections: int = field(
-        default=8,
+        default=0,
         metadata=_doc(
             "SMTP connections a sender process keeps open, each carrying many messages; the"
-            " relay sees processes x connections from this host"
+            " relay sees processes x connections from this host. 0 = 32 from the host in"
+            " all, shared by the blast's sender processes, at most 16 each (16 each for 1 or"
+            " 2 processes, 8 for 4, 4 for 8)"
         ),
     )
     processes: int = field(
@@ -258,6 +260,13 @@ class SendingSettings:
             "intervals); then other senders take back what it held"
         ),
     )
+
+    def __post_init__(self) -> None:
+        if self.connections < 0:
+            raise ConfigError(
+                "sending.connections",
+                f"must be 0 (automatic) or more, got {self.connections}",
+            )
 
 
 @dataclass(frozen=True)
@@ -571,7 +580,12 @@ def build(
                 values.setdefault(section, {})[f.name] = _coerce(
                     f"{section}.{f.name} (from ${var})", env[var], hints[f.name], from_env=True
                 )
-    kwargs: dict[str, Any] = {_attr(s): known[s](**v) for s, v in values.items()}
+    kwargs: dict[str, Any] = {}
+    for section, given in values.items():
+        try:
+            kwargs[_attr(section)] = known[section](**given)
+        except ConfigError as exc:  # a check across a section's values: name the file too
+            raise ConfigError(exc.key, exc.problem, source=source or None) from None
     return Settings(**kwargs, source=source)
 
 

@@ -58,6 +58,7 @@ def test_values_from_file(tmp_path: Path) -> None:
         ),
         ("[sender]\naddress = 42\n", "sender.address", "must be a string"),
         ("smtp = 3\n", "smtp", "must be a table"),
+        ("[sending]\nconnections = -1\n", "sending.connections", "must be 0 (automatic) or more"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:

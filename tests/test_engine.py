@@ -132,6 +132,18 @@ def test_k_connections_carry_the_blast(db: Database, smtp_server: SmtpTestServer
     assert len(smtp_server.handler.peers) == 4  # four sessions, each carrying many messages
 
 
+def test_automatic_connections_are_sixteen_for_one_process(
+    db: Database, smtp_server: SmtpTestServer
+) -> None:
+    add_people(db, "members", [Person(f"s{i}@d{i % 8}.example.org") for i in range(64)])
+    smtp_server.handler.delay = 0.05  # slow enough that every connection gets work
+    settings = make_settings(smtp_port=smtp_server.port, sending={"processes": 1})
+    assert settings.sending.connections == 0
+    result = send_now(db, settings, blast(db, settings))
+    assert result.counts["sent"] == 64
+    assert len(smtp_server.handler.peers) == 16
+
+
 def test_per_domain_concurrency_is_observed_at_the_server(
     db: Database, smtp_server: SmtpTestServer
 ) -> None:

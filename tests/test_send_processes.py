@@ -14,6 +14,7 @@ from mailer.blasts import create_blast, send_now
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.send import control, processes
+from mailer.send.policy import connections_for
 from mailer.send.processes import (
     AUTO_MAX_SERVER,
     AUTO_MAX_SQLITE,
@@ -159,6 +160,16 @@ def test_the_default_is_a_sender_per_core_within_bounds() -> None:
     assert sender_count(0, backend="sqlite", in_memory=True, messages=10**6, cores=8) == 1
     # A number set by hand is taken as it is.
     assert sender_count(3, backend="sqlite", in_memory=False, messages=1, cores=1) == 3
+
+
+def test_automatic_connections_share_32_over_the_processes() -> None:
+    assert Settings().sending.connections == 0  # what `mailer init` writes
+    assert [connections_for(0, n) for n in (1, 2, 3, 4, 8, 16, 64)] == [16, 16, 10, 8, 4, 2, 1]
+    assert connections_for(5, 4) == 5  # a number set by hand is taken as it is
+    # Each process's settings carry its share, so helpers open the same number.
+    settings = processes.for_processes(Settings(), 4)
+    assert settings.sending.connections == 8
+    assert processes.for_processes(settings, 2) is settings  # resolved stays as it is
 
 
 def test_by_default_a_small_blast_is_sent_by_one_process(

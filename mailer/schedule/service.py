@@ -78,7 +78,7 @@ from mailer.schedule import planner
 from mailer.schedule.jobs import Calendar
 from mailer.schedule.jobs import run_scheduled as run_scheduled  # named by jobs stored before
 from mailer.send.engine import BlastSender, SendResult
-from mailer.send.processes import SenderProcesses, in_memory, processes_for
+from mailer.send.processes import SenderProcesses, for_processes, in_memory, processes_for
 from mailer.store import Blast, BlastStatus, Database, ServiceInstance
 from mailer.store.models import utcnow
 from mailer.web import app_for
@@ -350,14 +350,15 @@ class Service:
             if prepared is None or self._stopping:
                 return  # paused with the reason, or the service stops: it resumes later
             composer, processes = prepared
+            settings = for_processes(self.settings, processes)
             helpers = None
             if processes > 1:  # [sending] processes: helpers join as for `mailer blast send`
                 url = self.db.engine.url.render_as_string(hide_password=False)
-                helpers = SenderProcesses(url, self.settings, blast_id, processes - 1, None)
+                helpers = SenderProcesses(url, settings, blast_id, processes - 1, None)
                 await self._off_loop(helpers.start)
         finally:
             self._starting.discard(blast_id)
-        sender = make_sender(self.db, self.settings)
+        sender = make_sender(self.db, settings)
         task = asyncio.create_task(
             sender.send(blast_id, composer, _LogProgress(blast_id), actor=f"service:{self.name}"),
             name=f"blast-{blast_id}",

@@ -32,6 +32,25 @@ from mailer.store.models import DeliveryState, SupporterStatus
 
 REPLY_TEXT_MAX = 1000  # characters of a reply kept (the column's length)
 
+# ``[sending] connections = 0``: this many SMTP connections from the host in all, shared
+# by the blast's sender processes, at most AUTO_CONNECTIONS_MAX each: 16 each for one or
+# two processes, 8 for four, 4 for eight. Below Postfix's default limit of 50 connections
+# from one client (smtpd_client_connection_count_limit), with room for a second blast.
+AUTO_CONNECTIONS_PER_HOST = 32
+AUTO_CONNECTIONS_MAX = 16
+
+
+def connections_for(configured: int, processes: int) -> int:
+    """SMTP connections each of ``processes`` sender processes opens.
+
+    ``configured`` is ``[sending] connections``: a positive number is taken as
+    it is; 0 shares :data:`AUTO_CONNECTIONS_PER_HOST` over the processes, at most
+    :data:`AUTO_CONNECTIONS_MAX` and at least 1 each.
+    """
+    if configured > 0:
+        return configured
+    return max(1, min(AUTO_CONNECTIONS_MAX, AUTO_CONNECTIONS_PER_HOST // max(1, processes)))
+
 
 @dataclass(frozen=True)
 class Claimed:

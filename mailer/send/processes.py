@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -63,6 +64,7 @@ from mailer.config import Settings
 from mailer.errors import InvalidState
 from mailer.send.audience import open_bound
 from mailer.send.engine import Progress
+from mailer.send.policy import connections_for
 from mailer.store import Blast, BlastStatus, Database, find_blast, open_database
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,18 @@ def sender_count(
     most = AUTO_MAX_SQLITE if backend == "sqlite" else AUTO_MAX_SERVER
     worth = max(1, messages // AUTO_MESSAGES_PER_PROCESS)
     return max(1, min(cores, most, worth))
+
+
+def for_processes(settings: Settings, processes: int) -> Settings:
+    """``settings`` for each of ``processes`` senders on one blast: ``[sending]
+    connections = 0`` resolved to its share (:func:`~mailer.send.policy.connections_for`)."""
+    sending = settings.sending
+    connections = connections_for(sending.connections, processes)
+    if connections == sending.connections:
+        return settings
+    return dataclasses.replace(
+        settings, sending=dataclasses.replace(sending, connections=connections)
+    )
 
 
 def processes_for(db: Database, configured: int, blast: Blast) -> int:

@@ -57,6 +57,7 @@ from mailer.send.policy import (
     Claimed,
     OutcomeRow,
     StopReason,
+    connections_for,
     outcome_row,
     skipped_row,
     unbuildable_row,
@@ -229,7 +230,9 @@ class BlastRun:
         """Send until nothing is left or a stop is requested; release what was not sent."""
         self.senders = await self.ledger.live_senders(self.blast_id)
         self.scheduler.share(self.senders)
-        transports = [self.transport_factory() for _ in range(max(1, self.cfg.connections))]
+        # Settings resolved for several processes come with a number; 0 here is one process's.
+        connections = connections_for(self.cfg.connections, 1)
+        transports = [self.transport_factory() for _ in range(connections)]
         tasks = [asyncio.create_task(self.produce(), name="producer")]
         tasks += [
             asyncio.create_task(self.work(t), name=f"smtp-{i}") for i, t in enumerate(transports)
