@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, Subquery, func, literal, union_all
+from sqlalchemy import ColumnElement, Exists, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -224,39 +224,3 @@ def open_bound(session: Session, blast: Blast) -> int:
         .select_from(Delivery)
         .where(Delivery.blast_id == blast.id, col(Delivery.state).in_(open_states))
     ).one()
-
-
-def due_batch(
-    blast_id: int, after_id: int, limit: int, now: datetime, *, lock: bool
-) -> Select[tuple[int | None]]:
-    """The ids of up to ``limit`` due deliveries of the blast above ``after_id``, in id
-    order, that no sender holds: queued, or deferred with the retry time passed.
-
-    One index range (blast_id, state, id) per state, each stopped at the limit, then
-    merged: one OR of both made SQLite sort every remaining row of the blast per claim.
-    With ``lock`` (PostgreSQL) rows another sender has locked are skipped.
-    """
-
-    def first_due(*due: ColumnElement[bool]) -> Subquery:
-        rows: Select[tuple[int | None]] = (
-            sa_select(col(Delivery.id).label("id"))
-            .where(
-                col(Delivery.blast_id) == blast_id,
-                col(Delivery.id) > after_id,
-                col(Delivery.worker) == "",
-                *due,
-            )
-            .order_by(col(Delivery.id))
-            .limit(limit)
-        )
-        if lock:
-            rows = rows.with_for_update(skip_locked=True)
-        return rows.subquery()
-
-    queued = first_due(col(Delivery.state) == DeliveryState.QUEUED)
-    retries = first_due(
-        col(Delivery.state) == DeliveryState.DEFERRED,
-        col(Delivery.next_attempt_at) <= now,
-    )
-    both = union_all(sa_select(queued.c.id), sa_select(retries.c.id)).subquery()
-    return sa_select(both.c.id).order_by(both.c.id).limit(limit)

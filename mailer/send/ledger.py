@@ -22,10 +22,10 @@ What makes several senders on one blast safe is here:
   sender to leave marks the blast done; a signal pauses the blast only when
   no other sender is left on it.
 
-Status changes go through :mod:`mailer.lifecycle`. The per-message writes
-(marks, outcomes) are SQL text prepared once per dialect, run on the driver
-over one connection kept for the run (:mod:`mailer.store.driver`); the rest
-goes through the ORM.
+Status changes go through :mod:`mailer.lifecycle`. The hot statements (claims,
+marks, outcomes) are SQL text prepared once per dialect, run on the driver
+over one connection kept for the run (:mod:`mailer.store.driver`,
+:mod:`mailer.send.claims`); the rest goes through the ORM.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Dialect,
@@ -47,15 +48,15 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import Session, col, select
 
 from mailer import lifecycle
-from mailer.compose.alert import Recipient
 from mailer.config import SendingSettings
 from mailer.errors import InvalidState
 from mailer.send import control, shared_rate, workers
-from mailer.send.audience import due_batch, snapshot_of, suppressed
+from mailer.send.audience import snapshot_of
+from mailer.send.claims import ClaimSql
 from mailer.send.policy import Claimed, OutcomeRow, StopReason
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
 from mailer.store.driver import IDS, DriverSql
-from mailer.store.models import Supporter, utcnow
+from mailer.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -195,58 +196,19 @@ class Ledger:
         """Claim up to ``limit`` due deliveries with ids above ``after_id``, in id order.
 
         Due means queued, or deferred with its retry time passed. The rows
-        get this sender's name and stay ``queued`` until marked.
+        get this sender's name and stay ``queued`` until marked
+        (:mod:`mailer.send.claims`).
         """
-        now = self.clock()
-
-        batch = due_batch(blast_id, after_id, limit, now, lock=not self.db.is_sqlite)
-        with self.db.session() as session:
-            claimed = (
-                session.execute(
-                    update(Delivery)
-                    .where(col(Delivery.id).in_(batch.scalar_subquery()))
-                    .values(worker=self.worker, state=DeliveryState.QUEUED, updated_at=now)
-                    .returning(col(Delivery.id))
-                    .execution_options(synchronize_session=False)
-                )
-                .scalars()
-                .all()
+        sql = self._prepared().claim
+        with self._hot() as cursor:
+            cursor.execute(
+                sql.take, sql.take_params(self.worker, blast_id, after_id, limit, self.clock())
             )
-            if not claimed:
+            ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
                 return []
-            # Columns, not Supporter objects: no ORM identity map or instance per row.
-            rows = session.execute(
-                sa_select(
-                    col(Delivery.id),
-                    col(Delivery.attempts),
-                    col(Delivery.created_at),
-                    col(Supporter.status),
-                    suppressed(),
-                    col(Supporter.email),
-                    col(Supporter.first_name),
-                    col(Supporter.last_name),
-                    col(Supporter.zip),
-                    col(Supporter.region),
-                    col(Supporter.language),
-                    col(Supporter.custom),
-                )
-                .join(Supporter, col(Supporter.id) == Delivery.supporter_id)
-                .where(col(Delivery.id).in_(claimed))
-                .order_by(col(Delivery.id))
-            ).all()
-        return [
-            Claimed(
-                delivery_id=row[0],
-                attempts=row[1],
-                created_at=row[2],
-                status=row[3],
-                suppressed=bool(row[4]),
-                # email, first_name, last_name, zip, region, language, custom (never null)
-                recipient=Recipient(*row[5:12]),
-            )
-            for row in rows
-            if row[0] is not None
-        ]
+            cursor.execute(sql.driver.with_ids(sql.read, len(ids)), ids)
+            return sql.claimed(cursor.fetchall())
 
     def cap_room(self) -> int | None:
         """How many more messages the hourly and daily caps allow now; None when uncapped."""
@@ -338,6 +300,12 @@ class Ledger:
         if self._sql is None:
             self._sql = _SendSql.for_dialect(self.db.engine.dialect)
         return self._sql
+
+    def hot_connection(self) -> Any:
+        """The driver connection (sqlite3 or psycopg) of the hot statements, opened if need be."""
+        if self._hot_conn is None:
+            self._hot_conn = self.db.engine.raw_connection()
+        return self._hot_conn.driver_connection
 
     @contextlib.contextmanager
     def _hot(self) -> Iterator[DBAPICursor]:
@@ -469,6 +437,7 @@ class _SendSql:
     driver: DriverSql
     mark: str  # with ``IDS`` for the ids
     record: str
+    claim: ClaimSql
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _SendSql:
@@ -486,7 +455,8 @@ class _SendSql:
             f" reply_text = {m}, message_id = {m}, next_attempt_at = {m}, sent_at = {m},"
             f" worker = '', updated_at = {m} WHERE id = {m} AND worker = {m}"
         )
-        return cls(driver=driver, mark=mark, record=record)
+        claim = ClaimSql.for_dialect(dialect, driver)
+        return cls(driver=driver, mark=mark, record=record, claim=claim)
 
 
 def delivery_counts(db: Database, blast_id: int) -> dict[str, int]:
