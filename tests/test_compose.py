@@ -12,11 +12,14 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailer.compose import links
 from mailer.compose.alert import AlertComposer, Recipient
+from mailer.compose.dkim import DkimSigner
 from mailer.compose.message import Identity, header_text, list_id_header
 from mailer.compose.templates import AlertTemplate, check_template, sample_context
 from mailer.compose.tokens import TokenSigner
@@ -65,6 +68,15 @@ def composer(template: AlertTemplate | None = None) -> tuple[AlertComposer, Memo
     )
     built.register_links()
     return built, registry
+
+
+DKIM_SIGNER = DkimSigner(
+    domain="example.org",
+    selector="s1",
+    private_key_pem=rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ),
+)
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -241,6 +253,28 @@ def test_no_name_can_add_or_break_a_header(first: str, last: str) -> None:
     # Folding may move whitespace between encoded words; the characters must survive.
     shown = msg["To"].addresses[0].display_name
     assert shown.replace(" ", "") == header_text(f"{first} {last}").replace(" ", "")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    first=st.text(max_size=30),
+    region=st.text(max_size=30),
+    test=st.booleans(),
+    signed=st.booleans(),
+)
+def test_a_composed_message_has_crlf_line_ends_only_as_it_promises(
+    first: str, region: str, test: bool, signed: bool
+) -> None:
+    """``OutgoingMessage.crlf`` lets the transport skip its check: it must be true."""
+    c, _ = composer()
+    if signed:
+        c.dkim = DKIM_SIGNER
+    recipient = Recipient(email="p@example.org", first_name=first, region=region)
+    message = c.compose(12, recipient, test=test).message
+    data = message.data
+    assert message.crlf
+    assert data.endswith(b"\r\n")
+    assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
 
 
 @given(st.text())

@@ -208,6 +208,16 @@ def test_the_body_is_what_aiosmtplib_would_send(data: bytes) -> None:
     assert data_body(data) == expected
 
 
+crlf_lines = st.lists(st.sampled_from([b"\r\n", b".", b"..", b"a", b" ", b".\r\n"])).map(
+    lambda parts: b"".join(parts) + b"\r\n"
+)
+
+
+@given(crlf_lines)
+def test_a_body_promised_crlf_is_sent_as_one_checked_would_be(data: bytes) -> None:
+    assert data_body(data, crlf=True) == data_body(data)
+
+
 def test_a_composed_body_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(message: bytes) -> bytes:
         raise AssertionError("normalized a body that already had CRLF line ends")

@@ -76,18 +76,20 @@ def normalize_message_line_endings(message: bytes) -> bytes:
     return message if message.endswith(b"\r\n") else message + b"\r\n"
 
 
-def data_body(message: bytes) -> bytes:
+def data_body(message: bytes, *, crlf: bool = False) -> bytes:
     """``message`` as sent after ``354``: CRLF line ends, dot-stuffed, ending ``CRLF.CRLF``.
 
     The same bytes as aiosmtplib's ``data()`` sends. When every CR and LF is
-    already part of a CRLF (counting them is cheap), the line ends are left as
-    they are and only a missing final CRLF is added.
+    already part of a CRLF (counted; or promised by ``crlf``: CRLF line ends
+    throughout, and a CRLF at the end), the line ends are left as they are and
+    only a missing final CRLF is added.
     """
-    lf = message.count(b"\n")
-    if lf != message.count(b"\r\n") or message.count(b"\r") != lf:
-        message = normalize_message_line_endings(message)
-    elif not message.endswith(b"\r\n"):
-        message += b"\r\n"
+    if not crlf:
+        lf = message.count(b"\n")
+        if lf != message.count(b"\r\n") or message.count(b"\r") != lf:
+            message = normalize_message_line_endings(message)
+        elif not message.endswith(b"\r\n"):
+            message += b"\r\n"
     message = message.replace(b"\r\n.", b"\r\n..")
     if message.startswith(b"."):
         message = b"." + message

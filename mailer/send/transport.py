@@ -276,7 +276,7 @@ class SmtpTransport:
         if data.code != 354:
             return classify(data.code, data.text)
         try:
-            (final_reply,) = pipeline.send(data_body(message.data), 1)
+            (final_reply,) = pipeline.send(data_body(message.data, crlf=message.crlf), 1)
         except _CONNECTION_ERRORS as exc:  # found closed: nothing was written
             return self._lost_before_data(exc, last_try)
         try:
