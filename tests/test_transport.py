@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from mailer.blasts import create_blast, send_now
 from mailer.compose.alert import OutgoingMessage
 from mailer.errors import TransportError
 from mailer.send.outcome import Outcome, Verdict
+from mailer.send.pipeline import Pipeline, Reply
 from mailer.send.transport import SmtpTransport
 from mailer.store import BlastStatus, Database
 from tests.conftest import make_settings
@@ -452,3 +453,120 @@ def test_an_envelope_sender_smtp_cannot_carry_stops_the_blast(
     (result,) = deliver(pipelining_server, [bad], pipelining=pipelining)
     assert isinstance(result, TransportError) and "envelope sender" in str(result)
     assert pipelining_server.handler.received == []
+
+
+# -- the next envelope with this body ------------------------------------------------------
+
+
+def send_ahead(
+    server: SmtpTestServer,
+    steps: list[tuple[OutgoingMessage, OutgoingMessage | None]],
+    writes: list[bytes] | None = None,
+) -> list[Result]:
+    """``deliver(message, following=lambda: upcoming)`` for each step, on one transport;
+    with ``writes``, what each write on the pipelined connection carried."""
+    settings = make_settings(smtp_port=server.port)
+
+    async def run() -> list[Result]:
+        transport = SmtpTransport(settings.smtp, connect_attempts=1, retry_delay=0.01)
+        results: list[Result] = []
+        try:
+            for item, upcoming in steps:
+                try:
+                    results.append(await transport.deliver(item, shown(upcoming)))
+                except TransportError as exc:
+                    results.append(exc)
+        finally:
+            await transport.close()
+        return results
+
+    if writes is None:
+        return asyncio.run(run())
+    real_send = Pipeline.send
+
+    def spy(self: Pipeline, data: bytes, replies: int) -> list[asyncio.Future[Reply]]:
+        writes.append(data)
+        return real_send(self, data, replies)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Pipeline, "send", spy)
+        return asyncio.run(run())
+
+
+def shown(upcoming: OutgoingMessage | None) -> Callable[[], OutgoingMessage | None]:
+    return lambda: upcoming
+
+
+def chain(messages: list[OutgoingMessage]) -> list[tuple[OutgoingMessage, OutgoingMessage | None]]:
+    return list(zip(messages, [*messages[1:], None], strict=True))
+
+
+def test_the_next_envelope_goes_in_the_same_write_as_this_body(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    messages = [message(f"p{i}@example.org", delivery_id=i + 1) for i in range(3)]
+    writes: list[bytes] = []
+    results = send_ahead(pipelining_server, chain(messages), writes)
+    assert verdicts(results) == [Verdict.SENT] * 3
+    handler = handler_of(pipelining_server)
+    assert [r.rcpt_tos for r in handler.received] == [[m.recipient] for m in messages]
+    assert len(handler.peers) == 1
+    # MAIL+RCPT+DATA, then body 1 + the next envelope (twice), then the last body, QUIT.
+    assert len(writes) == 5
+    assert writes[1].startswith(b"Subject: hi") and writes[1].endswith(
+        b"\r\n.\r\nMAIL FROM:<alerts@example.org>\r\nRCPT TO:<p1@example.org>\r\nDATA\r\n"
+    )
+    assert writes[3].endswith(b"\r\n.\r\n") and writes[4] == b"QUIT\r\n"
+
+
+def test_an_envelope_sent_ahead_for_a_message_that_does_not_follow_delivers_nothing(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    """The caller sends another message next (the one shown was taken back before its
+    mark): the connection with the waiting envelope is dropped, without a body."""
+    first, shown, other = (message(f"p{i}@example.org", delivery_id=i + 1) for i in range(3))
+    results = send_ahead(pipelining_server, [(first, shown), (other, None)])
+    assert verdicts(results) == [Verdict.SENT, Verdict.SENT]
+    handler = handler_of(pipelining_server)
+    assert [r.rcpt_tos for r in handler.received] == [[first.recipient], [other.recipient]]
+    assert handler.data_attempts.get(shown.recipient, 0) == 0
+    assert len(handler.peers) == 2  # a new connection for the other message
+
+
+def test_closing_with_an_envelope_sent_ahead_delivers_nothing_more(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    first, shown = (message(f"p{i}@example.org", delivery_id=i + 1) for i in range(2))
+    results = send_ahead(pipelining_server, [(first, shown)])  # then close(): a stop
+    assert verdicts(results) == [Verdict.SENT]
+    handler = handler_of(pipelining_server)
+    assert [r.rcpt_tos for r in handler.received] == [[first.recipient]]
+    assert handler.data_attempts.get(shown.recipient, 0) == 0
+
+
+def test_a_recipient_refused_ahead_fails_alone_and_the_connection_goes_on(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    pipelining_server.handler.refuse["p1@example.org"] = S550_NO_SUCH_USER
+    messages = [message(f"p{i}@example.org", delivery_id=i + 1) for i in range(3)]
+    results = send_ahead(pipelining_server, chain(messages))
+    assert verdicts(results) == [Verdict.SENT, Verdict.FAILED, Verdict.SENT]
+    handler = handler_of(pipelining_server)
+    assert [r.rcpt_tos for r in handler.received] == [["p0@example.org"], ["p2@example.org"]]
+    assert len(handler.peers) == 1
+
+
+def test_a_connection_lost_after_an_envelope_went_ahead_sends_that_message_again_once(
+    pipelining_server: SmtpTestServer, quiet: None
+) -> None:
+    """Lost during the first DATA: the first is in doubt (retried later), the second
+    was never handed over, so it goes at once on a new connection, exactly once."""
+    pipelining_server.handler.drop_in_data["p0@example.org"] = 1
+    messages = [message(f"p{i}@example.org", delivery_id=i + 1) for i in range(2)]
+    lost, sent = send_ahead(pipelining_server, chain(messages))
+    assert isinstance(lost, Outcome) and lost.verdict is Verdict.RETRY
+    assert "connection lost during DATA" in lost.text
+    assert isinstance(sent, Outcome) and sent.verdict is Verdict.SENT
+    handler = handler_of(pipelining_server)
+    assert [r.rcpt_tos for r in handler.received] == [["p1@example.org"]]
+    assert len(handler.peers) == 2

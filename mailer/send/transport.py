@@ -10,7 +10,13 @@ pipelining`` is on, the connection is then handed to
 :class:`~mailer.send.pipeline.Pipeline` and each message takes two round
 trips instead of four: ``MAIL FROM``, ``RCPT TO`` and ``DATA`` go out in one
 write and their three replies are read in order; after ``354`` the prepared
-body goes out in a second write and the final reply is read. Every reply is
+body goes out in a second write and the final reply is read. When the caller
+already knows the connection's next message (``deliver``'s ``following``),
+that message's envelope goes in the same write as this body (RFC 2920 3.1
+allows message content first in a group), so a blast takes one write a
+message: only the envelope goes early, never a body, and an envelope whose
+message then does not follow is left without a body by dropping the
+connection, which delivers nothing. Every reply is
 checked: a ``354`` after a refused ``MAIL`` or ``RCPT`` (a server that should
 have refused ``DATA``) gets no body at all; the connection is dropped instead.
 Only the final dot confirms a transaction (RFC 5321 3.3), so the server has
@@ -36,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 import aiosmtplib
@@ -44,7 +51,7 @@ from mailer.compose.alert import OutgoingMessage
 from mailer.config import SmtpSettings
 from mailer.errors import ConfigError, RelayUnavailable, TransportError
 from mailer.send.outcome import Outcome, Verdict, classify, connection_lost
-from mailer.send.pipeline import Pipeline, data_body, envelope_address
+from mailer.send.pipeline import Pipeline, Reply, data_body, envelope_address
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,11 @@ class Transport(Protocol):
     at all). ``close`` ends the session politely and never raises.
     """
 
-    async def deliver(self, message: OutgoingMessage) -> Outcome: ...
+    async def deliver(
+        self,
+        message: OutgoingMessage,
+        following: Callable[[], OutgoingMessage | None] | None = None,
+    ) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -88,6 +99,8 @@ class SmtpTransport:
         self._pipeline: Pipeline | None = None
         self._where = ""
         self._sender = ("", b"")  # the last envelope sender and its encoding
+        # The next message's envelope, sent with the previous body, and its three replies.
+        self._early: tuple[OutgoingMessage, list[asyncio.Future[Reply]]] | None = None
 
     def _client(self, host: str, port: int) -> aiosmtplib.SMTP:
         s = self.settings
@@ -166,6 +179,7 @@ class SmtpTransport:
             self._drop()
 
     def _drop(self) -> None:
+        self._early = None  # its replies fail with the connection
         if self._smtp is not None:
             self._smtp.close()
         self._smtp = None
@@ -173,24 +187,50 @@ class SmtpTransport:
             self._pipeline.abort()
         self._pipeline = None
 
-    async def deliver(self, message: OutgoingMessage) -> Outcome:
-        # Both addresses are checked before a command is sent, so a bad one never
-        # leaves a half-open transaction behind on the connection.
+    def _envelope(self, message: OutgoingMessage) -> bytes:
+        """MAIL, RCPT and DATA for ``message``; ValueError for a recipient SMTP cannot take.
+
+        Both addresses are checked before a command is sent, so a bad one never
+        leaves a half-open transaction behind on the connection.
+        """
         sender = self._sender_address(message.envelope_sender)
+        recipient = envelope_address(message.recipient)
+        return b"".join((b"MAIL FROM:", sender, b"\r\nRCPT TO:", recipient, b"\r\nDATA\r\n"))
+
+    async def deliver(
+        self,
+        message: OutgoingMessage,
+        following: Callable[[], OutgoingMessage | None] | None = None,
+    ) -> Outcome:
+        """Deliver ``message``. ``following``, when given, tells which message this
+        connection carries next, once it is composed (else None): with pipelining its
+        envelope goes out with this body; the next call is for it, or the connection
+        is dropped (an envelope without a body delivers nothing). Only ``deliver``
+        sends a body, so the caller marks a message before handing it over."""
+        early, self._early = self._early, None
         try:
-            recipient = envelope_address(message.recipient)
-        except ValueError as exc:
+            envelope = self._envelope(message)
+        except (ValueError, TransportError) as exc:
+            if early is not None:
+                self._drop()  # an envelope sent ahead waits for a body: never finished
+            if isinstance(exc, TransportError):
+                raise
             return Outcome(
                 Verdict.FAILED,
                 None,
                 f"not sent: the address cannot go into SMTP's RCPT TO ({exc})",
                 "5.1.3",  # RFC 3463: bad destination mailbox address syntax
             )
-        envelope = b"".join((b"MAIL FROM:", sender, b"\r\nRCPT TO:", recipient, b"\r\nDATA\r\n"))
         for attempt in (1, 2):
+            if early is not None and early[0] is not message:
+                self._drop()  # sent ahead for a message that is not this one: never finished
             smtp = await self._connected()
             if isinstance(smtp, Pipeline):
-                outcome = await self._pipelined(smtp, message, envelope, last_try=attempt == 2)
+                sent = early[1] if early is not None and early[0] is message else None
+                early = None
+                outcome = await self._pipelined(
+                    smtp, message, envelope, sent, following, last_try=attempt == 2
+                )
                 if outcome is None:
                     continue  # the connection was lost before anything was handed over
                 return outcome
@@ -245,11 +285,22 @@ class SmtpTransport:
         return encoded
 
     async def _pipelined(
-        self, pipeline: Pipeline, message: OutgoingMessage, envelope: bytes, *, last_try: bool
+        self,
+        pipeline: Pipeline,
+        message: OutgoingMessage,
+        envelope: bytes,
+        sent: list[asyncio.Future[Reply]] | None,
+        following: Callable[[], OutgoingMessage | None] | None,
+        *,
+        last_try: bool,
     ) -> Outcome | None:
-        """One transaction with pipelining; None means: reconnect and try again."""
+        """One transaction with pipelining; None means: reconnect and try again.
+
+        ``sent`` holds the replies of this envelope when it went out with the
+        previous body; ``following`` may add the next envelope to this body.
+        """
         try:
-            mail_reply, rcpt_reply, data_reply = pipeline.send(envelope, 3)
+            mail_reply, rcpt_reply, data_reply = sent or pipeline.send(envelope, 3)
             mail, rcpt, data = await mail_reply, await rcpt_reply, await data_reply
         except _CONNECTION_ERRORS as exc:
             return self._lost_before_data(exc, last_try)
@@ -275,8 +326,20 @@ class SmtpTransport:
             return classify(rcpt.code, rcpt.text)
         if data.code != 354:
             return classify(data.code, data.text)
+        body = data_body(message.data, crlf=message.crlf)
+        after = following() if following is not None else None
+        ahead = b""
+        if after is not None:
+            try:
+                ahead = self._envelope(after)
+            except (ValueError, TransportError):
+                after = None  # its own deliver() reports it
         try:
-            (final_reply,) = pipeline.send(data_body(message.data, crlf=message.crlf), 1)
+            if after is not None:
+                final_reply, *replies = pipeline.send(body + ahead, 4)
+                self._early = (after, replies)
+            else:
+                (final_reply,) = pipeline.send(body, 1)
         except _CONNECTION_ERRORS as exc:  # found closed: nothing was written
             return self._lost_before_data(exc, last_try)
         try:
@@ -302,6 +365,11 @@ class SmtpTransport:
             self._drop()
 
     async def close(self) -> None:
+        if self._early is not None:
+            # An envelope sent ahead for a message that will not follow: the server may
+            # be waiting for its body. Closing without the final dot delivers nothing.
+            self._drop()
+            return
         if self._pipeline is not None:
             pipeline, self._pipeline = self._pipeline, None
             await pipeline.quit(min(self.settings.timeout, _QUIT_WAIT))
