@@ -14,9 +14,11 @@ from email.utils import format_datetime
 from typing import TypedDict
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mailer.compose import bodies
+from mailer.compose.bodies import EncodedBodies, prepare_body
 from mailer.compose.fastmime import MessageBuilder, encode_body, format_date
 from mailer.compose.message import (
     Identity,
@@ -493,3 +495,131 @@ def test_with_verp_the_mailto_address_carries_the_token_too(token: str) -> None:
     else:  # a token that cannot be a local part stays out of the address
         assert "<mailto:unsubscribe@example.org?subject=unsubscribe%20a%20b" in got
     check_wire_format(fast)
+
+
+# Pieces of a body that the line-wise encoding must get right: line breaks of every kind,
+# trailing whitespace, "From " and "." at a line start, the boundary, non-ASCII, control
+# characters, lines of about 76 and over 998 characters.
+FRAGMENT = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "\n",
+            "\r",
+            "\r\n",
+            " ",
+            "\t",
+            " \n",
+            "\t\r\n",
+            "From ",
+            "\nFrom ",
+            "From",
+            ".",
+            "\n.\n",
+            "=",
+            "=_boundary",
+            "=_bound",
+            "ary",
+            "é",
+            "中文",
+            "😀",
+            "\x00",
+            "\x0c",
+            "x" * 73,
+            "y" * 80,
+            "z" * 999,
+        ]
+    ),
+)
+PIECE = st.one_of(
+    st.sampled_from(["", "\n", "\r", "x", " "]),  # small pieces make the edge cases likely
+    st.lists(FRAGMENT, max_size=6).map("".join),
+)
+AVOID = st.sampled_from([b"=_boundary", b"", b"From", b"xy", b"\r", b"ary\nx"])
+
+
+def spliced(
+    parts: list[tuple[bool, str]],
+) -> tuple[list[str], list[tuple[int, int]], dict[int, str]]:
+    """(chunks, slots, fill) of a text given as (is a slot, text) parts."""
+    chunks = ["" if slot else text for slot, text in parts]
+    slots = [(i, 100 + i) for i, (slot, _) in enumerate(parts) if slot]
+    return chunks, slots, {marker: parts[i][1] for i, marker in slots}
+
+
+@settings(max_examples=600, deadline=None)
+@given(parts=st.lists(st.tuples(st.booleans(), PIECE), max_size=10), avoid=AVOID)
+@example(parts=[(False, "\n"), (True, ""), (False, "\n")], avoid=b"")  # a slot's line, then more
+@example(parts=[(False, "a\n"), (True, "")], avoid=b"")  # the text ends in an empty slot's line
+@example(parts=[(True, "")], avoid=b"")  # nothing at all: one empty line
+def test_a_body_encoded_line_by_line_is_the_whole_text_encoded(
+    parts: list[tuple[bool, str]], avoid: bytes
+) -> None:
+    chunks, slots, fill = spliced(parts)
+    prepared = prepare_body(chunks, slots, avoid)
+    if b"\n" in avoid or any(chunk.endswith("\r") for chunk in chunks[:-1]):
+        assert prepared is None  # only the whole text's encoding is exact
+        return
+    assert prepared is not None
+    marker_at = dict(slots)
+    # The same prepared body for several recipients: its own values, empty ones, others.
+    for values in (fill, dict.fromkeys(fill, ""), dict.fromkeys(fill, "From x ")):
+        text = "".join(
+            chunk if (marker := marker_at.get(i)) is None else values[marker]
+            for i, chunk in enumerate(chunks)
+        )
+        got = prepared.encode(values)
+        if any("\r" in value or "\n" in value for value in values.values()):
+            assert got is None  # a value would change the lines
+        else:
+            assert got == encode_body(text, avoid)
+
+
+@settings(max_examples=300)
+@given(
+    first=st.lists(FRAGMENT, max_size=8).map("".join),
+    second=st.lists(FRAGMENT, max_size=8).map("".join),
+)
+def test_each_step_of_the_encoding_works_line_by_line(first: str, second: str) -> None:
+    """What the line-wise encoding rests on: after a line break, everything starts afresh."""
+    head = first.replace("\r", "").encode("utf-8") + b"\n"
+    tail = second.replace("\r", "").encode("utf-8")
+    whole = head + tail
+    qp_head, qp_tail = bodies._qp(head), bodies._qp(tail)
+    assert bodies._qp(whole) == qp_head + qp_tail
+    assert bodies._repair(qp_head + qp_tail) == bodies._repair(qp_head) + bodies._repair(qp_tail)
+    assert bodies._needs_repair(qp_head + qp_tail) == (
+        bodies._needs_repair(qp_head) or bodies._needs_repair(qp_tail)
+    )
+    for avoid in (b"", b"=_boundary", b"From"):
+        assert bodies._plain_7bit(whole + b"\n", avoid) == (
+            bodies._plain_7bit(head, avoid) and bodies._plain_7bit(tail + b"\n", avoid)
+        )
+
+
+def test_parts_already_encoded_are_used_only_for_the_builders_boundary() -> None:
+    builder = MessageBuilder(identity())
+    rendered = alert(text="Hello\n", html="<p>Hello</p>\n")
+    given_text = ("quoted-printable", b"=48ello\r\n")
+    ours = EncodedBodies(builder.boundary.encode("ascii"), text=given_text, html=None)
+    data = builder.build(rendered, **args("A", "p@example.org"), bodies=ours)
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=48ello\r\n" in data
+    assert b"Content-Transfer-Encoding: 7bit\r\n\r\n<p>Hello</p>\r\n" in data  # encoded here
+    other = EncodedBodies(b"=_another", text=given_text, html=None)
+    assert builder.build(rendered, **args("A", "p@example.org"), bodies=other) == builder.build(
+        rendered, **args("A", "p@example.org")
+    )
+
+
+SHARED = MessageBuilder(identity())  # one builder across examples: its subject lines are kept
+
+
+@settings(max_examples=400)
+@given(subjects=st.lists(st.one_of(HEADER_TEXT, st.sampled_from(["Tell them", "Díselo", ""]))))
+def test_a_kept_subject_line_is_the_one_a_new_builder_writes(subjects: list[str]) -> None:
+    for subject in subjects:
+        fresh = MessageBuilder(identity())
+        kwargs = args("A", "p@example.org")
+        kept = SHARED.build(alert(subject=subject), **kwargs)
+        new = fresh.build(alert(subject=subject), **kwargs)
+        assert kept.replace(SHARED.boundary.encode(), fresh.boundary.encode()) == new

@@ -20,7 +20,7 @@ from mailer.compose.splice import spliceable
 from mailer.compose.templates import AlertTemplate
 from mailer.store.models import AlertFormat
 from tests.conftest import REPO
-from tests.test_compose import composer
+from tests.test_compose import BASE, composer
 
 TEMPLATES = REPO / "templates"
 
@@ -149,11 +149,19 @@ def test_spliced_message_is_the_full_render_byte_for_byte(
 def test_both_languages_are_actually_spliced(kind: str) -> None:
     template = AlertTemplate(TEMPLATES, "executive-orders") if kind == "folder" else stored_alert()
     built, _ = composer(template)
+    encodings = set()
     for language in ("en", "es"):
         for first_name in ("Alex", ""):
             recipient = Recipient(email="a@example.org", first_name=first_name, language=language)
             spliced, full = both(built, 9, recipient)
             assert spliced == full
+            # The parts came from the bodies' once-encoded lines, not encode_body.
+            made = built._spliced(9, recipient, f"{BASE}/u/x")
+            assert made is not None
+            _, bodies = made
+            assert bodies.text is not None and bodies.html is not None
+            encodings |= {bodies.text[0], bodies.html[0]}
+    assert encodings == {"7bit", "quoted-printable"}  # English HTML goes as it is, Spanish not
     assert built._splicer is not None
     variants = built._splicer._variants
     assert len(variants) == 4  # two languages, with and without a first name

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mailer.compose import links
+from mailer.compose.bodies import EncodedBodies
 from mailer.compose.dkim import DkimSigner
 from mailer.compose.fastmime import MessageBuilder
 from mailer.compose.message import Identity, new_message_id
@@ -147,8 +148,9 @@ class AlertComposer:
 
     def _spliced(
         self, delivery_id: int, recipient: Recipient, unsubscribe_url: str
-    ) -> RenderedAlert | None:
-        """The tracked alert spliced from the blast's once-rendered bodies, when exact.
+    ) -> tuple[RenderedAlert, EncodedBodies] | None:
+        """The tracked alert spliced from the blast's once-rendered bodies, when exact,
+        and its parts encoded from the bodies' once-encoded lines.
 
         The splicer is made at the first message, after the blast's links are
         registered (see :mod:`mailer.compose.splice`).
@@ -160,6 +162,7 @@ class AlertComposer:
                 base_url=self.base_url,
                 link_id=self.link_ids.link_id,
                 opens=self.opens,
+                boundary=self.builder.boundary,
             )
         return self._splicer.alert(
             recipient.as_context(),
@@ -239,9 +242,11 @@ class AlertComposer:
         full (the reference the splice is tested against)."""
         unsubscribe_token = self.signer.unsubscribe(delivery_id)
         unsubscribe_url = f"{self.base_url}/u/{unsubscribe_token}"
-        tracked = None
+        tracked = bodies = None
         if splice and not test:
-            tracked = self._spliced(delivery_id, recipient, unsubscribe_url)
+            spliced = self._spliced(delivery_id, recipient, unsubscribe_url)
+            if spliced is not None:
+                tracked, bodies = spliced
         if tracked is None:
             tracked = self._tracked(delivery_id, recipient, unsubscribe_url, test=test)
         message_id = new_message_id(self.blast_id, delivery_id, self.identity.domain)
@@ -253,6 +258,7 @@ class AlertComposer:
             unsubscribe_url=unsubscribe_url,
             unsubscribe_token=unsubscribe_token,
             date=self.clock(),
+            bodies=bodies,
         )
         if test:
             data = b"X-Mailer-Test: yes\r\n" + data

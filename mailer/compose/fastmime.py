@@ -4,8 +4,10 @@
 the generic header parser and folder. :class:`MessageBuilder` prepares everything
 that is the same for every message of a blast once (From, Reply-To, List-Id, the
 MIME skeleton and its boundary) and per recipient only encodes the parts that
-change: To, Subject, Date, Message-ID, List-Unsubscribe, Content-Language (cached
-per language) and the two bodies.
+change: To, Subject (kept per subject text), Date, Message-ID, List-Unsubscribe,
+Content-Language (kept per language) and the two bodies, which
+:mod:`mailer.compose.bodies` encodes (a spliced alert brings them already
+encoded, from lines encoded once per blast).
 
 The output is::
 
@@ -90,6 +92,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from mailer.compose.bodies import EncodedBodies, encode_body
 from mailer.compose.message import POLICY, Identity, header_text, unsubscribe_address
 from mailer.compose.templates import RenderedAlert
 
@@ -101,9 +104,6 @@ _LINE = 78  # RFC 5322 2.1.1: SHOULD be no more than 78 characters
 _WORD = 75  # RFC 2047 2: an encoded word is at most 75 characters
 _OVERHEAD = len("=?utf-8?q??=")  # 12, the same for b
 _MIN_ROOM = _OVERHEAD + 12  # the longest single-character encoded word (4 bytes in Q)
-_QP_LINE = 76  # RFC 2045 6.7 (5)
-_7BIT_LINE = 998  # RFC 2045 2.7 / RFC 5322 2.1.1: octets in a line, CRLF not counted
-_PLAIN = b"\t\n" + bytes(range(0x20, 0x7F))  # what a 7bit part may hold as it is
 
 # RFC 5322 3.2.3 atext.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
@@ -276,76 +276,6 @@ def _checked(value: str, what: str) -> str:
     return value
 
 
-def _repair(qp: bytes) -> bytes:
-    """Quoted-printable text (LF line ends) with ``From `` escaped and long lines re-broken.
-
-    A line-initial ``From `` becomes ``=46rom ``. ``b2a_qp`` lets a line grow to 77
-    or 78 characters when it ends in a space or tab that it escapes after placing it
-    (``=20``, ``=09``), and the ``From`` escape adds two; any line over 76 gets a
-    soft break, never inside an ``=XX`` escape.
-    """
-    out: list[bytes] = []
-    for line in qp.split(b"\n"):
-        if line.startswith(b"From "):
-            line = b"=46" + line[1:]
-        while len(line) > _QP_LINE:
-            cut = _QP_LINE - 1
-            if line[cut - 1] == 0x3D:  # an "=" the cut would separate from its hex digits
-                cut -= 1
-            elif line[cut - 2] == 0x3D:
-                cut -= 2
-            out.append(line[:cut] + b"=")
-            line = line[cut:]
-            if line.startswith(b"From "):
-                line = b"=46" + line[1:]
-        out.append(line)
-    return b"\n".join(out)
-
-
-def _plain_7bit(data: bytes, avoid: bytes) -> bool:
-    """Can ``data`` (LF line ends) go unencoded as ``7bit`` (RFC 2045 2.7)?
-
-    ASCII, no control character but TAB, lines of at most 998 octets, no
-    line ending in a space or TAB (a transport may strip it), no line
-    starting with ``From `` (an mbox store would mangle it), and without
-    ``avoid`` (the multipart boundary) anywhere in it.
-    """
-    return (
-        not data.translate(None, _PLAIN)  # nothing but printable ASCII, TAB and LF
-        and b" \n" not in data
-        and b"\t\n" not in data
-        and not data.startswith(b"From ")
-        and b"\nFrom " not in data
-        and not (avoid and avoid in data)
-        and (len(data) <= _7BIT_LINE or max(map(len, data.split(b"\n"))) <= _7BIT_LINE)
-    )
-
-
-def encode_body(text: str, avoid: bytes = b"") -> tuple[str, bytes]:
-    """(Content-Transfer-Encoding, body with CRLF line ends ending in CRLF) for ``text``.
-
-    ``7bit`` when the text can go as it is (see :func:`_plain_7bit`; ``avoid``
-    is the boundary it must not contain), else quoted-printable.
-    """
-    data = text.encode("utf-8")
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    if _plain_7bit(data, avoid):
-        return "7bit", data.replace(b"\n", b"\r\n")
-    qp = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if (
-        qp.startswith(b"From ")
-        or b"\nFrom " in qp
-        or b"=20\n" in qp  # escaped trailing whitespace: the line may be too long
-        or b"=09\n" in qp
-    ):
-        qp = _repair(qp)
-    cte = "7bit" if qp == data else "quoted-printable"
-    return cte, qp.replace(b"\n", b"\r\n")
-
-
 class MessageBuilder:
     """Prepared once per blast from its Identity; builds one recipient's message as bytes."""
 
@@ -360,6 +290,7 @@ class MessageBuilder:
         self._mailto = f"<mailto:{mailto}?subject=unsubscribe%20"
         self._mailto_token = identity.verp  # the token in the address too (see unsubscribe_address)
         self._languages: dict[str, str] = {}
+        self._subjects: dict[str, str] = {}  # most recipients of a language share a subject
         self._post = "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         self._mime = (
             "MIME-Version: 1.0\r\n"
@@ -380,6 +311,18 @@ class MessageBuilder:
         )
         return f"<mailto:{address}?subject=unsubscribe%20"
 
+    def _subject(self, subject: str) -> str:
+        line = self._subjects.get(subject)
+        if line is None:
+            text = header_text(subject)
+            if text:
+                line = _fold("Subject", _word_tokens(text, None, _LINE - 2 - len("Subject")))
+            else:
+                line = "Subject:\r\n"
+            if len(self._subjects) < 256:
+                self._subjects[subject] = line
+        return line
+
     def _language(self, language: str) -> str:
         line = self._languages.get(language)
         if line is None:
@@ -398,17 +341,17 @@ class MessageBuilder:
         unsubscribe_url: str,
         unsubscribe_token: str,
         date: datetime,
+        bodies: EncodedBodies | None = None,
     ) -> bytes:
+        """The message for ``alert``. ``bodies``, when given for this builder's boundary,
+        are ``alert``'s parts already encoded as :func:`encode_body` encodes them (a
+        spliced alert's, see :mod:`mailer.compose.bodies`); a part it lacks is encoded here.
+        """
         token = (
             unsubscribe_token
             if _URL_SAFE.fullmatch(unsubscribe_token) is not None
             else quote(unsubscribe_token)
         )
-        subject = header_text(alert.subject)
-        if subject:
-            subject_line = _fold("Subject", _word_tokens(subject, None, _LINE - 2 - len("Subject")))
-        else:
-            subject_line = "Subject:\r\n"
         unsubscribe = _fold(
             "List-Unsubscribe",
             (
@@ -421,7 +364,7 @@ class MessageBuilder:
                 self._from,
                 _address_header("To", to_name, to_address),
                 self._reply_to,
-                subject_line,
+                self._subject(alert.subject),
                 "Date: ",
                 format_date(date),
                 "\r\nMessage-ID: ",
@@ -434,8 +377,11 @@ class MessageBuilder:
                 self._mime,
             )
         )
-        text_cte, text_body = encode_body(alert.text, self._boundary_bytes)
-        html_cte, html_body = encode_body(alert.html, self._boundary_bytes)
+        text = html = None
+        if bodies is not None and bodies.avoid == self._boundary_bytes:
+            text, html = bodies.text, bodies.html
+        text_cte, text_body = text or encode_body(alert.text, self._boundary_bytes)
+        html_cte, html_body = html or encode_body(alert.html, self._boundary_bytes)
         return b"".join(
             (
                 head.encode("ascii"),

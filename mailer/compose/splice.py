@@ -29,8 +29,18 @@ of the text part that holds ``//``; and a recipient whose values contain ``/``
 is composed by the full render. With those rules no value can start, end or
 extend a link either render would track, so both track the same links.
 
-Subject and preheader are small and are rendered per recipient as before; MIME
-and DKIM are unchanged, so the message bytes are those of the full render.
+Subject and preheader are small and are rendered per recipient as before.
+
+The bodies' MIME encoding is prepared per variant too: their lines without a
+value are encoded once, both as they are and quoted-printable
+(:func:`~mailer.compose.bodies.prepare_body`, for the blast's MIME boundary),
+and a recipient's parts are those runs joined with only the lines holding a
+value encoded, the Content-Transfer-Encoding decided over the whole part.
+:class:`~mailer.compose.fastmime.MessageBuilder` takes those parts with the
+alert's text, which previews still get as before. The bytes are
+:func:`~mailer.compose.bodies.encode_body`'s of the spliced text (a value with
+a line break is encoded with the whole text), and DKIM signs them unchanged,
+so the message is the full render's byte for byte.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import markupsafe
 from jinja2 import nodes
 
 from mailer.compose import links
+from mailer.compose.bodies import EncodedBodies, PreparedBody, prepare_body
 from mailer.compose.templates import AlertTemplate, RenderedAlert
 from mailer.errors import TemplateProblem
 
@@ -207,6 +218,8 @@ class _Variant:
     text: list[str]
     text_slots: list[tuple[int, int]]
     link_ids: dict[int, int]  # marker → link id
+    html_body: PreparedBody | None  # the bodies' static lines encoded (mailer.compose.bodies)
+    text_body: PreparedBody | None
 
 
 class Splicer:
@@ -220,6 +233,7 @@ class Splicer:
         base_url: str,
         link_id: Callable[[str], int | None],
         opens: bool,
+        boundary: str,
     ) -> None:
         self.template = template
         self.shared = dict(shared)
@@ -227,6 +241,7 @@ class Splicer:
         self.own = base_url + "/"
         self.link_id = link_id
         self.opens = opens
+        self.avoid = boundary.encode("ascii")  # the MIME boundary the parts are encoded for
         self._truth: dict[str, tuple[str, ...] | None] = {}
         self._variants: dict[tuple[str, tuple[bool, ...]], _Variant | None] = {}
         self._head_truth: dict[str, tuple[str, ...] | None] = {}
@@ -296,8 +311,9 @@ class Splicer:
         unsubscribe_url: str,
         click: Callable[[int], str],
         open_token: Callable[[], str],
-    ) -> RenderedAlert | None:
-        """The recipient's tracked alert, or None where only the full render is exact."""
+    ) -> tuple[RenderedAlert, EncodedBodies] | None:
+        """The recipient's tracked alert and its parts encoded for MIME (those that
+        could be), or None where only the full render is exact."""
         lang = self.template.pick_language(str(supporter.get("language", "")))
         truth = self._truth_keys(lang)
         if truth is None:
@@ -336,12 +352,17 @@ class Splicer:
         text_out = variant.text.copy()
         for index, marker in variant.text_slots:
             text_out[index] = text_fill[marker]
-        return RenderedAlert(
+        alert = RenderedAlert(
             language=lang,
             subject=subject,
             preheader=preheader,
             html="".join(html_out),
             text="".join(text_out),
+        )
+        return alert, EncodedBodies(
+            self.avoid,
+            text=None if variant.text_body is None else variant.text_body.encode(text_fill),
+            html=None if variant.html_body is None else variant.html_body.encode(html_fill),
         )
 
     def _variant(
@@ -420,7 +441,17 @@ class Splicer:
             return None  # more links than markers
         if self.opens:
             html_body = with_pixel(html_body, self.base_url, chr(_OPEN))
-        return _Variant(*_pieces(html_body), *_pieces(text_body), link_ids)
+        html_chunks, html_slots = _pieces(html_body)
+        text_chunks, text_slots = _pieces(text_body)
+        return _Variant(
+            html_chunks,
+            html_slots,
+            text_chunks,
+            text_slots,
+            link_ids,
+            prepare_body(html_chunks, html_slots, self.avoid),
+            prepare_body(text_chunks, text_slots, self.avoid),
+        )
 
 
 _HREF = links.HTML_HREF
