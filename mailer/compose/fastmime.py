@@ -264,6 +264,8 @@ def _address_header(name: str, display_name: str, address: str) -> str:
         return _stdlib_header(name, Address(display_name=display, addr_spec=address))
     if not display:
         return f"{name}: {address}\r\n"
+    if len(name) + len(display) + len(address) + 5 <= _LINE and _ATOMS.fullmatch(display):
+        return f"{name}: {display} <{address}>\r\n"  # atoms on one line: what _fold gives
     tokens = _phrase_tokens(display, _LINE - 2 - len(name))
     tokens.append((False, f"<{address}>"))
     return _fold(name, tokens)
@@ -315,7 +317,9 @@ class MessageBuilder:
         line = self._subjects.get(subject)
         if line is None:
             text = header_text(subject)
-            if text:
+            if text and text.isascii() and len(text) + len("Subject: ") <= _LINE:
+                line = f"Subject: {text}\r\n"  # one line of plain words: what _fold gives
+            elif text:
                 line = _fold("Subject", _word_tokens(text, None, _LINE - 2 - len("Subject")))
             else:
                 line = "Subject:\r\n"
@@ -352,13 +356,11 @@ class MessageBuilder:
             if _URL_SAFE.fullmatch(unsubscribe_token) is not None
             else quote(unsubscribe_token)
         )
-        unsubscribe = _fold(
-            "List-Unsubscribe",
-            (
-                (False, f"<{_checked(unsubscribe_url, 'unsubscribe URL')}>,"),
-                (False, f"{self._mailto_for(unsubscribe_token)}{token}>"),
-            ),
-        )
+        # Two plain tokens: folded at the space between them when both do not fit.
+        first = f"List-Unsubscribe: <{_checked(unsubscribe_url, 'unsubscribe URL')}>,"
+        second = f"{self._mailto_for(unsubscribe_token)}{token}>"
+        fold = _FOLD if len(first) + 1 + len(second) > _LINE else " "
+        unsubscribe = f"{first}{fold}{second}{_CRLF}"
         head = "".join(
             (
                 self._from,

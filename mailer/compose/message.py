@@ -47,8 +47,11 @@ def header_text(value: str) -> str:
     space, and ``=?`` is split so that text can never pass for an RFC 2047
     encoded word that a mail client would decode into something else.
     """
-    if value.isascii() and value.isprintable():
-        cleaned = value  # the usual case: nothing to replace, no per-character look-up
+    if value.isprintable():
+        # The usual case, in any script: str.isprintable() is False exactly for the
+        # categories C* and Z* (but the ASCII space), which are _UNSAFE: nothing to
+        # replace, no per-character look-up.
+        cleaned = value
     else:
         cleaned = "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in value)
     return " ".join(cleaned.replace("=?", "= ?").split())
