@@ -200,6 +200,10 @@ class Pipeline(asyncio.Protocol):
     def _line(self, line: bytes) -> bool:
         """Take one reply line; False when the connection was found broken."""
         code, sep = line[:3], line[3:4]
+        if sep == b" " and not self._lines and len(line) <= MAX_LINE and code.isdigit():
+            # The usual reply, one line: as below, without gathering lines.
+            text = line[4:].strip(b" \t").decode("utf-8", "surrogateescape")
+            return self._reply(Reply(int(code), text))
         if len(line) > MAX_LINE or len(code) != 3 or not code.isdigit() or sep not in _SEPARATORS:
             self._broken(f"malformed reply line {line[:80]!r}")
             return False
@@ -213,6 +217,10 @@ class Pipeline(asyncio.Protocol):
         reply = Reply(int(code), b"\n".join(self._lines).decode("utf-8", "surrogateescape"))
         self._lines = []
         self._reply_size = 0
+        return self._reply(reply)
+
+    def _reply(self, reply: Reply) -> bool:
+        """Hand a whole reply to the oldest waiting future; False when nobody waits."""
         if not self._waiting:
             self._broken(f"reply nobody asked for: {reply.code} {reply.text}")
             return False
