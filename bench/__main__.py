@@ -181,8 +181,10 @@ def header(sizes: Sizes, *, smtp: bool = True, install: bool = True) -> Tools | 
         return "not needed"
     sending = settings_for(port=0).sending
     say(
-        f"engine defaults: [sending] connections = {sending.connections},"
-        f" batch_size = {sending.batch_size}, domain_concurrency = {sending.domain_concurrency}"
+        f"engine defaults: [sending] processes = {sending.processes}"
+        f" ({all_cores()} here), connections = {sending.connections}"
+        f" ({default_connections(all_cores())} each here), batch_size = {sending.batch_size},"
+        f" domain_concurrency = {sending.domain_concurrency}"
     )
     tools = ensure_tools(install=install)
     if isinstance(tools, str):

@@ -26,6 +26,7 @@ from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, 
 from mailer.store.models import utcnow
 from tests.conftest import make_settings
 from tests.factories import add_people, people
+from tests.processes import blast_site, update_config
 from tests.smtpserver import SmtpTestServer
 
 
@@ -246,3 +247,36 @@ def test_a_helper_started_before_the_parent_waits_for_its_snapshot(
     counts = per_recipient(smtp_server)
     assert len(counts) == 80 and set(counts.values()) == {1}
     assert states(sqlite_db, blast_id) == {DeliveryState.SENT.value: 80}
+
+
+def test_helpers_are_forked_only_on_sqlite_from_a_process_without_other_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mailer.send.processes.threading.active_count", lambda: 1)
+    assert processes.start_method("sqlite:///mailer.db") == "fork"
+    # A copy of a connection to a database server would share the parent's socket.
+    assert processes.start_method("postgresql+psycopg://127.0.0.1/test") == "spawn"
+    # Another thread could hold a lock at the fork that the copy would wait on for ever.
+    monkeypatch.setattr("mailer.send.processes.threading.active_count", lambda: 2)
+    assert processes.start_method("sqlite:///mailer.db") == "spawn"
+
+
+@pytest.mark.processes
+def test_the_cli_forks_its_helper_and_each_recipient_gets_one_message(
+    tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    """`mailer blast send` runs no other thread: its helper is a fork, at work at once."""
+    url = f"sqlite:///{tmp_path / 'mailer.db'}"
+    site = blast_site(tmp_path, url, smtp_server, people=60, blast="b", organization_name=None)
+    try:
+        smtp_server.handler.delay = 0.05  # the parent alone would take seconds
+        update_config(site.config, "sending", processes=2, connections=2)
+        done = site.mailer("-v", "blast", "send", "1")
+        assert done.returncode == 0, done.stderr
+        assert "starting 1 helper sender process by fork" in done.stderr
+        counts = per_recipient(smtp_server)
+        assert len(counts) == 60 and set(counts.values()) == {1}
+        assert states(site.db, 1) == {"sent": 60}
+        assert len(joined_by_helpers(site.db, 1)) == 1
+    finally:
+        site.close()
