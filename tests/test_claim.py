@@ -10,6 +10,9 @@ recipients left, and a blast that sped up as its queue emptied.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -126,3 +129,41 @@ def test_a_claim_costs_the_same_with_the_whole_list_ahead_as_near_its_end(
     # the same at both places (23,000 and 25,000).
     assert near_end() > 0  # the steps were counted
     assert at_start() < 3 * near_end(), (at_start(), near_end())
+
+
+def test_a_write_that_finds_the_lock_taken_by_another_process_waits_for_it(
+    sqlite_db: Database, settings: Settings
+) -> None:
+    """The hot writes wait for SQLite's write lock in short steps of their own (not in
+    SQLite's busy handler), and go through once another connection lets it go."""
+    add_people(sqlite_db, "members", people(5))
+    ledger, blast_id, ids = started(sqlite_db, settings)
+    path = sqlite_db.engine.url.database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    released = threading.Event()
+
+    def let_go() -> None:
+        time.sleep(0.3)
+        released.set()
+        other.execute("COMMIT")
+
+    holder = threading.Thread(target=let_go)
+    holder.start()
+    try:
+        # Not SQLite's busy handler: the ledger's own connection does not wait in it.
+        assert ledger.hot_connection().execute("PRAGMA busy_timeout").fetchone() == (0,)
+        claimed = ledger.claim(blast_id, 0, 10)
+        assert released.is_set()  # it waited for the lock, and did not fail
+        assert [c.delivery_id for c in claimed] == ids
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.2, lambda: other.execute("COMMIT")).start()
+        assert ledger.mark_sending(ids[:2]) == set(ids[:2])
+    finally:
+        holder.join()
+        ledger.close()
+        other.close()
+    with sqlite_db.session() as session:
+        marked = session.exec(select(Delivery.state).where(col(Delivery.id).in_(ids[:2]))).all()
+    assert set(marked) == {DeliveryState.SENDING}

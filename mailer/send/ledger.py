@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Dialect,
@@ -56,6 +58,7 @@ from mailer.send.claims import ClaimSql
 from mailer.send.policy import Claimed, OutcomeRow, StopReason
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
 from mailer.store.driver import IDS, DriverSql
+from mailer.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from mailer.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,14 @@ class Pulse:
     status: BlastStatus  # the blast's status now
     kept: bool  # this sender still holds its lease
     senders: int  # live senders on the blast, this one included
+
+
+R = TypeVar("R")
+# SQLite's write lock held by another process: the hot writes try again after these
+# pauses (seconds), for as long as the engine's busy timeout (see Ledger._write).
+_BUSY_FIRST_PAUSE = 0.00005
+_BUSY_MOST_PAUSE = 0.001
+_BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
 class Ledger:
@@ -200,15 +211,17 @@ class Ledger:
         (:mod:`mailer.send.claims`).
         """
         sql = self._prepared().claim
-        with self._hot() as cursor:
-            cursor.execute(
-                sql.take, sql.take_params(self.worker, blast_id, after_id, limit, self.clock())
-            )
+        params = sql.take_params(self.worker, blast_id, after_id, limit, self.clock())
+
+        def take(cursor: DBAPICursor) -> list[Claimed]:
+            cursor.execute(sql.take, params)
             ids = [row[0] for row in cursor.fetchall()]
             if not ids:
                 return []
             cursor.execute(sql.driver.with_ids(sql.read, len(ids)), ids)
             return sql.claimed(cursor.fetchall())
+
+        return self._write(take)
 
     def cap_room(self) -> int | None:
         """How many more messages the hourly and daily caps allow now; None when uncapped."""
@@ -267,9 +280,13 @@ class Ledger:
             self.worker,
             sql.driver.write_time(self.clock()),
         )
-        with self._hot() as cursor:
-            cursor.execute(sql.driver.with_ids(sql.mark, len(ids)), params)
+        statement = sql.driver.with_ids(sql.mark, len(ids))
+
+        def mark(cursor: DBAPICursor) -> set[int]:
+            cursor.execute(statement, params)
             return {row[0] for row in cursor.fetchall()}
+
+        return self._write(mark)
 
     def record(self, rows: Sequence[OutcomeRow]) -> None:
         """Write outcomes, in one commit; a row no longer naming this sender is left alone."""
@@ -293,8 +310,7 @@ class Ledger:
             )
             for r in rows
         ]
-        with self._hot() as cursor:
-            cursor.executemany(sql.record, values)
+        self._write(lambda cursor: cursor.executemany(sql.record, values))
 
     def _prepared(self) -> _SendSql:
         if self._sql is None:
@@ -303,31 +319,54 @@ class Ledger:
 
     def hot_connection(self) -> Any:
         """The driver connection (sqlite3 or psycopg) of the hot statements, opened if need be."""
+        return self._kept().driver_connection
+
+    def _kept(self) -> PoolProxiedConnection:
         if self._hot_conn is None:
             self._hot_conn = self.db.engine.raw_connection()
-        return self._hot_conn.driver_connection
+            if self.db.is_sqlite:  # waits for the write lock are _write's (see there)
+                cursor = self._hot_conn.cursor()
+                cursor.execute("PRAGMA busy_timeout = 0")
+                cursor.close()
+        return self._hot_conn
 
-    @contextlib.contextmanager
-    def _hot(self) -> Iterator[DBAPICursor]:
-        """A cursor of the database thread's own driver connection, committed on success.
+    def _write(self, work: Callable[[DBAPICursor], R]) -> R:
+        """``work`` on a cursor of the database thread's own driver connection, committed.
 
         The connection is kept for the run (a pool checkout, with PostgreSQL's
         pre-ping, per write would cost more than the write) and used through
         the driver itself; after any error it is dropped, so the next write
         starts on a fresh one.
+
+        On SQLite the connection does not wait in SQLite's busy handler, whose
+        first wait for a write lock another process holds is a whole
+        millisecond, then 2, then 5: with two sender processes committing
+        marks a thousand times a second each, those waits kept a connection's
+        next message waiting. A write that finds the lock taken is rolled back
+        (it changed nothing yet) and tried again after 50 µs, doubling to at
+        most 1 ms, for as long as ``busy_timeout`` would have waited.
         """
-        if self._hot_conn is None:
-            self._hot_conn = self.db.engine.raw_connection()
-        conn = self._hot_conn
-        cursor = conn.cursor()
-        try:
-            yield cursor
-            conn.commit()
-        except BaseException:
-            self.close(invalidate=True)
-            raise
-        finally:
-            cursor.close()
+        conn = self._kept()
+        pause, waited = _BUSY_FIRST_PAUSE, 0.0
+        while True:
+            cursor = conn.cursor()
+            try:
+                result = work(cursor)
+                conn.commit()
+                return result
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or waited >= _BUSY_TIMEOUT:
+                    self.close(invalidate=True)
+                    raise
+                conn.rollback()
+            except BaseException:
+                self.close(invalidate=True)
+                raise
+            finally:
+                cursor.close()
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, _BUSY_MOST_PAUSE)
 
     def close(self, *, invalidate: bool = False) -> None:
         """Give back the connection the hot writes keep (at the end of a run, or broken)."""
