@@ -263,7 +263,7 @@ class AlertComposer:
         if test:
             data = b"X-Mailer-Test: yes\r\n" + data
         if self.dkim is not None:
-            data = self.dkim.sign(data)
+            data = self.dkim.sign(data, crlf=True)  # the builder's: CRLF throughout
         out = OutgoingMessage(
             delivery_id=delivery_id,
             envelope_sender=self.identity.envelope_sender(
