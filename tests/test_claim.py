@@ -25,6 +25,7 @@ from mailer.blasts import create_blast
 from mailer.config import Settings
 from mailer.send.ledger import Ledger
 from mailer.store import Database, Delivery, DeliveryState
+from mailer.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from mailer.store.models import utcnow
 from tests.factories import add_people, people
 
@@ -162,8 +163,12 @@ def test_a_write_that_finds_the_lock_taken_by_another_process_waits_for_it(
         assert ledger.mark_sending(ids[:2]) == set(ids[:2])
     finally:
         holder.join()
+        raw = ledger.hot_connection()
         ledger.close()
         other.close()
+    # Back in the pool, the connection waits for locks again like every other: a web
+    # request or a session that got it must not fail at once on a busy database.
+    assert raw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_TIMEOUT_MS,)
     with sqlite_db.session() as session:
         marked = session.exec(select(Delivery.state).where(col(Delivery.id).in_(ids[:2]))).all()
     assert set(marked) == {DeliveryState.SENDING}

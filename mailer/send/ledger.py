@@ -374,6 +374,13 @@ class Ledger:
         if conn is None:
             return
         with contextlib.suppress(Exception):
+            if not invalidate and self.db.is_sqlite:
+                try:  # back to the pool as every other connection is: it waits for locks
+                    cursor = conn.cursor()
+                    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                    cursor.close()
+                except Exception:
+                    invalidate = True
             if invalidate:
                 conn.invalidate()
             conn.close()
