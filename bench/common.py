@@ -55,6 +55,19 @@ def write_supporters_csv(path: Path, n: int) -> None:
             )
 
 
+def bench_sections(port: int, base_url: str) -> dict[str, dict[str, Any]]:
+    """The settings every bench sends with: the relay on 127.0.0.1:``port``, the
+    bench's sender and organization, the repository's templates; no ``[sending]``."""
+    return {
+        "smtp": {"host": "127.0.0.1", "port": port},
+        "sender": {"name": "Bench", "address": SENDER},
+        "organization": {"name": "Bench Org", "postal_address": "1 Example Way"},
+        "web": {"base_url": base_url},
+        "security": {"secret_key": "x" * 40},
+        "templates": {"dir": str(TEMPLATES)},
+    }
+
+
 def settings_for(
     port: int,
     *,
@@ -67,14 +80,7 @@ def settings_for(
     ``connections`` and ``processes`` override ``[sending]`` (None keeps the default);
     ``dkim_key`` turns DKIM on (``[dkim]``, domain example.org, selector "bench").
     """
-    data: dict[str, dict[str, Any]] = {
-        "smtp": {"host": "127.0.0.1", "port": port},
-        "sender": {"name": "Bench", "address": SENDER},
-        "organization": {"name": "Bench Org", "postal_address": "1 Example Way"},
-        "web": {"base_url": "http://127.0.0.1:8000"},
-        "security": {"secret_key": "x" * 40},
-        "templates": {"dir": str(TEMPLATES)},
-    }
+    data: dict[str, dict[str, Any]] = bench_sections(port, "http://127.0.0.1:8000")
     if connections is not None:
         data.setdefault("sending", {})["connections"] = connections
     if processes is not None:

@@ -42,13 +42,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     DKIM_DOMAIN,
     DKIM_SELECTOR,
-    SENDER,
     TEMPLATE,
-    TEMPLATES,
+    bench_sections,
     write_dkim_key,
     write_supporters_csv,
 )
@@ -77,14 +77,9 @@ def toml_string(value: str) -> str:
 
 def write_config(folder: Path, port: int, dkim_key: Path) -> Path:
     """A settings file as a new user writes it: no ``[sending]`` section, DKIM on."""
-    sections: dict[str, dict[str, str | int]] = {
+    sections: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{folder.resolve()}/million.db"},
-        "smtp": {"host": "127.0.0.1", "port": port},
-        "sender": {"name": "Bench", "address": SENDER},
-        "organization": {"name": "Bench Org", "postal_address": "1 Example Way"},
-        "web": {"base_url": "https://act.example.org"},
-        "security": {"secret_key": "x" * 40},
-        "templates": {"dir": str(TEMPLATES)},
+        **bench_sections(port, "https://act.example.org"),
         "dkim": {
             "private_key_file": str(dkim_key),
             "domain": DKIM_DOMAIN,

@@ -31,9 +31,10 @@ def has_postfix_tools() -> bool:
     )
 
 
-def test_the_smoke_run_exits_0_and_prints_every_figure() -> None:
+def bench(*args: str) -> str:
+    """``python -m bench *args --smoke --no-install``, which must exit 0; its output."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--no-install"],
+        [sys.executable, "-m", "bench", *args, "--smoke", "--no-install"],
         cwd=REPO,
         env=mailer_env(),
         capture_output=True,
@@ -42,7 +43,11 @@ def test_the_smoke_run_exits_0_and_prints_every_figure() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert_every_figure(done.stdout)
+    return done.stdout
+
+
+def test_the_smoke_run_exits_0_and_prints_every_figure() -> None:
+    assert_every_figure(bench())
 
 
 def assert_every_figure(out: str) -> None:
@@ -76,17 +81,7 @@ def assert_every_figure(out: str) -> None:
 
 
 def test_the_studio_comparison_sends_both_kinds_and_prints_their_ratio() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--studio", "--smoke", "--no-install"],
-        cwd=REPO,
-        env=mailer_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    out = bench("--studio")
     assert "installing" not in out and "EXPECTED" not in out and "STATUS" not in out, out
     sends = re.findall(r"^mailer end to end, 100 recipients, (.*)$", out, re.M)
     assert len(sends) == 2 and "stored alert" in sends[1] and "stored" not in sends[0], sends
