@@ -305,7 +305,12 @@ def end_to_end(
     busy += f" (event-loop thread {run.loop_cpu_s / run.send_s:.2f})"
     if run.receiver_cpu_s is not None:
         busy += f", {receiver.name} {run.receiver_cpu_s / run.send_s:.2f}"
+    if run.machine_busy_s is not None:
+        busy += f"; whole machine {run.machine_busy_s / run.send_s:.2f}"
     say(busy + f" of {os.cpu_count()}")
+    if run.machine_busy_s is not None:
+        whole = us(run.machine_busy_s)
+        say(f"  whole machine, kernel included: {whole:,.0f} µs of CPU per message")
     growth = run.peak_rss_mb - run.baseline_rss_mb
     say(
         f"  send process RSS {run.baseline_rss_mb:.1f} MB before sending,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import statistics
 import time
@@ -134,6 +135,23 @@ def cpu_s() -> float:
     """CPU seconds (user + system) this process has used so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot, every core; None without /proc.
+
+    From the first line of ``/proc/stat``: user, nice, system, irq, softirq
+    and steal time, so the kernel's own work (loopback TCP, the page cache)
+    counts too, whichever process it was done for.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_s() -> float:

@@ -58,6 +58,7 @@ from bench.common import (
     TEMPLATE,
     children_cpu_s,
     cpu_s,
+    machine_busy_s,
     peak_rss_mb,
     settings_for,
     write_supporters_csv,
@@ -195,10 +196,12 @@ def send(
     baseline = peak_rss_mb()
     timeline = Timeline()
     cpu_before, loop_before, helpers_before = cpu_s(), time.thread_time(), children_cpu_s()
+    machine_before = machine_busy_s()
     start = time.perf_counter()
     with profiles if profiles is not None else contextlib.nullcontext():
         result = send_now(db, settings, blast, progress=timeline)
     send_s = time.perf_counter() - start
+    machine_after = machine_busy_s()
     loop_cpu_s, process_cpu_s = time.thread_time() - loop_before, cpu_s() - cpu_before
     helpers_cpu_s = children_cpu_s() - helpers_before
     first_half, second_half = timeline.halves()
@@ -209,6 +212,9 @@ def send(
         "processes": senders,
         "default": connections is None and processes is None,
         "helpers_cpu_s": helpers_cpu_s,
+        "machine_busy_s": None
+        if machine_before is None or machine_after is None
+        else machine_after - machine_before,
         "dkim": dkim_key is not None,
         "send_s": send_s,
         "compose_cpu_s": clock.cpu_s,
@@ -279,6 +285,7 @@ class EndToEnd:
     default: bool = False  # sent with the default [sending] settings
     helpers_cpu_s: float = 0.0  # CPU of the helper sender processes (processes > 1)
     receiver_cpu_s: float | None = None  # the receiver's CPU over the send, added by the caller
+    machine_busy_s: float | None = None  # the whole machine's busy CPU over the send, kernel too
     profile: Profile | None = field(default=None, repr=False)
 
     @property
@@ -370,6 +377,7 @@ def send_copy(
         processes=sent["processes"],
         default=sent["default"],
         helpers_cpu_s=sent["helpers_cpu_s"],
+        machine_busy_s=sent.get("machine_busy_s"),
         dkim=sent["dkim"],
         send_s=sent["send_s"],
         compose_cpu_s=sent["compose_cpu_s"],
