@@ -17,13 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mailer.assemble import make_sender
 from mailer.blasts import create_blast
 from mailer.config import Settings
+from mailer.send.hot import HotConnection
 from mailer.send.ledger import Ledger
+from mailer.send.policy import OutcomeRow
 from mailer.store import Database, Delivery, DeliveryState
 from mailer.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from mailer.store.models import utcnow
@@ -166,9 +169,49 @@ def test_a_write_that_finds_the_lock_taken_by_another_process_waits_for_it(
         raw = ledger.hot_connection()
         ledger.close()
         other.close()
-    # Back in the pool, the connection waits for locks again like every other: a web
-    # request or a session that got it must not fail at once on a busy database.
-    assert raw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_TIMEOUT_MS,)
+    # Closed, not back in the pool: a web request or a session must never get a
+    # connection that fails at once on a busy database.
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        raw.execute("PRAGMA busy_timeout")
+    with sqlite_db.engine.connect() as pooled:
+        waits = pooled.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert waits == SQLITE_BUSY_TIMEOUT_MS
     with sqlite_db.session() as session:
         marked = session.exec(select(Delivery.state).where(col(Delivery.id).in_(ids[:2]))).all()
     assert set(marked) == {DeliveryState.SENDING}
+
+
+def test_outcomes_go_in_the_same_commit_as_the_next_marks(db: Database, settings: Settings) -> None:
+    add_people(db, "members", people(3))
+    ledger, blast_id, ids = started(db, settings)
+    assert len(ledger.claim(blast_id, 0, 3)) == 3
+    assert ledger.mark_sending(ids[:1]) == {ids[0]}
+    now = utcnow()
+    sent = OutcomeRow(ids[0], DeliveryState.SENT, 1, 250, "2.0.0 Ok", "<m0@x>", None, now, now)
+    assert ledger.mark_sending(ids[1:], [sent]) == set(ids[1:])
+    ledger.close()
+    with db.session() as session:
+        rows = session.exec(select(Delivery).where(col(Delivery.id).in_(ids))).all()
+    by_id = {row.id: row for row in rows}
+    first = by_id[ids[0]]
+    assert (first.state, first.reply_code, first.message_id, first.worker) == (
+        DeliveryState.SENT,
+        250,
+        "<m0@x>",
+        "",
+    )
+    assert {by_id[i].state for i in ids[1:]} == {DeliveryState.SENDING}
+
+
+def test_a_failed_hot_write_raises_its_own_error_and_the_next_opens_a_new_connection(
+    sqlite_db: Database,
+) -> None:
+    hot = HotConnection(sqlite_db)
+    first = hot.driver_connection()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        hot.write(lambda cursor: cursor.execute("UPDATE no_such_table SET x = 1"))
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        first.execute("SELECT 1")  # closed, not handed back to the pool
+    assert hot.write(lambda cursor: cursor.execute("SELECT 41 + 1").fetchone()) == (42,)
+    assert hot.driver_connection() is not first
+    hot.close()

@@ -30,10 +30,7 @@ over one connection kept for the run (:mod:`mailer.store.driver`,
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,7 +38,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Dialect,
-    PoolProxiedConnection,
     func,
     update,
 )
@@ -55,10 +51,10 @@ from mailer.errors import InvalidState
 from mailer.send import control, shared_rate, workers
 from mailer.send.audience import snapshot_of
 from mailer.send.claims import ClaimSql
+from mailer.send.hot import HotConnection
 from mailer.send.policy import Claimed, OutcomeRow, StopReason
 from mailer.store import Blast, BlastStatus, Database, Delivery, DeliveryState, SenderWorker
 from mailer.store.driver import IDS, DriverSql
-from mailer.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from mailer.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -76,11 +72,6 @@ class Pulse:
 
 
 R = TypeVar("R")
-# SQLite's write lock held by another process: the hot writes try again after these
-# pauses (seconds), for as long as the engine's busy timeout (see Ledger._write).
-_BUSY_FIRST_PAUSE = 0.00005
-_BUSY_MOST_PAUSE = 0.001
-_BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
 class Ledger:
@@ -101,7 +92,7 @@ class Ledger:
         cfg = self.settings
         self.lease = timedelta(seconds=max(cfg.lease_seconds, 3 * cfg.control_interval))
         self._sql: _SendSql | None = None
-        self._hot_conn: PoolProxiedConnection | None = None
+        self._hot = HotConnection(db)
 
     @property
     def shares_rates(self) -> bool:
@@ -263,13 +254,14 @@ class Ledger:
 
     # -- marks and outcomes (the hot writes) ------------------------------------------
 
-    def mark_sending(self, ids: list[int]) -> set[int]:
+    def mark_sending(self, ids: list[int], outcomes: Sequence[OutcomeRow] = ()) -> set[int]:
         """Mark claimed rows as handed to the relay; return those still ours to send.
 
         A row cancelled (or otherwise taken back) since it was claimed no longer
         names this worker and is left out: its message must not go. Nothing is
         marked once this sender's lease has run out: other senders may be taking
-        its rows back at this moment.
+        its rows back at this moment. ``outcomes`` are recorded in the same
+        commit (as :meth:`record` does): one write instead of two.
         """
         sql = self._prepared()
         params = (
@@ -282,7 +274,11 @@ class Ledger:
         )
         statement = sql.driver.with_ids(sql.mark, len(ids))
 
+        values = self._outcome_values(outcomes)
+
         def mark(cursor: DBAPICursor) -> set[int]:
+            if values:
+                cursor.executemany(sql.record, values)
             cursor.execute(statement, params)
             return {row[0] for row in cursor.fetchall()}
 
@@ -293,9 +289,14 @@ class Ledger:
         if not rows:
             return
         sql = self._prepared()
-        write_time = sql.driver.write_time
+        values = self._outcome_values(rows)
+        self._write(lambda cursor: cursor.executemany(sql.record, values))
+
+    def _outcome_values(self, rows: Sequence[OutcomeRow]) -> list[tuple[Any, ...]]:
+        """The parameters of the ``record`` statement, a tuple per outcome."""
+        write_time = self._prepared().driver.write_time
         worker = self.worker
-        values = [
+        return [
             (
                 r.state.value,
                 r.attempts,
@@ -310,7 +311,6 @@ class Ledger:
             )
             for r in rows
         ]
-        self._write(lambda cursor: cursor.executemany(sql.record, values))
 
     def _prepared(self) -> _SendSql:
         if self._sql is None:
@@ -319,71 +319,14 @@ class Ledger:
 
     def hot_connection(self) -> Any:
         """The driver connection (sqlite3 or psycopg) of the hot statements, opened if need be."""
-        return self._kept().driver_connection
-
-    def _kept(self) -> PoolProxiedConnection:
-        if self._hot_conn is None:
-            self._hot_conn = self.db.engine.raw_connection()
-            if self.db.is_sqlite:  # waits for the write lock are _write's (see there)
-                cursor = self._hot_conn.cursor()
-                cursor.execute("PRAGMA busy_timeout = 0")
-                cursor.close()
-        return self._hot_conn
+        return self._hot.driver_connection()
 
     def _write(self, work: Callable[[DBAPICursor], R]) -> R:
-        """``work`` on a cursor of the database thread's own driver connection, committed.
+        return self._hot.write(work)
 
-        The connection is kept for the run (a pool checkout, with PostgreSQL's
-        pre-ping, per write would cost more than the write) and used through
-        the driver itself; after any error it is dropped, so the next write
-        starts on a fresh one.
-
-        On SQLite the connection does not wait in SQLite's busy handler, whose
-        first wait for a write lock another process holds is a whole
-        millisecond, then 2, then 5: with two sender processes committing
-        marks a thousand times a second each, those waits kept a connection's
-        next message waiting. A write that finds the lock taken is rolled back
-        (it changed nothing yet) and tried again after 50 µs, doubling to at
-        most 1 ms, for as long as ``busy_timeout`` would have waited.
-        """
-        conn = self._kept()
-        pause, waited = _BUSY_FIRST_PAUSE, 0.0
-        while True:
-            cursor = conn.cursor()
-            try:
-                result = work(cursor)
-                conn.commit()
-                return result
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or waited >= _BUSY_TIMEOUT:
-                    self.close(invalidate=True)
-                    raise
-                conn.rollback()
-            except BaseException:
-                self.close(invalidate=True)
-                raise
-            finally:
-                cursor.close()
-            time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, _BUSY_MOST_PAUSE)
-
-    def close(self, *, invalidate: bool = False) -> None:
-        """Give back the connection the hot writes keep (at the end of a run, or broken)."""
-        conn, self._hot_conn = self._hot_conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            if not invalidate and self.db.is_sqlite:
-                try:  # back to the pool as every other connection is: it waits for locks
-                    cursor = conn.cursor()
-                    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                    cursor.close()
-                except Exception:
-                    invalidate = True
-            if invalidate:
-                conn.invalidate()
-            conn.close()
+    def close(self) -> None:
+        """Close the connection the hot writes keep (at the end of a run)."""
+        self._hot.close()
 
     # -- giving back, heartbeat -------------------------------------------------------
 

@@ -19,14 +19,16 @@ The parts, in the order a delivery meets them:
    :class:`~mailer.send.outcome.Outcome` becomes an
    :class:`~mailer.send.policy.OutcomeRow`: sent, deferred (exponential
    backoff with jitter) or failed.
-5. **record** — outcomes are written in group-committed batches, every
-   :data:`RECORD_EVERY` seconds or :data:`RECORD_MAX` rows.
+5. **record** — outcomes go in the same commit as the next group of marks
+   (one write instead of two); when no marks come, the recorder writes them
+   every :data:`RECORD_EVERY` seconds or :data:`RECORD_MAX` rows.
 
 A watcher renews this sender's lease and reads the blast's status every
 ``control_interval`` seconds: ``mailer blast pause`` or ``cancel`` from another
 terminal stops the run within that time. A run that runs out of work waits
 while other live senders still hold rows, so that what a sender that dies
-late holds is still taken over.
+late holds is still taken over; it looks every :data:`TAIL_POLL` seconds, so
+that the blast ends soon after its last message.
 
 Stopping (:class:`Stop`: a pause or cancel, a signal, a down relay, a
 template error, a lost lease) lets in-flight messages finish and be recorded,
@@ -74,6 +76,8 @@ Ts = TypeVarTuple("Ts")
 # Seconds between group commits of outcomes; this bounds what a crash leaves in doubt.
 RECORD_EVERY = 0.05
 RECORD_MAX = 200  # or sooner, when this many outcomes wait
+# Seconds between looks, once this sender has nothing left, at whether the others are done.
+TAIL_POLL = 0.05
 
 
 class Progress(Protocol):
@@ -161,8 +165,10 @@ class AsyncLedger:
     def next_due(self, blast_id: int) -> asyncio.Future[tuple[datetime | None, bool]]:
         return self._call(self.sync.next_due, blast_id)
 
-    def mark_sending(self, ids: list[int]) -> asyncio.Future[set[int]]:
-        return self._call(self.sync.mark_sending, ids)
+    def mark_sending(
+        self, ids: list[int], outcomes: list[OutcomeRow] | None = None
+    ) -> asyncio.Future[set[int]]:
+        return self._call(self.sync.mark_sending, ids, outcomes or ())
 
     def record(self, rows: list[OutcomeRow]) -> asyncio.Future[None]:
         return self._call(self.sync.record, rows)
@@ -310,7 +316,7 @@ class BlastRun:
                     break
                 # Other live senders still hold rows: stay, to take them over should
                 # one of them die before it is done.
-                wait = 0.5
+                wait = TAIL_POLL
                 if due is not None:
                     wait = min(max(0.05, (due - self.clock()).total_seconds()), 5.0)
                 await self.stop.sleep(wait)
@@ -434,17 +440,22 @@ class BlastRun:
         return await future
 
     async def flush_marks(self) -> None:
+        """Write the waiting marks, and the outcomes queued meanwhile, in one commit."""
         while self.marks:
             await asyncio.sleep(0)  # let the other workers add theirs
             batch, self.marks = self.marks, []
+            rows = self.take_outcomes()
             try:
-                marked = await self.ledger.mark_sending([i for i, _ in batch])
+                # Shielded for the outcomes' sake, as in flush_outcomes.
+                marked = await asyncio.shield(self.ledger.mark_sending([i for i, _ in batch], rows))
             except BaseException as exc:
                 for _, f in batch:
-                    f.set_exception(exc)
+                    if not f.done():
+                        f.set_exception(exc)
                 raise
             for delivery_id, f in batch:
-                f.set_result(delivery_id in marked)
+                if not f.done():
+                    f.set_result(delivery_id in marked)
 
     # -- outcomes (group commit) ------------------------------------------------------
 
@@ -452,12 +463,17 @@ class BlastRun:
         """Queue one outcome for the next group commit."""
         self.outcomes.append(row)
 
+    def take_outcomes(self) -> list[OutcomeRow]:
+        """The queued outcomes, to be written now (the progress is told)."""
+        rows, self.outcomes = self.outcomes, []
+        if rows and self.progress:
+            self.progress.advance(len(rows))
+        return rows
+
     async def flush_outcomes(self) -> None:
         """Write every queued outcome now (and tell the progress)."""
-        rows, self.outcomes = self.outcomes, []
+        rows = self.take_outcomes()
         if rows:
-            if self.progress:
-                self.progress.advance(len(rows))
             # Shielded: once taken from the list these rows must be written even if
             # the recorder task is cancelled while the write waits its turn on the
             # database thread (cancelling it there would drop the write, leaving
