@@ -6,11 +6,13 @@ Each test names the invariant of DESIGN.md it proves.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlmodel import select
 
 from mailer.assemble import composer_for, make_sender
@@ -18,7 +20,7 @@ from mailer.blasts import create_blast, send_now
 from mailer.compose.tokens import TokenSigner
 from mailer.config import Settings
 from mailer.devsmtp import free_port
-from mailer.send import control
+from mailer.send import control, marks
 from mailer.send.engine import SendResult, delivery_counts
 from mailer.send.policy import skipped_row
 from mailer.send.run import AsyncLedger, BlastRun, Stop
@@ -334,3 +336,83 @@ def test_verp_envelope_sender_names_the_delivery(db: Database, smtp_server: Smtp
         assert domain == "example.org" and local.startswith("bounces+")
         assert signer.read_bounce(local.removeprefix("bounces+")) == ids[item.rcpt_tos[0]]
         assert item.message()["From"].addresses[0].addr_spec == "alerts@example.org"
+
+
+def test_marks_wait_out_the_write_lock_another_process_holds(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    """On SQLite the marks are written on the event loop's thread without waiting in
+    SQLite: a taken write lock holds the next messages back until it is let go."""
+    everyone = people(30)
+    add_people(sqlite_db, "members", everyone)
+    smtp_server.handler.delay = 0.01
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
+    blast_id = blast(sqlite_db, settings)
+    other = sqlite3.connect(str(sqlite_db.engine.url.database), isolation_level=None, timeout=30)
+    thread, results = run_in_thread(sqlite_db, settings, blast_id)
+    try:
+        wait_for(lambda: len(smtp_server.handler.received) >= 3)
+        other.execute("BEGIN IMMEDIATE")  # as another process would: the write lock
+        held_from = len(smtp_server.handler.received)
+        time.sleep(0.5)
+        held_to = len(smtp_server.handler.received)
+        other.execute("COMMIT")
+    finally:
+        thread.join(timeout=30)
+        other.close()
+    # One connection: what was marked before the lock was taken (the message on the
+    # wire, and the next one) may still go; nothing more until the lock is let go.
+    assert held_to - held_from <= 2
+    assert results[0].status is BlastStatus.DONE
+    assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
+
+
+def test_a_failing_mark_stops_the_send_before_anything_unmarked_goes(
+    sqlite_db: Database, smtp_server: SmtpTestServer
+) -> None:
+    add_people(sqlite_db, "members", people(5))
+    settings = make_settings(smtp_port=smtp_server.port)
+    blast_id = blast(sqlite_db, settings)
+    with sqlite_db.engine.begin() as conn:  # the database refuses every mark
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_marks BEFORE UPDATE OF state ON delivery"
+            " WHEN NEW.state = 'sending' BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    with pytest.raises(sqlite3.DatabaseError, match="disk on fire"):
+        send_now(sqlite_db, settings, blast_id)
+    assert smtp_server.handler.received == []
+    assert set(states(sqlite_db, blast_id).values()) == {DeliveryState.QUEUED}
+
+
+def test_marks_give_up_on_a_write_lock_held_past_the_busy_timeout(
+    sqlite_db: Database, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(marks, "BUSY_TIMEOUT", 0.2)
+    everyone = people(30)
+    add_people(sqlite_db, "members", everyone)
+    smtp_server.handler.delay = 0.01
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
+    blast_id = blast(sqlite_db, settings)
+    other = sqlite3.connect(str(sqlite_db.engine.url.database), isolation_level=None, timeout=30)
+    failures: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            send_now(sqlite_db, settings, blast_id)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    try:
+        wait_for(lambda: len(smtp_server.handler.received) >= 3)
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(1.0)  # well past the marks' 0.2 s
+        other.execute("COMMIT")
+    finally:
+        thread.join(timeout=30)
+        other.close()
+    assert len(failures) == 1 and isinstance(failures[0], sqlite3.OperationalError)
+    assert "database is locked: no write lock for the marks in 0.2 s" in str(failures[0])
+    got = received_once_each(smtp_server)
+    assert set(got.values()) == {1} and len(got) < 30

@@ -90,6 +90,28 @@ class HotConnection:
             waited += pause
             pause = min(pause * 2, _BUSY_MOST_PAUSE)
 
+    def try_write(self, work: Callable[[DBAPICursor], R]) -> tuple[R] | None:
+        """``work`` committed, as :meth:`write`, without waiting: None (nothing written)
+        when SQLite's write lock is taken. The result comes in a 1-tuple."""
+        conn = self._kept()
+        cursor = conn.cursor()
+        broken = True
+        try:
+            result = work(cursor)
+            conn.commit()
+            broken = False
+            return (result,)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            conn.rollback()
+            broken = False
+            return None
+        finally:
+            cursor.close()
+            if broken:
+                self.close()
+
     def close(self) -> None:
         """Close the connection (at the end of a run, or broken); a later write opens another."""
         conn, self._conn = self._conn, None

@@ -4,8 +4,11 @@ Every method of :class:`Ledger` is synchronous and runs on **the database
 thread only**: during a send, :class:`mailer.send.run.AsyncLedger` runs each
 call on the one thread the run keeps for the database (one writer, in order),
 while the event loop keeps the SMTP connections busy; outside a send, one
-caller at a time may call it. The exception is :meth:`Ledger.take_tokens`,
-run on a grant thread: it shares nothing with the others but the database.
+caller at a time may call it. The exceptions: :meth:`Ledger.take_tokens`,
+run on a grant thread, and, on SQLite, :meth:`Ledger.try_mark_sending` and
+:meth:`Ledger.close_loop_connection`, run on the event loop's thread
+(:mod:`mailer.send.marks`); each uses a connection of its own and shares
+nothing with the others but the database.
 
 What makes several senders on one blast safe is here:
 
@@ -93,6 +96,7 @@ class Ledger:
         self.lease = timedelta(seconds=max(cfg.lease_seconds, 3 * cfg.control_interval))
         self._sql: _SendSql | None = None
         self._hot = HotConnection(db)
+        self._loop_hot = HotConnection(db)  # try_mark_sending's, on the event loop's thread
 
     @property
     def shares_rates(self) -> bool:
@@ -254,6 +258,23 @@ class Ledger:
 
     # -- marks and outcomes (the hot writes) ------------------------------------------
 
+    @property
+    def marks_inline(self) -> bool:
+        """Marks are written on the event loop's thread (:meth:`try_mark_sending`): SQLite."""
+        return self.db.is_sqlite
+
+    def try_mark_sending(
+        self, ids: list[int], outcomes: Sequence[OutcomeRow] = ()
+    ) -> tuple[set[int]] | None:
+        """:meth:`mark_sending` on a connection of the event loop's own, without waiting.
+
+        SQLite only, called from the event loop's thread (the one exception to
+        the thread rule): a write on the local file costs less than the trip
+        to the database thread and back. None, with nothing written, when the
+        write lock is taken; the caller tries again shortly.
+        """
+        return self._loop_hot.try_write(self._marking(ids, outcomes))
+
     def mark_sending(self, ids: list[int], outcomes: Sequence[OutcomeRow] = ()) -> set[int]:
         """Mark claimed rows as handed to the relay; return those still ours to send.
 
@@ -263,6 +284,11 @@ class Ledger:
         its rows back at this moment. ``outcomes`` are recorded in the same
         commit (as :meth:`record` does): one write instead of two.
         """
+        return self._write(self._marking(ids, outcomes))
+
+    def _marking(
+        self, ids: list[int], outcomes: Sequence[OutcomeRow]
+    ) -> Callable[[DBAPICursor], set[int]]:
         sql = self._prepared()
         params = (
             DeliveryState.SENDING.value,
@@ -273,7 +299,6 @@ class Ledger:
             sql.driver.write_time(self.clock()),
         )
         statement = sql.driver.with_ids(sql.mark, len(ids))
-
         values = self._outcome_values(outcomes)
 
         def mark(cursor: DBAPICursor) -> set[int]:
@@ -282,7 +307,7 @@ class Ledger:
             cursor.execute(statement, params)
             return {row[0] for row in cursor.fetchall()}
 
-        return self._write(mark)
+        return mark
 
     def record(self, rows: Sequence[OutcomeRow]) -> None:
         """Write outcomes, in one commit; a row no longer naming this sender is left alone."""
@@ -327,6 +352,10 @@ class Ledger:
     def close(self) -> None:
         """Close the connection the hot writes keep (at the end of a run)."""
         self._hot.close()
+
+    def close_loop_connection(self) -> None:
+        """Close :meth:`try_mark_sending`'s connection (on the event loop's thread)."""
+        self._loop_hot.close()
 
     # -- giving back, heartbeat -------------------------------------------------------
 

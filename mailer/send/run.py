@@ -13,8 +13,9 @@ The parts, in the order a delivery meets them:
 3. **compose and mark** (K workers, one SMTP connection each) — a supporter no
    longer active when their message is built is ``skipped``. Just before the
    message is handed to the relay its row becomes ``sending``; these marks are
-   written in small groups (group commit), so after a crash only messages
-   really in flight are in doubt.
+   written in small groups (group commit, :mod:`mailer.send.marks`: on
+   SQLite on the loop's own thread), so after a crash only messages really
+   in flight are in doubt.
 4. **deliver** — :class:`~mailer.send.transport.Transport`; the
    :class:`~mailer.send.outcome.Outcome` becomes an
    :class:`~mailer.send.policy.OutcomeRow`: sent, deferred (exponential
@@ -34,8 +35,8 @@ Stopping (:class:`Stop`: a pause or cancel, a signal, a down relay, a
 template error, a lost lease) lets in-flight messages finish and be recorded,
 and returns claimed-but-unsent deliveries to the queue.
 
-Every database call goes through :class:`AsyncLedger`, which runs it on the
-one database thread (:mod:`mailer.send.ledger`).
+Every other database call goes through :class:`AsyncLedger`, which runs it
+on the one database thread (:mod:`mailer.send.ledger`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from typing import Any, Literal, Protocol, TypeVar, TypeVarTuple
 from mailer.compose.alert import AlertComposer, OutgoingMessage
 from mailer.errors import TemplateProblem, TransportError
 from mailer.send.ledger import Ledger, Pulse
+from mailer.send.marks import Marks, Outcomes
 from mailer.send.outcome import Outcome
 from mailer.send.policy import (
     Claimed,
@@ -234,9 +236,8 @@ class BlastRun:
             rate=self.cfg.rate,
             grants=grants,
         )
-        self.outcomes: list[OutcomeRow] = []
-        self.marks: list[tuple[int, asyncio.Future[bool]]] = []
-        self.mark_task: asyncio.Task[None] | None = None
+        self.outcomes = Outcomes(progress)
+        self.marks = Marks(ledger, self.outcomes)
         self.senders = 1  # live senders on the blast, this one included
 
     async def execute(self) -> None:
@@ -270,6 +271,7 @@ class BlastRun:
             self.scheduler.stop_grants()
             for t in transports:
                 await t.close()
+            self.marks.close()
             left = [job.delivery_id for job in self.scheduler.drain()]
             await self.flush_outcomes()
             await self.ledger.release(left)
@@ -404,7 +406,7 @@ class BlastRun:
                 self.scheduler.done(domain, None)
                 continue
             upcoming.message = composed.message
-            if not await self.mark(item.delivery_id):
+            if not await self.marks.mark(item.delivery_id):
                 self.scheduler.done(domain, None)  # taken back (blast cancelled) since claimed
                 continue
             return _Ready(item, composed.message)
@@ -429,50 +431,15 @@ class BlastRun:
         getter.cancel()
         return None
 
-    # -- marks (group commit) ---------------------------------------------------------
-
-    async def mark(self, delivery_id: int) -> bool:
-        """Mark one delivery ``sending`` (with others, in one commit); False if not ours."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.marks.append((delivery_id, future))
-        if self.mark_task is None or self.mark_task.done():
-            self.mark_task = asyncio.create_task(self.flush_marks())
-        return await future
-
-    async def flush_marks(self) -> None:
-        """Write the waiting marks, and the outcomes queued meanwhile, in one commit."""
-        while self.marks:
-            await asyncio.sleep(0)  # let the other workers add theirs
-            batch, self.marks = self.marks, []
-            rows = self.take_outcomes()
-            try:
-                # Shielded for the outcomes' sake, as in flush_outcomes.
-                marked = await asyncio.shield(self.ledger.mark_sending([i for i, _ in batch], rows))
-            except BaseException as exc:
-                for _, f in batch:
-                    if not f.done():
-                        f.set_exception(exc)
-                raise
-            for delivery_id, f in batch:
-                if not f.done():
-                    f.set_result(delivery_id in marked)
-
     # -- outcomes (group commit) ------------------------------------------------------
 
     def add_outcome(self, row: OutcomeRow) -> None:
         """Queue one outcome for the next group commit."""
-        self.outcomes.append(row)
-
-    def take_outcomes(self) -> list[OutcomeRow]:
-        """The queued outcomes, to be written now (the progress is told)."""
-        rows, self.outcomes = self.outcomes, []
-        if rows and self.progress:
-            self.progress.advance(len(rows))
-        return rows
+        self.outcomes.add(row)
 
     async def flush_outcomes(self) -> None:
         """Write every queued outcome now (and tell the progress)."""
-        rows = self.take_outcomes()
+        rows = self.outcomes.take()
         if rows:
             # Shielded: once taken from the list these rows must be written even if
             # the recorder task is cancelled while the write waits its turn on the
