@@ -137,3 +137,28 @@ def test_action_tokens_and_other_purposes_never_cross(delivery_id: int, petition
 def test_arbitrary_text_is_never_an_action_token(text: str) -> None:
     with pytest.raises(TokenError):
         signer.read_action(text)
+
+
+def test_tokens_in_mail_already_sent_still_open_after_an_upgrade() -> None:
+    """Tokens made by an earlier release with a known secret: the same bytes still verify
+    (and are still made), however the HMAC is computed inside."""
+    old = TokenSigner("correct horse battery staple")
+    made = {
+        "click": ("AQEAAAAAABLWhwAAACqrYoxnE9qO01qYHPLUHj2R", old.click(1234567, 42)),
+        "unsubscribe": ("AQIAAAAAABLWh1FzM2snGMLPkmQmHQEwXB8", old.unsubscribe(1234567)),
+        "bounce": ("AQMAAAAAAAAAB1sQeG0UXS1OeLDVCCSsS78", old.bounce(7)),
+        "open": ("AQQAAAAAAAAABydE8bKg5rlfcfFE5gRGi9Y", old.open(7)),
+        "action": ("AQUAAAAAAAAAYwAAAAMH2WFz1ALpjp5qfEGdwgde", old.action(99, 3)),
+        "confirm": ("AQYAAAAAAAAABQAAAANwRvXuqjKCaANhQXYxl5YO", old.confirm(5, 3)),
+    }
+    assert {kind: known for kind, (known, _) in made.items()} == {
+        kind: now for kind, (_, now) in made.items()
+    }
+    click = old.read_click(made["click"][0])
+    assert (click.delivery_id, click.link_id) == (1234567, 42)
+    assert old.read_unsubscribe(made["unsubscribe"][0]).delivery_id == 1234567
+    assert old.read_bounce(made["bounce"][0]) == 7
+    assert old.read_open(made["open"][0]) == 7
+    action = old.read_action(made["action"][0])
+    assert (action.delivery_id, action.petition_id) == (99, 3)
+    assert old.read_confirm(made["confirm"][0]) == (5, 3)

@@ -340,7 +340,7 @@ class Splicer:
         if variant is None:
             return None
         urls = {marker: click(link_id) for marker, link_id in variant.link_ids.items()}
-        html_fill = {_BASE + i: str(markupsafe.escape(v)) for i, v in enumerate(values)}
+        html_fill = {_BASE + i: _escaped(v) for i, v in enumerate(values)}
         html_fill.update((m, html.escape(u, quote=True)) for m, u in urls.items())
         if self.opens:
             html_fill[_OPEN] = open_token()
@@ -465,3 +465,12 @@ def with_pixel(html_body: str, base_url: str, token: str) -> str:
     )
     at = html_body.lower().rfind("</body>")
     return html_body + pixel if at < 0 else html_body[:at] + pixel + html_body[at:]
+
+
+# The characters Jinja's autoescape (markupsafe) replaces.
+_HTML_SPECIAL = re.compile("[&<>'\"]")
+
+
+def _escaped(value: str) -> str:
+    """``value`` as Jinja's autoescape writes it into HTML; most values have nothing to escape."""
+    return str(markupsafe.escape(value)) if _HTML_SPECIAL.search(value) else value

@@ -75,13 +75,23 @@ class TokenSigner:
         if not secret:
             raise ValueError("an empty secret cannot sign tokens")
         root = secret.encode("utf-8")
-        self._keys = {
-            p: hmac.new(root, b"mailer token key " + p.name.encode(), hashlib.sha256).digest()
+        # A key per purpose, keyed once: each tag starts from a copy (the key's padded
+        # blocks are already hashed).
+        self._keyed = {
+            p: hmac.new(
+                hmac.new(root, b"mailer token key " + p.name.encode(), hashlib.sha256).digest(),
+                digestmod=hashlib.sha256,
+            )
             for p in Purpose
         }
 
+    def _tag(self, purpose: Purpose, body: bytes) -> bytes:
+        mac = self._keyed[purpose].copy()
+        mac.update(body)
+        return mac.digest()[:TAG_BYTES]
+
     def _seal(self, purpose: Purpose, body: bytes) -> str:
-        tag = hmac.new(self._keys[purpose], body, hashlib.sha256).digest()[:TAG_BYTES]
+        tag = self._tag(purpose, body)
         return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode("ascii")
 
     def click(self, delivery_id: int, link_id: int) -> str:
@@ -145,8 +155,7 @@ class TokenSigner:
         if len(raw) != layout.size + TAG_BYTES:
             raise TokenError("malformed token")
         body, tag = raw[: layout.size], raw[layout.size :]
-        expected = hmac.new(self._keys[purpose], body, hashlib.sha256).digest()[:TAG_BYTES]
-        if not hmac.compare_digest(tag, expected):
+        if not hmac.compare_digest(tag, self._tag(purpose, body)):
             raise TokenError("token signature does not match")
         # Re-encoding must give the same text: rejects non-canonical base64 spellings.
         if base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode("ascii"):

@@ -34,12 +34,24 @@ class DriverSql:
         to_db = column_type.bind_processor(dialect)
         from_db = column_type.result_processor(dialect, None)
 
+        # The last time written and what it became, as one tuple (read and replaced whole,
+        # so two threads writing times never mix one's time with the other's text).
+        last: list[tuple[datetime | None, object]] = [(None, None)]
+
         def write_time(value: datetime | None) -> object:
-            """An aware time as the column stores it: naive UTC (text on SQLite)."""
+            """An aware time as the column stores it: naive UTC (text on SQLite).
+
+            The last one is remembered: an outcome's ``sent_at`` and ``updated_at``
+            are one time."""
             if value is None:
                 return None
+            seen, written = last[0]
+            if value is seen:
+                return written
             naive = value.astimezone(UTC).replace(tzinfo=None)
-            return to_db(naive) if to_db else naive
+            written = to_db(naive) if to_db else naive
+            last[0] = (value, written)
+            return written
 
         def read_time(value: object) -> datetime | None:
             parsed = from_db(value) if from_db else value
