@@ -67,28 +67,16 @@ class HotConnection:
         to at most 1 ms, for as long as the engine's ``busy_timeout`` would
         have waited.
         """
-        conn = self._kept()
         pause, waited = _BUSY_FIRST_PAUSE, 0.0
-        while True:
-            cursor = conn.cursor()
-            broken = True
-            try:
-                result = work(cursor)
-                conn.commit()
-                broken = False
-                return result
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or waited >= _BUSY_TIMEOUT:
-                    raise
-                conn.rollback()
-                broken = False
-            finally:
-                cursor.close()  # before the connection: a closed one's cursor cannot close
-                if broken:
-                    self.close()
+        while (done := self.try_write(work)) is None:
+            if waited >= _BUSY_TIMEOUT:
+                raise sqlite3.OperationalError(
+                    f"database is locked: no write lock in {_BUSY_TIMEOUT:g} s"
+                )
             time.sleep(pause)
             waited += pause
             pause = min(pause * 2, _BUSY_MOST_PAUSE)
+        return done[0]
 
     def try_write(self, work: Callable[[DBAPICursor], R]) -> tuple[R] | None:
         """``work`` committed, as :meth:`write`, without waiting: None (nothing written)
@@ -108,7 +96,7 @@ class HotConnection:
             broken = False
             return None
         finally:
-            cursor.close()
+            cursor.close()  # before the connection: a closed one's cursor cannot close
             if broken:
                 self.close()
 
