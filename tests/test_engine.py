@@ -338,17 +338,25 @@ def test_verp_envelope_sender_names_the_delivery(db: Database, smtp_server: Smtp
         assert item.message()["From"].addresses[0].addr_spec == "alerts@example.org"
 
 
+def one_connection_blast(
+    db: Database, smtp_server: SmtpTestServer
+) -> tuple[list[Person], Settings, int, sqlite3.Connection]:
+    """30 people, sent over one slowed connection; and another connection to the file."""
+    everyone = people(30)
+    add_people(db, "members", everyone)
+    smtp_server.handler.delay = 0.01
+    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
+    blast_id = blast(db, settings)
+    other = sqlite3.connect(str(db.engine.url.database), isolation_level=None, timeout=30)
+    return everyone, settings, blast_id, other
+
+
 def test_marks_wait_out_the_write_lock_another_process_holds(
     sqlite_db: Database, smtp_server: SmtpTestServer
 ) -> None:
     """On SQLite the marks are written on the event loop's thread without waiting in
     SQLite: a taken write lock holds the next messages back until it is let go."""
-    everyone = people(30)
-    add_people(sqlite_db, "members", everyone)
-    smtp_server.handler.delay = 0.01
-    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
-    blast_id = blast(sqlite_db, settings)
-    other = sqlite3.connect(str(sqlite_db.engine.url.database), isolation_level=None, timeout=30)
+    everyone, settings, blast_id, other = one_connection_blast(sqlite_db, smtp_server)
     thread, results = run_in_thread(sqlite_db, settings, blast_id)
     try:
         wait_for(lambda: len(smtp_server.handler.received) >= 3)
@@ -388,12 +396,7 @@ def test_marks_give_up_on_a_write_lock_held_past_the_busy_timeout(
     sqlite_db: Database, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(marks, "BUSY_TIMEOUT", 0.2)
-    everyone = people(30)
-    add_people(sqlite_db, "members", everyone)
-    smtp_server.handler.delay = 0.01
-    settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
-    blast_id = blast(sqlite_db, settings)
-    other = sqlite3.connect(str(sqlite_db.engine.url.database), isolation_level=None, timeout=30)
+    _, settings, blast_id, other = one_connection_blast(sqlite_db, smtp_server)
     failures: list[BaseException] = []
 
     def send() -> None:
