@@ -169,7 +169,15 @@ class ThreadProfiles:
 
 
 # The ledger's jobs on the database thread, and sqlite3's commits: how often each ran.
-_DB_JOBS = ("claim", "mark_sending", "try_mark_sending", "record", "release", "heartbeat", "cap_room")
+_DB_JOBS = (
+    "claim",
+    "mark_sending",
+    "try_mark_sending",
+    "record",
+    "release",
+    "heartbeat",
+    "cap_room",
+)
 _COMMIT = "<method 'commit' of 'sqlite3.Connection' objects>"
 
 
