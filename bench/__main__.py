@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -75,7 +74,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import bounces, breakdown, clicks, e2e, million, scale
-from bench.common import TEMPLATE, default_connections, settings_for, write_dkim_key
+from bench.common import (
+    TEMPLATE,
+    children_cpu_s,
+    default_connections,
+    settings_for,
+    write_dkim_key,
+)
 from bench.floor import naive_send
 from bench.postfix import NullSmtp, Receiver, SmtpSink, Tools, ensure_tools, free_port, smtp_source
 
@@ -196,12 +201,6 @@ def header(sizes: Sizes, *, smtp: bool = True, install: bool = True) -> Tools | 
 
 
 # -- stages ------------------------------------------------------------------------------
-
-
-def children_cpu_s() -> float:
-    """CPU seconds of this process's finished (waited-for) children so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def ceiling(

@@ -31,9 +31,15 @@ R = TypeVar("R")
 
 # SQLite's write lock held by another process: a write tries again after these
 # pauses (seconds), for as long as the engine's busy timeout would have waited.
-_BUSY_FIRST_PAUSE = 0.00005
-_BUSY_MOST_PAUSE = 0.001
-_BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT_MS / 1000
+# The marks written on the event loop (mailer.send.marks) wait the same way.
+BUSY_FIRST_PAUSE = 0.00005
+BUSY_MOST_PAUSE = 0.001
+BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT_MS / 1000
+
+
+def next_pause(pause: float) -> float:
+    """The pause after ``pause``: twice as long, at most :data:`BUSY_MOST_PAUSE`."""
+    return min(pause * 2, BUSY_MOST_PAUSE)
 
 
 class HotConnection:
@@ -67,15 +73,15 @@ class HotConnection:
         to at most 1 ms, for as long as the engine's ``busy_timeout`` would
         have waited.
         """
-        pause, waited = _BUSY_FIRST_PAUSE, 0.0
+        pause, waited = BUSY_FIRST_PAUSE, 0.0
         while (done := self.try_write(work)) is None:
-            if waited >= _BUSY_TIMEOUT:
+            if waited >= BUSY_TIMEOUT:
                 raise sqlite3.OperationalError(
-                    f"database is locked: no write lock in {_BUSY_TIMEOUT:g} s"
+                    f"database is locked: no write lock in {BUSY_TIMEOUT:g} s"
                 )
             time.sleep(pause)
             waited += pause
-            pause = min(pause * 2, _BUSY_MOST_PAUSE)
+            pause = next_pause(pause)
         return done[0]
 
     def try_write(self, work: Callable[[DBAPICursor], R]) -> tuple[R] | None:

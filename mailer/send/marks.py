@@ -25,14 +25,9 @@ import asyncio
 import sqlite3
 from typing import Protocol
 
+from mailer.send.hot import BUSY_FIRST_PAUSE, BUSY_TIMEOUT, next_pause
 from mailer.send.ledger import Ledger
 from mailer.send.policy import OutcomeRow
-from mailer.store.engine import SQLITE_BUSY_TIMEOUT_MS
-
-# Seconds between tries of a batch of marks that found SQLite's write lock taken.
-BUSY_FIRST_PAUSE = 0.00005
-BUSY_MOST_PAUSE = 0.001
-BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
 class Progress(Protocol):
@@ -88,6 +83,7 @@ class Marks:
         self._task: asyncio.Task[None] | None = None  # the database thread's batches
         self._pending: asyncio.Handle | None = None  # the next inline write, scheduled
         self._busy = 0.0  # seconds the waiting batch has waited for SQLite's write lock
+        self._pause = BUSY_FIRST_PAUSE  # before its next try, should it wait again
 
     async def mark(self, delivery_id: int) -> bool:
         """Mark one delivery ``sending`` (with others, in one commit); False if not ours."""
@@ -121,17 +117,22 @@ class Marks:
                     f"database is locked: no write lock for the marks in {BUSY_TIMEOUT:g} s"
                 )
         except Exception as exc:
-            self._waiting, self._busy = [], 0.0
+            self._next_batch()
             _fail(batch, exc)
             return
         if done is None:  # the write lock is taken: this batch and later marks, shortly
-            pause = min(BUSY_MOST_PAUSE, max(BUSY_FIRST_PAUSE, self._busy))
-            self._busy += pause
-            self._pending = asyncio.get_running_loop().call_later(pause, self._write_inline)
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(self._pause, self._write_inline)
+            self._busy += self._pause
+            self._pause = next_pause(self._pause)
             return
-        self._waiting, self._busy = [], 0.0
+        self._next_batch()
         self.outcomes.take()  # written with the marks
         _answer(batch, done[0])
+
+    def _next_batch(self) -> None:
+        """The waiting batch is done with (written or failed): the next starts afresh."""
+        self._waiting, self._busy, self._pause = [], 0.0, BUSY_FIRST_PAUSE
 
     async def _write_on_thread(self) -> None:
         while self._waiting:
