@@ -669,3 +669,99 @@ def test_the_signed_header_fields_are_hashed_as_dkimpy_hashes_them(
     ours = signer._signed_fields(headers, signed)
     ours += b"dkim-signature:" + signing._relaxed_value(b" " + unsigned)
     assert ours == expected.fed
+
+
+# --- what the signer makes once and reuses --------------------------------------------------
+
+HEADER_LINES = st.lists(
+    st.sampled_from(
+        [
+            b"From: a@example.org",
+            b"To: B <b@example.net>",
+            b"Subject: x",
+            b"subject:",
+            b" continued",
+            b"\tcontinued",
+            b"X-Odd::: colons",
+            b"From mbox line",
+            b"no colon",
+            b":empty name",
+            b"Bad Name: space",
+            b"Caf\xc3\xa9: non-ascii",
+            b"Lone\rcr: value",
+            b"To:\xc3\xa9",
+        ]
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=500)
+@given(HEADER_LINES, st.binary(max_size=20))
+def test_the_header_is_split_as_dkimpy_splits_it(lines: list[bytes], body: bytes) -> None:
+    """The signer's own split of the header block gives rfc822_parse's fields, or
+    hands the block to it (which may refuse it: then both refuse it alike)."""
+    message = b"\r\n".join(lines) + b"\r\n\r\n" + body.replace(b"\n", b"\r\n")
+    try:
+        expected = dkim.rfc822_parse(message)
+    except Exception as exc:  # whatever dkimpy raises, ours must raise too
+        with pytest.raises(type(exc)):
+            signing._parse(message, crlf=True)
+        return
+    assert signing._parse(message, crlf=True) == expected
+
+
+@settings(max_examples=300)
+@given(
+    stamp=st.integers(min_value=0, max_value=10**12),
+    body_hash=st.binary(min_size=32, max_size=32).map(base64.b64encode),
+    signed=st.lists(st.sampled_from([b"from", b"to", b"subject", b"list-unsubscribe"])),
+    long_domain=st.booleans(),
+)
+def test_the_tags_made_once_fold_as_the_tags_folded_each_time(
+    stamp: int, body_hash: bytes, signed: list[bytes], long_domain: bool
+) -> None:
+    """``t=`` and ``bh=`` filled into the header made once give the bytes folding the
+    whole tag list for each message gives, sent and hashed (the slots hold no space
+    and are as long as their values, and folding breaks only at spaces)."""
+    domain = ("mail." + "a" * 60 + ".example.org") if long_domain else DOMAIN
+    signer = DkimSigner(domain=domain, selector=SELECTOR, private_key_pem=ED25519_PEM)
+    t = b"%d" % stamp
+    tags = b"; ".join(
+        [
+            signer._leading_tags,
+            b"t=" + t,
+            b"h=" + b" : ".join([b"from", *signed]),
+            b"bh=" + body_hash,
+        ]
+    )
+    expected = signing._fold_tags(tags + b";") + b"\r\n b="
+    folded, relaxed = signer._unsigned((b"from", *signed), len(t))
+    assert signing._filled(folded, t, body_hash) == expected
+    hashed = b"dkim-signature:" + signing._relaxed_value(b" " + expected)
+    assert signing._filled(relaxed, t, body_hash) == hashed
+
+
+@pytest.mark.parametrize("now", [7.5, 1_000_000_000.0, 99_999_999_999.0])
+def test_same_signature_as_dkimpys_at_times_of_any_length(
+    monkeypatch: pytest.MonkeyPatch,
+    rsa_key: rsa.RSAPrivateKey,
+    signer: DkimSigner,
+    published: DnsFunc,
+    alert: bytes,
+    now: float,
+) -> None:
+    """``t=`` of another length than today's fills its own header, not today's."""
+    monkeypatch.setattr(time, "time", lambda: now)
+    signer.sign(alert)  # today's header made first: the one reused must fit the length
+    ours = signer.sign(alert, crlf=True)
+    theirs = dkim.DKIM(alert).sign(
+        SELECTOR.encode(),
+        DOMAIN.encode(),
+        pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL),
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=signed_names(ours),
+    )
+    assert tags_of(ours) == tags_of(theirs + alert)
+    assert tags_of(ours)[b"t"] == b"%d" % int(now)
