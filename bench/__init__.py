@@ -74,8 +74,12 @@ isolated loops
     Per-message cost in µs of each step on its own, from timing loops over a
     few thousand synthetic supporters with no network
     (:mod:`bench.breakdown`): Jinja, links and tokens, the MIME builder, the
-    DKIM signature, compose with DKIM off and on, aiosmtplib's per-message
-    DATA preparation, and the floor's ``EmailMessage``.
+    DKIM signature (and OpenSSL's RSA-2048 signature alone), compose with
+    DKIM off and on, aiosmtplib's per-message DATA preparation, and the
+    floor's ``EmailMessage``. The summary's ``DKIM budget`` line sets what
+    a message may cost at the DKIM target (all cores busy) beside what the
+    RSA signature and the receiver alone take: whether the target can be
+    met on this machine at all.
 clicks
     The click endpoint ``GET /c/<token>`` under load (:mod:`bench.clicks`,
     also ``--clicks`` on its own): a blast "sent" to 5,000 synthetic

@@ -602,6 +602,23 @@ def row(
     say(f"{stage:<10}{what:<46}{msgs:>9}{of_ceiling:>9}{x_floor:>9}{rss:>10}")
 
 
+def dkim_budget(run: e2e.EndToEnd, ceiling_rate: float, found: breakdown.Breakdown) -> str:
+    """What a message may cost at the DKIM target, against what the signature and the
+    receiver alone take (``run``'s): whether the target is in reach here at all."""
+    cores = os.cpu_count() or 1
+    budget = cores * 1e6 / (TARGET_DKIM_OF_CEILING * ceiling_rate)
+    text = (
+        f"DKIM budget: at {TARGET_DKIM_OF_CEILING:.2f} of the ceiling a message may cost"
+        f" {budget:,.0f} µs of CPU with all {cores} cores busy; the RSA-2048 signature alone"
+        f" takes {found.us('rsa'):,.0f}"
+    )
+    if run.receiver_cpu_s is not None:
+        text += f", the receiver {run.per_message_us(run.receiver_cpu_s):,.0f}"
+    if run.machine_busy_s is not None:
+        text += f"; {run.label()} spent {run.per_message_us(run.machine_busy_s):,.0f}"
+    return text
+
+
 def summary(
     sizes: Sizes,
     message: breakdown.MessageSizes,
@@ -701,6 +718,9 @@ def summary(
                 f"targets ({run.label()}): /ceiling >= {TARGET_DKIM_OF_CEILING:.2f}:"
                 f" {met(of >= TARGET_DKIM_OF_CEILING)} ({of:.3f})"
             )
+    signed = [run for run in runs if run.dkim]
+    if signed and ceiling_rate:  # the default run's, else (--smoke) the one there is
+        say(dkim_budget(next((r for r in signed if r.default), signed[0]), ceiling_rate, found))
     say(
         f"import: {prepared.import_per_1000_s * 1000:,.0f} ms per 1,000 rows;"
         " memory at 200,000 recipients: python -m bench --memory"
