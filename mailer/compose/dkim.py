@@ -85,7 +85,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import dkim  # type: ignore[import-untyped]
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -287,10 +287,11 @@ class DkimSigner:
                 ]
             )
             folded = _fold_tags(tags + b";") + b"\r\n b="
-            found = (folded, b"dkim-signature:" + _relaxed_value(b" " + folded))
-            if len(self._unsigned_made) >= _MADE_MOST:
-                self._unsigned_made.clear()
-            self._unsigned_made[key] = found
+            found = _kept(
+                self._unsigned_made,
+                key,
+                (folded, b"dkim-signature:" + _relaxed_value(b" " + folded)),
+            )
         return found
 
     def _signed_fields(self, headers: list[list[bytes]], signed: Sequence[bytes]) -> bytes:
@@ -312,10 +313,7 @@ class DkimSigner:
                 key = (lowered, value)
                 line = made.get(key)
                 if line is None:
-                    line = lowered + b":" + _relaxed_value(value) + b"\r\n"
-                    if len(made) >= _MADE_MOST:
-                        made.clear()
-                    made[key] = line
+                    line = _kept(made, key, lowered + b":" + _relaxed_value(value) + b"\r\n")
                 found.setdefault(lowered, []).append(line)
         return b"".join(found[name].pop() for name in signed if found.get(name))
 
@@ -406,6 +404,18 @@ def _fields(block: bytes) -> list[list[bytes]] | None:
             return None
         fields.append([name, value + b"\r\n"])
     return fields
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _kept(memo: dict[K, V], key: K, value: V) -> V:
+    """``value``, kept in ``memo`` under ``key``; a full memo is emptied first."""
+    if len(memo) >= _MADE_MOST:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _filled(text: bytes, stamp: bytes, body_hash: bytes) -> bytes:
