@@ -26,7 +26,7 @@ CHROMIUM_FLAGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 
-# The suite runs on two workers on two cores: a page can take longer than
+# The suite runs on three workers on two cores: a page can take longer than
 # Playwright's default 5 s to settle. Assertions still fail, just not as early.
 expect.set_options(timeout=15_000)
 
