@@ -74,6 +74,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench import e2e
+from bench.common import met, say
 from bench.postfix import HOST, Receiver, free_port
 
 THREADS = 2
@@ -132,10 +133,6 @@ function done(summary, latency, _requests)
   end
 end
 """
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def ratio(part: float, whole: float) -> float:
@@ -613,8 +610,8 @@ class Result:
             f" (+{extra} answered after wrk stopped counting); lost clicks: {real.lost}",
             *pinned,
             f"targets (clicks): >= {TARGET_OF_BARE:.0%} of the bare ceiling:"
-            f" {'met' if self.ratio >= TARGET_OF_BARE else 'NOT MET'} ({self.ratio:.2f});"
-            f" zero lost clicks: {'met' if real.lost == 0 else 'NOT MET'} ({real.lost})",
+            f" {met(self.ratio >= TARGET_OF_BARE)} ({self.ratio:.2f});"
+            f" zero lost clicks: {met(real.lost == 0)} ({real.lost})",
         ]
 
 

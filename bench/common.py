@@ -27,6 +27,24 @@ DKIM_DOMAIN = "example.org"
 DKIM_SELECTOR = "bench"
 
 
+def say(text: str = "") -> None:
+    """Print a line of the bench's report at once (a run takes minutes)."""
+    print(text, flush=True)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def ratio(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else part / whole
+
+
+def fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    """``value`` formatted with ``spec``, or "n/a" when it was not measured."""
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
 def language_of(i: int) -> str:
     """A third of the synthetic supporters read Spanish, the rest English."""
     return "es" if i % 3 == 2 else "en"

@@ -49,6 +49,8 @@ from bench.common import (
     DKIM_SELECTOR,
     TEMPLATE,
     bench_sections,
+    met,
+    say,
     write_dkim_key,
     write_supporters_csv,
 )
@@ -61,14 +63,6 @@ TARGET_SEND_S = 600.0  # the whole blast in under 10 minutes
 TARGET_PEAK_MB = 200.0  # every process
 TARGET_TENTHS = 0.10  # the last tenth's rate within 10% of the first's
 SAMPLE_S = 0.2
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def met(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
 
 
 def toml_string(value: str) -> str:
