@@ -191,13 +191,34 @@ def test_segment_narrows_the_audience(db: Database, smtp_server: SmtpTestServer)
     assert sorted(states(db, blast_id)) == ["ana@example.org", "cy@example.org"]
 
 
-def run_in_thread(
-    db: Database, settings: Settings, blast_id: int
-) -> tuple[threading.Thread, list[SendResult]]:
-    results: list[SendResult] = []
-    thread = threading.Thread(target=lambda: results.append(send_now(db, settings, blast_id)))
-    thread.start()
-    return thread, results
+class Sending:
+    """``send_now`` of one blast on a thread of its own, started at once: what it
+    returned, or what it raised, is kept for the test to look at."""
+
+    def __init__(self, db: Database, settings: Settings, blast_id: int) -> None:
+        self.returned: SendResult | None = None
+        self.raised: BaseException | None = None
+        self._thread = threading.Thread(target=self._send, args=(db, settings, blast_id))
+        self._thread.start()
+
+    def _send(self, db: Database, settings: Settings, blast_id: int) -> None:
+        try:
+            self.returned = send_now(db, settings, blast_id)
+        except BaseException as exc:
+            self.raised = exc
+
+    def join(self, timeout: float) -> None:
+        """Wait for the send to end; a test failure if it does not within ``timeout`` s."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"send_now still running after {timeout} s"
+
+    def result(self) -> SendResult:
+        """What the ended send returned; what it raised is raised again here."""
+        assert not self._thread.is_alive(), "the send has not ended: join() first"
+        if self.raised is not None:
+            raise self.raised
+        assert self.returned is not None
+        return self.returned
 
 
 def wait_for(condition: object, seconds: float = 20.0) -> None:
@@ -216,16 +237,17 @@ def test_pause_stops_a_running_sender_and_resume_finishes(
     smtp_server.handler.delay = 0.05
     settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
     blast_id = blast(db, settings)
-    thread, results = run_in_thread(db, settings, blast_id)
+    sending = Sending(db, settings, blast_id)
     wait_for(lambda: len(smtp_server.handler.received) >= 5)
     with db.session() as session:
         control.pause(session, find_blast(session, blast_id), actor="test", now=utcnow())
     paused_at = time.monotonic()
-    thread.join(timeout=10)
-    assert not thread.is_alive() and time.monotonic() - paused_at < 2.0
-    assert results[0].status is BlastStatus.PAUSED
+    sending.join(timeout=10)
+    assert time.monotonic() - paused_at < 2.0
+    result = sending.result()
+    assert result.status is BlastStatus.PAUSED
     got = len(smtp_server.handler.received)
-    assert got < 30 and results[0].counts["sending"] == 0
+    assert got < 30 and result.counts["sending"] == 0
     result = send_now(db, settings, blast_id)  # resume
     assert result.status is BlastStatus.DONE
     assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
@@ -274,13 +296,14 @@ def test_cancel_skips_what_is_not_sent(db: Database, smtp_server: SmtpTestServer
     smtp_server.handler.delay = 0.05
     settings = make_settings(smtp_port=smtp_server.port, sending={"connections": 1})
     blast_id = blast(db, settings)
-    thread, results = run_in_thread(db, settings, blast_id)
+    sending = Sending(db, settings, blast_id)
     wait_for(lambda: len(smtp_server.handler.received) >= 3)
     with db.session() as session:
         control.cancel(session, find_blast(session, blast_id), actor="test", now=utcnow())
-    thread.join(timeout=10)
-    assert results[0].status is BlastStatus.CANCELLED
-    counts = results[0].counts
+    sending.join(timeout=10)
+    result = sending.result()
+    assert result.status is BlastStatus.CANCELLED
+    counts = result.counts
     assert counts["sent"] == len(smtp_server.handler.received)
     assert counts["sent"] + counts["skipped"] == 30 and counts["queued"] == 0
 
@@ -289,14 +312,14 @@ def test_hourly_cap_holds_the_rest_back(db: Database, smtp_server: SmtpTestServe
     add_people(db, "members", people(5))
     settings = make_settings(smtp_port=smtp_server.port, sending={"hourly_limit": 3})
     blast_id = blast(db, settings)
-    thread, results = run_in_thread(db, settings, blast_id)
+    sending = Sending(db, settings, blast_id)
     wait_for(lambda: len(smtp_server.handler.received) >= 3)
     time.sleep(1.0)
     assert len(smtp_server.handler.received) == 3  # the window is full: the rest waits
     with db.session() as session:
         control.pause(session, find_blast(session, blast_id), actor="test", now=utcnow())
-    thread.join(timeout=10)
-    assert results[0].counts["queued"] == 2
+    sending.join(timeout=10)
+    assert sending.result().counts["queued"] == 2
 
 
 def test_a_recipient_whose_message_cannot_be_built_fails_alone(
@@ -357,7 +380,7 @@ def test_marks_wait_out_the_write_lock_another_process_holds(
     """On SQLite the marks are written on the event loop's thread without waiting in
     SQLite: a taken write lock holds the next messages back until it is let go."""
     everyone, settings, blast_id, other = one_connection_blast(sqlite_db, smtp_server)
-    thread, results = run_in_thread(sqlite_db, settings, blast_id)
+    sending = Sending(sqlite_db, settings, blast_id)
     try:
         wait_for(lambda: len(smtp_server.handler.received) >= 3)
         other.execute("BEGIN IMMEDIATE")  # as another process would: the write lock
@@ -366,12 +389,12 @@ def test_marks_wait_out_the_write_lock_another_process_holds(
         held_to = len(smtp_server.handler.received)
         other.execute("COMMIT")
     finally:
-        thread.join(timeout=30)
+        sending.join(timeout=30)
         other.close()
     # One connection: what was marked before the lock was taken (the message on the
     # wire, and the next one) may still go; nothing more until the lock is let go.
     assert held_to - held_from <= 2
-    assert results[0].status is BlastStatus.DONE
+    assert sending.result().status is BlastStatus.DONE
     assert received_once_each(smtp_server) == {p.email: 1 for p in everyone}
 
 
@@ -397,25 +420,18 @@ def test_marks_give_up_on_a_write_lock_held_past_the_busy_timeout(
 ) -> None:
     monkeypatch.setattr(marks, "BUSY_TIMEOUT", 0.2)
     _, settings, blast_id, other = one_connection_blast(sqlite_db, smtp_server)
-    failures: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            send_now(sqlite_db, settings, blast_id)
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=send)
-    thread.start()
+    sending = Sending(sqlite_db, settings, blast_id)
     try:
         wait_for(lambda: len(smtp_server.handler.received) >= 3)
         other.execute("BEGIN IMMEDIATE")
         time.sleep(1.0)  # well past the marks' 0.2 s
         other.execute("COMMIT")
     finally:
-        thread.join(timeout=30)
+        sending.join(timeout=30)
         other.close()
-    assert len(failures) == 1 and isinstance(failures[0], sqlite3.OperationalError)
-    assert "database is locked: no write lock for the marks in 0.2 s" in str(failures[0])
+    with pytest.raises(
+        sqlite3.OperationalError, match=r"database is locked: no write lock for the marks in 0\.2 s"
+    ):
+        sending.result()
     got = received_once_each(smtp_server)
     assert set(got.values()) == {1} and len(got) < 30
