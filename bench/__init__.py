@@ -76,7 +76,7 @@ isolated loops
     (:mod:`bench.breakdown`): Jinja, links and tokens, the MIME builder, the
     DKIM signature (and OpenSSL's RSA-2048 signature alone), compose with
     DKIM off and on, aiosmtplib's per-message DATA preparation, and the
-    floor's ``EmailMessage``. The summary's ``DKIM budget`` line sets what
+    floor's ``EmailMessage``. The summary's (:mod:`bench.summary`) ``DKIM budget`` line sets what
     a message may cost at the DKIM target (all cores busy) beside what the
     RSA signature and the receiver alone take: whether the target can be
     met on this machine at all.
