@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
-from mailer.store import Blast, Database, open_database
+from mailer.send.workers import HELD
+from mailer.store import Blast, Database, Delivery, open_database
 from tests.conftest import REPO, TEST_SECRET
 from tests.smtpserver import SmtpTestServer
 
@@ -152,6 +153,41 @@ def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> float:
         assert time.monotonic() - began < seconds, "condition not reached in time"
         time.sleep(0.05)
     return time.monotonic() - began
+
+
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped by a signal (Linux's /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] == "T"  # the state follows the name
+
+
+def stop_while_holding(db: Database, process: subprocess.Popen[str], seconds: float = 30.0) -> None:
+    """Stop ``process`` (SIGSTOP) at a moment when it holds deliveries of its own.
+
+    Waiting for mail to arrive is not enough: under load one sender may not have
+    started, or be between two claims, while the others send that much, and a
+    sender that holds nothing leaves nothing to take over. Checking while it is
+    stopped makes the check true at the moment the test acts. The caller sends
+    its signal next; a stopped process takes SIGKILL at once, and others after
+    SIGCONT.
+    """
+    ours = f"%:{process.pid}:%"  # workers.new_worker_name: host:pid:token
+    began = time.monotonic()
+    while True:
+        os.kill(process.pid, signal.SIGSTOP)
+        wait_for(lambda: stopped(process.pid), seconds=5)
+        with db.session() as session:
+            held = session.exec(
+                select(func.count())
+                .select_from(Delivery)
+                .where(col(Delivery.worker).like(ours), col(Delivery.state).in_(HELD))
+            ).one()
+        if held:
+            return
+        os.kill(process.pid, signal.SIGCONT)
+        assert process.poll() is None, "the process ended before it held anything"
+        assert time.monotonic() - began < seconds, "the process never held a delivery"
+        time.sleep(0.02)
 
 
 class Site:

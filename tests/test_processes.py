@@ -24,7 +24,15 @@ from mailer.schedule import planner
 from mailer.schedule.leader import scheduler_lock
 from mailer.store import Database, Delivery, Event, Supporter, migrate, open_database
 from tests.conftest import pg_schema
-from tests.processes import Site, blast_site, numbered, update_config, wait_for, write_people
+from tests.processes import (
+    Site,
+    blast_site,
+    numbered,
+    stop_while_holding,
+    update_config,
+    wait_for,
+    write_people,
+)
 from tests.smtpserver import SmtpTestServer
 
 PEOPLE = 12
@@ -129,6 +137,7 @@ def test_three_workers_share_a_blast_and_survive_a_kill_9(site: Site) -> None:
         )
     workers = [site.start("worker") for _ in range(3)]
     wait_for(lambda: len(site.smtp.handler.received) >= 12)
+    stop_while_holding(site.db, workers[0])
     workers[0].send_signal(signal.SIGKILL)
     workers[0].wait(timeout=10)
     wait_for(lambda: site.blast().status == "done", seconds=60)

@@ -24,7 +24,14 @@ from sqlmodel import select
 
 from mailer.send import shared_rate
 from mailer.store import Blast, BlastStatus, Database, Event
-from tests.processes import MAILER, mailer_env, run_mailer, write_config, write_people
+from tests.processes import (
+    MAILER,
+    mailer_env,
+    run_mailer,
+    stop_while_holding,
+    write_config,
+    write_people,
+)
 from tests.smtpserver import SmtpTestServer
 
 RECIPIENTS = 400
@@ -165,6 +172,7 @@ def test_kill_9_one_of_three_the_others_finish_without_duplicates(
     prepare(tmp_path, pg_db, server.port)
     senders = spawn(tmp_path, 3)
     wait_until_received(server, RECIPIENTS // 4)
+    stop_while_holding(pg_db, senders[0])
     os.kill(senders[0].pid, signal.SIGKILL)
     senders[0].communicate(timeout=10)  # reaped, so its process is gone at once
     for code, _, err in finish(senders[1:]):
@@ -191,7 +199,7 @@ def test_a_stalled_sender_loses_its_lease_and_sends_nothing_more(
     prepare(tmp_path, pg_db, server.port, lease_seconds=1.0)
     senders = spawn(tmp_path, 3)
     wait_until_received(server, RECIPIENTS // 4)
-    os.kill(senders[0].pid, signal.SIGSTOP)  # alive, but silent past its lease
+    stop_while_holding(pg_db, senders[0])  # alive, but silent past its lease
     try:
         # The others notice within a lease and a watcher tick; a busy machine stretches both.
         deadline = time.monotonic() + 30
@@ -221,7 +229,9 @@ def test_sigterm_stops_one_sender_and_the_others_finish_the_blast(
     prepare(tmp_path, pg_db, server.port)
     senders = spawn(tmp_path, 2)
     wait_until_received(server, RECIPIENTS // 4)
+    stop_while_holding(pg_db, senders[0])  # so that it has work in hand to finish
     senders[0].send_signal(signal.SIGTERM)
+    os.kill(senders[0].pid, signal.SIGCONT)
     results = finish(senders)
     for code, _, err in results:
         assert code == 0, err  # the stopped one did not pause the blast: no error
