@@ -298,7 +298,12 @@ class Site:
             self.db.dispose()
 
     def schedule_in(self, seconds: float, blast: str = "1") -> datetime:
-        """Schedule ``blast`` that many seconds from now (whole seconds); when."""
+        """Schedule ``blast`` that many seconds from now (whole seconds); when.
+
+        The time is taken before the command starts, and a time already past is
+        refused: on a loaded machine a new ``mailer`` process can take more than
+        3 s to start, so 5 s is the least to ask for.
+        """
         at = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
         self.ok("blast", "schedule", blast, "--at", at.isoformat())
         return at

@@ -195,7 +195,7 @@ def test_status_shows_a_blast_paused_by_a_down_relay_and_why(work: Site) -> None
         update_config(work.path / "mailer.toml", "smtp", port=closed.getsockname()[1])
         update_config(work.path / "mailer.toml", "sending", connect_attempts=1)
         work.start_service()
-        work.schedule_in(3)
+        work.schedule_in(5)
         wait_for(lambda: work.status_of(1) == "paused")
         lines = work.ok("status").splitlines()
     assert lines[0].startswith("service ") and "running since" in lines[0]
@@ -381,7 +381,7 @@ def test_a_scheduled_blast_is_sent_by_the_configured_sender_processes(work: Site
     update_config(work.path / "mailer.toml", "sending", processes=2, connections=1, batch_size=1)
     work.smtp.handler.delay = 0.4
     service = work.start_service()
-    work.schedule_in(3)
+    work.schedule_in(5)
     wait_for(lambda: everyone_once(work.smtp), seconds=60)
     wait_for(lambda: work.status_of(1) == "done")
     assert helper_starts(work) == 1
@@ -393,7 +393,7 @@ def test_a_stopping_service_stops_its_helpers_and_leaves_the_blast_sending(work:
     update_config(work.path / "mailer.toml", "sending", processes=2, connections=1, batch_size=1)
     work.smtp.handler.delay = 0.5
     service = work.start_service()
-    work.schedule_in(3)
+    work.schedule_in(5)
     wait_for(lambda: helper_starts(work) == 1 and len(work.smtp.handler.received) >= 2)
     work.stop(service)  # the helper too finishes what it has in flight, then leaves
     assert work.status_of(1) == "sending"  # left to resume, not paused by the helper
