@@ -27,8 +27,8 @@ from typing import IO, Any
 import httpx
 from sqlmodel import col, func, select
 
-from mailer.send.workers import HELD
-from mailer.store import Blast, Database, Delivery, open_database
+from mailer.send import workers
+from mailer.store import Blast, Database, SenderWorker, open_database
 from tests.conftest import REPO, TEST_SECRET
 from tests.smtpserver import SmtpTestServer
 
@@ -161,8 +161,10 @@ def stopped(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "T"  # the state follows the name
 
 
-def stop_while_holding(db: Database, process: subprocess.Popen[str], seconds: float = 30.0) -> None:
-    """Stop ``process`` (SIGSTOP) at a moment when it holds deliveries of its own.
+def stop_while_holding(
+    db: Database, process: subprocess.Popen[str], blast_id: int = 1, seconds: float = 30.0
+) -> None:
+    """Stop ``process`` (SIGSTOP) at a moment when it holds deliveries of ``blast_id``.
 
     Waiting for mail to arrive is not enough: under load one sender may not have
     started, or be between two claims, while the others send that much, and a
@@ -171,18 +173,18 @@ def stop_while_holding(db: Database, process: subprocess.Popen[str], seconds: fl
     its signal next; a stopped process takes SIGKILL at once, and others after
     SIGCONT.
     """
-    ours = f"%:{process.pid}:%"  # workers.new_worker_name: host:pid:token
     began = time.monotonic()
     while True:
         os.kill(process.pid, signal.SIGSTOP)
         wait_for(lambda: stopped(process.pid), seconds=5)
         with db.session() as session:
-            held = session.exec(
-                select(func.count())
-                .select_from(Delivery)
-                .where(col(Delivery.worker).like(ours), col(Delivery.state).in_(HELD))
-            ).one()
-        if held:
+            holding = workers.holders(session, blast_id)
+            ours = session.exec(
+                select(SenderWorker.name).where(
+                    col(SenderWorker.name).in_(holding), SenderWorker.pid == process.pid
+                )
+            ).first()
+        if ours is not None:
             return
         os.kill(process.pid, signal.SIGCONT)
         assert process.poll() is None, "the process ended before it held anything"
